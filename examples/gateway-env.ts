@@ -1,0 +1,118 @@
+/**
+ * The operator contract of `npm run gateway`: every setting comes from the environment, and a bad value
+ * stops the gateway at start with one line naming the variable.
+ */
+import { randomBytes } from 'node:crypto'
+import type { Duration, StickyPluginOptions, StickyUpstreamOptions } from '../lib/index'
+
+/** What the gateway runs with, parsed from the environment. */
+export interface GatewaySettings {
+  readonly host: string
+  readonly port: number
+  readonly trustProxy: boolean | string
+  readonly logLevel: string
+  readonly adminToken: string | undefined
+  /** `true` when no STICKY_SECRET was given and a random one was made (fine for one gateway only). */
+  readonly generatedSecret: boolean
+  readonly plugin: StickyPluginOptions
+}
+
+/** A bad environment variable; its message is the one line the gateway prints. */
+export class GatewayEnvError extends Error {}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+function bad (name: string, expectation: string, value: string): never {
+  throw new GatewayEnvError(`${name} must be ${expectation}, got ${JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value)}`)
+}
+
+// Seconds as a bare number (the operator's habit), or the plugin's own '30m'-style strings.
+function durationEnv (name: string, value: string | undefined): Duration | undefined {
+  if (value === undefined || value === '') return undefined
+  if (/^\d+(\.\d+)?$/.test(value)) {
+    const seconds = Number(value)
+    if (seconds > 0) return Math.round(seconds * 1000)
+  } else if (/^\d+(\.\d+)?(ms|s|m|h|d)$/.test(value) && parseFloat(value) > 0) {
+    return value as Duration
+  }
+  return bad(name, "a positive number of seconds or a duration like '30m', '12h'", value)
+}
+
+function parseUpstreams (value: string | undefined): StickyUpstreamOptions[] {
+  if (value === undefined || value.trim() === '') {
+    throw new GatewayEnvError('UPSTREAMS must be set: a comma list of id=url, e.g. UPSTREAMS=a=http://127.0.0.1:4001,b=http://127.0.0.1:4002')
+  }
+  return value.split(',').map((entry) => {
+    const eq = entry.indexOf('=')
+    const id = entry.slice(0, eq).trim()
+    const url = entry.slice(eq + 1).trim()
+    if (eq <= 0 || !/^[A-Za-z0-9_-]{1,32}$/.test(id)) bad('UPSTREAMS', 'a comma list of id=url with ids of [A-Za-z0-9_-]', entry)
+    if (!/^https?:\/\/[^/?#]+\/?$/.test(url)) bad('UPSTREAMS', 'a comma list of id=url with http(s) origin URLs', entry)
+    return { id, url }
+  })
+}
+
+function parseKey (value: string | undefined): 'cookie' {
+  const key = value === undefined || value === '' ? 'cookie' : value
+  if (key === 'cookie') return key
+  if (key === 'ip' || /^(header|query|learn):.+$/.test(key)) {
+    throw new GatewayEnvError(`STICKY_KEY=${key} is not supported yet (only "cookie" is, in this version)`)
+  }
+  return bad('STICKY_KEY', "'cookie', 'ip', 'header:<Name>', 'query:<param>' or 'learn:<CookieName>'", key)
+}
+
+function parseTrustProxy (value: string | undefined): boolean | string {
+  if (value === undefined || value === '' || value === 'false' || value === '0') return false
+  if (value === 'true' || value === '1') return true
+  if (/^[0-9a-fA-F:./, ]+$/.test(value)) return value
+  return bad('TRUST_PROXY', "'true', 'false' or a comma list of addresses/CIDRs", value)
+}
+
+/**
+ * Reads the gateway's settings from an environment.
+ * @throws GatewayEnvError naming the variable
+ */
+export function readGatewayEnv (env: NodeJS.ProcessEnv): GatewaySettings {
+  const port = env.PORT === undefined || env.PORT === '' ? 3000 : Number(env.PORT)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) bad('PORT', 'a port number (0-65535)', env.PORT ?? '')
+  const host = env.HOST === undefined || env.HOST === '' ? '127.0.0.1' : env.HOST
+  const logLevel = env.LOG_LEVEL === undefined || env.LOG_LEVEL === '' ? 'info' : env.LOG_LEVEL
+  if (!LOG_LEVELS.includes(logLevel)) bad('LOG_LEVEL', LOG_LEVELS.join(', '), logLevel)
+
+  const secrets = (env.STICKY_SECRET ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')
+  const generatedSecret = secrets.length === 0
+  if (generatedSecret) secrets.push(randomBytes(32).toString('base64url'))
+  for (const secret of secrets) {
+    if (secret.length < 32) bad('STICKY_SECRET', 'a comma list of secrets of at least 32 characters, newest first', `${secret.length} characters`)
+  }
+
+  const redis = env.REDIS_URL === undefined || env.REDIS_URL === '' ? undefined : env.REDIS_URL
+  if (redis !== undefined && !/^rediss?:\/\/\S+$/.test(redis)) bad('REDIS_URL', 'a redis:// or rediss:// URL', redis)
+  const prefix = env.STICKY_PREFIX === undefined || env.STICKY_PREFIX === '' ? undefined : env.STICKY_PREFIX
+  if (prefix !== undefined && !/^[^{}\s]{1,64}$/.test(prefix)) bad('STICKY_PREFIX', 'up to 64 characters without braces or spaces', prefix)
+  const cookieName = env.STICKY_COOKIE === undefined || env.STICKY_COOKIE === '' ? undefined : env.STICKY_COOKIE
+  if (cookieName !== undefined && !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/.test(cookieName)) bad('STICKY_COOKIE', 'a cookie name (letters, digits, -_.)', cookieName)
+
+  const key = parseKey(env.STICKY_KEY)
+  return {
+    host,
+    port,
+    trustProxy: parseTrustProxy(env.TRUST_PROXY),
+    logLevel,
+    adminToken: env.ADMIN_TOKEN === '' ? undefined : env.ADMIN_TOKEN,
+    generatedSecret,
+    plugin: {
+      secret: secrets,
+      pools: { default: { upstreams: parseUpstreams(env.UPSTREAMS) } },
+      ...(redis === undefined ? {} : { redis }),
+      ...(prefix === undefined ? {} : { prefix }),
+      ...(cookieName === undefined ? {} : { cookie: { name: cookieName } }),
+      defaults: {
+        pool: 'default',
+        key,
+        idleTimeout: durationEnv('STICKY_IDLE_TIMEOUT', env.STICKY_IDLE_TIMEOUT),
+        maxLifetime: durationEnv('STICKY_MAX_LIFETIME', env.STICKY_MAX_LIFETIME)
+      }
+    }
+  }
+}

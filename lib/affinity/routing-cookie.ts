@@ -1,0 +1,80 @@
+/**
+ * The routing cookie's value: a signed, opaque token that names a binding and the upstream it was bound to.
+ * Format before signing: `1.<bindingId>.<upstreamId>.<issuedAt>` — version, 128 random bits (base64url), the
+ * upstream's configured id, and when the binding was first made (seconds since the epoch, base 36; it lets
+ * `maxLifetime` hold even after the store forgot the binding). Never a host, address, port or URL. Signed with @fastify/cookie's HMAC-SHA256 signer:
+ * the first secret signs, every secret verifies.
+ */
+import { randomBytes } from 'node:crypto'
+import { signerFactory } from '@fastify/cookie'
+
+/** Longest cookie value examined; anything longer is rejected before any HMAC is computed. */
+export const MAX_ROUTING_COOKIE_LENGTH = 256
+const TOKEN_VERSION = '1'
+const BINDING_ID_RE = /^[A-Za-z0-9_-]{22}$/
+
+/** The contents of a verified routing cookie. */
+export interface RoutingToken {
+  /** Random id of the binding (22 base64url characters). */
+  readonly bindingId: string
+  /** The upstream id the binding pointed to when the cookie was issued. */
+  readonly upstreamId: string
+  /** When the binding was first made, in ms since the epoch (second precision). */
+  readonly createdAt: number
+}
+
+/** Why a routing cookie was not accepted (for counters and debug logs). */
+export type RoutingCookieRejection = 'oversized' | 'bad-signature' | 'garbled'
+
+/** A verified routing cookie, or why it was refused. */
+export type RoutingCookieCheck =
+  | { readonly ok: true, readonly token: RoutingToken, readonly renew: boolean }
+  | { readonly ok: false, readonly reason: RoutingCookieRejection }
+
+/** Signs and verifies routing tokens with a rotating list of secrets. */
+export interface RoutingCookieCodec {
+  /** @returns the signed cookie value for a token */
+  sign (token: RoutingToken): string
+  /**
+   * Verifies a raw cookie value. `renew` is `true` when an older secret signed it, so it should be re-issued.
+   * Never throws.
+   */
+  verify (value: string): RoutingCookieCheck
+}
+
+/** @returns a new random binding id */
+export function newBindingId (): string {
+  return randomBytes(16).toString('base64url')
+}
+
+/**
+ * Builds a codec over the given secrets.
+ * @param secrets - first signs, all verify (newest first)
+ */
+export function createRoutingCookieCodec (secrets: readonly string[]): RoutingCookieCodec {
+  const signer = signerFactory([...secrets])
+  return {
+    sign (token) {
+      return signer.sign(TOKEN_VERSION + '.' + token.bindingId + '.' + token.upstreamId + '.' +
+        Math.floor(token.createdAt / 1000).toString(36))
+    },
+    verify (value) {
+      if (value.length > MAX_ROUTING_COOKIE_LENGTH) return { ok: false, reason: 'oversized' }
+      const result = signer.unsign(value)
+      if (!result.valid || result.value === null) return { ok: false, reason: 'bad-signature' }
+      const token = parseToken(result.value)
+      if (token === null) return { ok: false, reason: 'garbled' }
+      return { ok: true, token, renew: result.renew }
+    }
+  }
+}
+
+// A validly signed token is garbled only if its format changed between versions; checked anyway so a token
+// of another version is refused cleanly rather than misread.
+function parseToken (payload: string): RoutingToken | null {
+  const parts = payload.split('.')
+  if (parts.length !== 4 || parts[0] !== TOKEN_VERSION || !BINDING_ID_RE.test(parts[1]) || parts[2].length === 0) return null
+  const seconds = parseInt(parts[3], 36)
+  if (!Number.isSafeInteger(seconds) || seconds < 0) return null
+  return { bindingId: parts[1], upstreamId: parts[2], createdAt: seconds * 1000 }
+}

@@ -1,0 +1,37 @@
+/**
+ * Every error fastify-sticky raises, with a stable `FST_STICKY_*` code.
+ * Only this module calls `createError`, so codes and status codes stay in one place.
+ */
+import createError from '@fastify/error'
+
+/** Thrown at `register` time when a plugin option is invalid; the message names the dotted option path. */
+export const InvalidOptionError = createError<[string]>(
+  'FST_STICKY_INVALID_OPTION',
+  'fastify-sticky: invalid option: %s',
+  500,
+  TypeError
+)
+
+/** Thrown from `ready()` when a route's `config.sticky` is invalid; the message names the route and the option. */
+export const InvalidRouteConfigError = createError<[string, string]>(
+  'FST_STICKY_INVALID_ROUTE_CONFIG',
+  'fastify-sticky: invalid config.sticky on route %s: %s',
+  500,
+  TypeError
+)
+
+/** Thrown at `register` time when @fastify/reply-from was registered with `base`, which pins every request to one origin. */
+export const ReplyFromBaseError = createError(
+  'FST_STICKY_REPLY_FROM_BASE',
+  'fastify-sticky: @fastify/reply-from is registered with a `base` option, which sends every request to that one origin ' +
+    'and would defeat sticky routing; register @fastify/reply-from without `base` (or let fastify-sticky register it)'
+)
+
+/** Sent (502) when the upstream refused, reset or answered garbage. */
+export const BadGatewayError = createError('FST_STICKY_BAD_GATEWAY', 'Bad Gateway: the upstream did not answer properly', 502)
+
+/** Sent (503) when the pool has no upstream that can take the request. */
+export const NoUpstreamError = createError<[string]>('FST_STICKY_NO_UPSTREAM', 'Service Unavailable: no upstream available in pool "%s"', 503)
+
+/** Sent (504) when the upstream did not connect or answer within the configured timeouts. */
+export const UpstreamTimeoutError = createError('FST_STICKY_UPSTREAM_TIMEOUT', 'Gateway Timeout: the upstream did not answer in time', 504)

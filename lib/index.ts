@@ -1,0 +1,221 @@
+/**
+ * fastify-sticky: per-route sticky sessions (session affinity) for Fastify gateways, with bindings shared by
+ * every gateway through Redis (or kept in memory for one process), forwarding with @fastify/reply-from.
+ *
+ * @packageDocumentation
+ */
+import fastifyCookie from '@fastify/cookie'
+import fastifyReplyFrom from '@fastify/reply-from'
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RouteOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import { createKeyIdDeriver } from './affinity/key-id'
+import { AffinityResolver, type AffinityStats, type StickyDecision } from './affinity/resolve'
+import { createRoutingCookieCodec } from './affinity/routing-cookie'
+import { ReplyFromBaseError } from './errors'
+import {
+  resolveOptions, resolveRouteConfig,
+  type ResolvedOptions, type ResolvedRouteConfig, type StickyPluginOptions, type StickyRouteConfig
+} from './options'
+import { UpstreamPool } from './pool/upstream-pool'
+import { findReplyFromBase } from './proxy/reply-from-base'
+import { REPLY_FROM_OPTIONS } from './proxy/forward'
+import type { BindingStore } from './store/binding-store'
+import { MemoryBindingStore } from './store/memory-store'
+import { RedisBindingStore } from './store/redis-store'
+import { TouchScheduler } from './store/touch-scheduler'
+
+export type { StickyDecision, StickyDecisionKind, AffinityStats, CookieRejection } from './affinity/resolve'
+export type {
+  Duration, StickyPluginOptions, StickyRouteConfig, StickyPoolOptions, StickyUpstreamOptions, StickyKeyOption,
+  StickyCookieOptions, StickyTimeoutOptions, ResolvedUpstream
+} from './options'
+export type { BindingStore, Binding, BindResult, RebindResult, TouchRequest, Invalidation } from './store/binding-store'
+export { MemoryBindingStore, type MemoryBindingStoreOptions } from './store/memory-store'
+export { RedisBindingStore, type RedisBindingStoreOptions } from './store/redis-store'
+export { UpstreamPool } from './pool/upstream-pool'
+
+/** The programmatic API, as `app.sticky`. */
+export interface StickyApi {
+  /** The binding store every sticky route uses. */
+  readonly store: BindingStore
+  /** The pools, by name. */
+  readonly pools: ReadonlyMap<string, UpstreamPool>
+  /** Decision and refused-input counters since the plugin started. */
+  readonly stats: Readonly<AffinityStats>
+  /**
+   * Live sessions per upstream of a pool, counted over the whole store (every gateway together).
+   * @throws Error when the pool does not exist
+   */
+  sessionCounts (pool: string): Promise<Record<string, number>>
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** `true` (plugin defaults), `false` (opt out) or settings merged over the plugin's `defaults`. */
+    sticky?: boolean | StickyRouteConfig
+  }
+  interface FastifyInstance {
+    /** fastify-sticky's programmatic API. */
+    sticky: StickyApi
+  }
+  interface FastifyRequest {
+    /** The routing decision on sticky routes (and after `reply.forward()` elsewhere); `null` before. */
+    sticky: StickyDecision | null
+  }
+  interface FastifyReply {
+    /**
+     * Forwards the request to the upstream chosen for it (the bound one on sticky routes; round robin over the
+     * default pool elsewhere), through @fastify/reply-from.
+     * @param source - path (and query) to request upstream; the request's own URL when omitted
+     * @example
+     * app.all('/shop/*', { config: { sticky: { pool: 'shop' } } }, (request, reply) => reply.forward())
+     */
+    forward (source?: string): FastifyReply
+  }
+}
+
+const STORE_WARN_INTERVAL_MS = 10_000
+
+function createStore (options: ResolvedOptions): { store: BindingStore, owned: boolean } {
+  if (options.store !== undefined) return { store: options.store, owned: false }
+  if (options.redis !== undefined) return { store: new RedisBindingStore({ redis: options.redis, prefix: options.prefix }), owned: true }
+  return { store: new MemoryBindingStore({ maxBindings: options.maxBindings }), owned: true }
+}
+
+async function registerReplyFrom (fastify: FastifyInstance, options: ResolvedOptions): Promise<void> {
+  if (fastify.hasReplyDecorator('from')) {
+    // Someone registered reply-from already: usable only without `base`, which would pin every request.
+    if (findReplyFromBase(fastify) !== undefined) throw new ReplyFromBaseError()
+    return
+  }
+  await fastify.register(fastifyReplyFrom, {
+    disableRequestLogging: true,
+    undici: ({
+      connect: { timeout: options.timeouts.connectMs },
+      headersTimeout: options.timeouts.headersMs,
+      bodyTimeout: options.timeouts.bodyMs,
+      // reply-from turns TLS verification off unless told otherwise; an upstream's certificate must be checked.
+      tls: { rejectUnauthorized: true }
+    }) as Record<string, unknown>
+  })
+}
+
+async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOptions): Promise<void> {
+  const options = resolveOptions(input)
+  const { store, owned } = createStore(options)
+  try {
+    await store.init()
+  } catch (error) {
+    if (owned) await store.close()
+    throw new Error(`fastify-sticky: the binding store is not reachable at start (${(error as Error).message})`, { cause: error })
+  }
+  const pools = new Map(Object.entries(options.pools).map(([name, upstreams]) => [name, new UpstreamPool(name, upstreams, store)]))
+  let lastStoreWarning = 0
+  const touches = new TouchScheduler(store, (error) => { fastify.log.debug({ err: error }, 'fastify-sticky: touching bindings failed') })
+  const resolver = new AffinityResolver({
+    store,
+    pools,
+    codec: createRoutingCookieCodec(options.secrets),
+    deriveKeyId: createKeyIdDeriver(await store.sharedSalt()),
+    touches
+  })
+  await Promise.all([...pools.values()].map((pool) => pool.refreshCounts()))
+
+  if (!fastify.hasPlugin('@fastify/cookie')) await fastify.register(fastifyCookie)
+  await registerReplyFrom(fastify, options)
+
+  const api: StickyApi = {
+    store,
+    pools,
+    stats: resolver.stats,
+    async sessionCounts (name) {
+      const pool = pools.get(name)
+      if (pool === undefined) throw new Error(`fastify-sticky: no pool named "${name}"`)
+      return store.sessionCounts(name, pool.upstreams.map((u) => u.id))
+    }
+  }
+  fastify.decorate('sticky', api)
+  fastify.decorateRequest('sticky', null)
+
+  // reply.forward() outside sticky routes balances over the default pool, when one can be named.
+  let defaultPool: ResolvedRouteConfig | null
+  try {
+    defaultPool = resolveRouteConfig('(default)', { key: false }, options)
+  } catch {
+    defaultPool = null
+  }
+  fastify.decorateReply('forward', function forward (this: FastifyReply, source?: string): FastifyReply {
+    const request = this.request
+    if (request.sticky === null) {
+      if (defaultPool === null) {
+        throw new Error('fastify-sticky: reply.forward() on a route without config.sticky needs a default pool (defaults.pool, or a single pool)')
+      }
+      request.sticky = resolver.resolveWithoutAffinity(defaultPool)
+    }
+    return this.from(source, REPLY_FROM_OPTIONS)
+  })
+
+  const cookie = options.cookie
+  const makeHook = (route: ResolvedRouteConfig): onRequestAsyncHookHandler => {
+    if (route.key === false) {
+      return async function stickyBalance (request: FastifyRequest) {
+        request.sticky = resolver.resolveWithoutAffinity(route)
+      }
+    }
+    return async function stickyAffinity (request: FastifyRequest, reply: FastifyReply) {
+      const cookies = request.cookies ?? fastify.parseCookie(request.headers.cookie ?? '')
+      const result = await resolver.resolveCookie(route, cookies[cookie.name])
+      request.sticky = result.sticky
+      if (result.rejected !== undefined) request.log.debug({ reason: result.rejected }, 'fastify-sticky: routing cookie ignored')
+      if (result.storeError !== undefined) {
+        const now = Date.now()
+        if (now - lastStoreWarning > STORE_WARN_INTERVAL_MS) {
+          lastStoreWarning = now
+          request.log.warn({ err: result.storeError }, 'fastify-sticky: binding store failed; routing from cookies and the balancer')
+        }
+      }
+      if (result.setCookie !== undefined) {
+        reply.setCookie(cookie.name, result.setCookie, {
+          path: cookie.path,
+          domain: cookie.domain,
+          maxAge: cookie.maxAgeSeconds,
+          sameSite: cookie.sameSite,
+          httpOnly: true,
+          secure: cookie.secure === 'auto' ? request.protocol === 'https' : cookie.secure
+        })
+      }
+    }
+  }
+
+  fastify.addHook('onRoute', (routeOptions: RouteOptions) => {
+    const methods = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
+    const route = resolveRouteConfig(`${methods} ${routeOptions.url}`, routeOptions.config?.sticky, options)
+    if (route === null) return
+    const hook = makeHook(route)
+    const existing = routeOptions.onRequest
+    routeOptions.onRequest = existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
+  })
+
+  fastify.addHook('onClose', async () => {
+    await touches.flush()
+    if (owned) await store.close()
+  })
+}
+
+/**
+ * The fastify-sticky plugin. Register it before the routes that use it.
+ * @example
+ * import Fastify from 'fastify'
+ * import sticky from 'fastify-sticky'
+ * const app = Fastify({ trustProxy: true })
+ * await app.register(sticky, {
+ *   secret: [process.env.STICKY_SECRET!],
+ *   redis: process.env.REDIS_URL,
+ *   pools: { shop: { upstreams: [{ id: 'a', url: 'http://10.0.0.11:3000' }, { id: 'b', url: 'http://10.0.0.12:3000' }] } }
+ * })
+ * app.all('/shop/*', { config: { sticky: { pool: 'shop' } } }, (request, reply) => reply.forward())
+ */
+const sticky = fp(stickyPlugin, { fastify: '5.x', name: 'fastify-sticky' })
+
+export default sticky
+export { sticky }

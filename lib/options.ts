@@ -1,0 +1,375 @@
+/**
+ * Plugin and route options: their types, defaults and validation. `resolveOptions` and `resolveRouteConfig`
+ * are pure: they never mutate their input, reject unknown keys, and throw errors naming the dotted option path.
+ */
+import type { Cluster, Redis } from 'ioredis'
+import { InvalidOptionError, InvalidRouteConfigError } from './errors'
+import { parseDuration, type Duration } from './duration'
+import type { BindingStore } from './store/binding-store'
+import { DEFAULT_MEMORY_MAX_BINDINGS } from './store/memory-store'
+import { DEFAULT_REDIS_PREFIX } from './store/redis-store'
+
+export type { Duration } from './duration'
+
+/** Default idle timeout of a binding (sliding). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000
+/** Default maximum lifetime of a binding, however active. */
+export const DEFAULT_MAX_LIFETIME_MS = 12 * 3_600_000
+/** Default routing cookie name. */
+export const DEFAULT_COOKIE_NAME = 'sticky'
+/** Default time to establish a connection to an upstream. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000
+/** Default time to wait for an upstream's response headers. */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000
+/** Default longest pause between two chunks of an upstream's response body. */
+export const DEFAULT_BODY_TIMEOUT_MS = 60_000
+/** Shortest accepted secret, in characters. */
+export const MIN_SECRET_LENGTH = 32
+
+/** One upstream server of a pool. */
+export interface StickyUpstreamOptions {
+  /** Short stable id, `[A-Za-z0-9_-]{1,32}`; it is what the routing cookie carries, never the URL. */
+  id: string
+  /** Base URL of the upstream (`http:` or `https:`), e.g. `http://10.0.0.11:3000`. */
+  url: string
+  /**
+   * Relative share of new sessions.
+   * @defaultValue 1
+   */
+  weight?: number
+}
+
+/** A named group of interchangeable upstreams. */
+export interface StickyPoolOptions {
+  /** At least one upstream; ids unique within the pool. */
+  upstreams: StickyUpstreamOptions[]
+}
+
+/**
+ * Where the affinity key comes from: `'cookie'` (the plugin's signed routing cookie) or `false`
+ * (no affinity: requests are balanced round robin, weights respected).
+ */
+export type StickyKeyOption = 'cookie' | false
+
+/** Per-route settings, merged over the plugin's `defaults`. */
+export interface StickyRouteConfig {
+  /** Pool to route to; may be omitted when the plugin has exactly one pool. */
+  pool?: string
+  /**
+   * Affinity key.
+   * @defaultValue `'cookie'`
+   */
+  key?: StickyKeyOption
+  /**
+   * A binding unused this long expires (sliding).
+   * @defaultValue `'30m'`
+   */
+  idleTimeout?: Duration
+  /**
+   * A binding expires this long after it was created, however active.
+   * @defaultValue `'12h'`
+   */
+  maxLifetime?: Duration
+}
+
+/** Attributes of the routing cookie. */
+export interface StickyCookieOptions {
+  /** @defaultValue `'sticky'` */
+  name?: string
+  /** @defaultValue `'/'` */
+  path?: string
+  /** Cookie `Domain`; host-only when omitted. */
+  domain?: string
+  /** Cookie `Max-Age`; a session cookie when omitted. */
+  maxAge?: Duration
+  /** @defaultValue `'lax'` */
+  sameSite?: 'lax' | 'strict' | 'none'
+  /**
+   * `'auto'` sets `Secure` when the request is HTTPS as seen through Fastify's `trustProxy`.
+   * @defaultValue `'auto'`
+   */
+  secure?: 'auto' | boolean
+}
+
+/** Upstream timeouts; undici's 300 s defaults are never used. */
+export interface StickyTimeoutOptions {
+  /** @defaultValue `'5s'` */
+  connect?: Duration
+  /** Time to the upstream's response headers. @defaultValue `'60s'` */
+  headers?: Duration
+  /** Longest pause between two body chunks. @defaultValue `'60s'` */
+  body?: Duration
+}
+
+/** Options of the fastify-sticky plugin. */
+export interface StickyPluginOptions {
+  /** Secret(s) of the routing cookie's HMAC, each at least 32 characters; the first signs, all verify (newest first). */
+  secret: string | readonly string[]
+  /** Named pools of upstreams. */
+  pools: Record<string, StickyPoolOptions>
+  /** Redis URL or ioredis `Redis`/`Cluster` instance; omitted (and no `store`) → in-memory store for one process. */
+  redis?: string | Redis | Cluster
+  /** A ready {@link BindingStore} (instead of `redis`). The plugin does not close a store it was given. */
+  store?: BindingStore
+  /** Redis key prefix; gateways that must agree use the same one. @defaultValue `'sticky:'` */
+  prefix?: string
+  /** Route settings applied to every sticky route unless the route overrides them. */
+  defaults?: StickyRouteConfig
+  /** Routing cookie attributes. */
+  cookie?: StickyCookieOptions
+  /** Upstream timeouts (applied when fastify-sticky registers @fastify/reply-from itself). */
+  timeouts?: StickyTimeoutOptions
+  /** Most bindings the in-memory store keeps. @defaultValue 100000 */
+  maxBindings?: number
+}
+
+/** An upstream after validation. */
+export interface ResolvedUpstream {
+  readonly id: string
+  readonly url: string
+  readonly weight: number
+}
+
+/** A route's settings after merging and validation. */
+export interface ResolvedRouteConfig {
+  readonly pool: string
+  readonly key: StickyKeyOption
+  readonly idleTimeoutMs: number
+  readonly maxLifetimeMs: number
+}
+
+/** Plugin options after validation, with every default filled in. Frozen. */
+export interface ResolvedOptions {
+  readonly secrets: readonly string[]
+  readonly pools: Readonly<Record<string, readonly ResolvedUpstream[]>>
+  readonly redis: string | Redis | Cluster | undefined
+  readonly store: BindingStore | undefined
+  readonly prefix: string
+  readonly defaults: StickyRouteConfig
+  readonly cookie: {
+    readonly name: string
+    readonly path: string
+    readonly domain: string | undefined
+    readonly maxAgeSeconds: number | undefined
+    readonly sameSite: 'lax' | 'strict' | 'none'
+    readonly secure: 'auto' | boolean
+  }
+  readonly timeouts: { readonly connectMs: number, readonly headersMs: number, readonly bodyMs: number }
+  readonly maxBindings: number
+}
+
+const ID_RE = /^[A-Za-z0-9_-]{1,32}$/
+const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
+const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings']
+const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime']
+const COOKIE_KEYS = ['name', 'path', 'domain', 'maxAge', 'sameSite', 'secure']
+const TIMEOUT_KEYS = ['connect', 'headers', 'body']
+
+function show (value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? value.slice(0, 60) + '…' : value)
+  if (typeof value === 'function') return 'a function'
+  if (value === null || typeof value !== 'object') return String(value)
+  return Array.isArray(value) ? 'an array' : 'an object'
+}
+
+function fail (path: string, expectation: string, value: unknown): never {
+  throw new InvalidOptionError(`${path} must be ${expectation}, got ${show(value)}`)
+}
+
+function isRecord (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function checkKeys (path: string, value: Record<string, unknown>, allowed: readonly string[], onError: (path: string, message: string) => never): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) onError(path === '' ? key : `${path}.${key}`, `is not a known option (known: ${allowed.join(', ')})`)
+  }
+}
+
+function duration (path: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  return parseDuration(value) ?? fail(path, "a positive duration (ms as a number, or a string like '30s', '30m', '12h')", value)
+}
+
+function resolveUpstreams (path: string, input: unknown): ResolvedUpstream[] {
+  if (!isRecord(input)) fail(path, 'an object with `upstreams`', input)
+  checkKeys(path, input, ['upstreams'], (p, m) => fail(p, 'absent', m))
+  const list = input.upstreams
+  if (!Array.isArray(list) || list.length === 0) fail(`${path}.upstreams`, 'a non-empty array', list)
+  const seen = new Set<string>()
+  return list.map((entry: unknown, i): ResolvedUpstream => {
+    const at = `${path}.upstreams[${i}]`
+    if (!isRecord(entry)) fail(at, 'an object { id, url, weight? }', entry)
+    checkKeys(at, entry, ['id', 'url', 'weight'], (p) => fail(p, 'absent (known: id, url, weight)', entry[p.slice(at.length + 1)]))
+    if (typeof entry.id !== 'string' || !ID_RE.test(entry.id)) fail(`${at}.id`, 'a string of 1-32 characters [A-Za-z0-9_-]', entry.id)
+    if (seen.has(entry.id)) fail(`${at}.id`, 'unique within the pool', entry.id)
+    seen.add(entry.id)
+    let url: URL | undefined
+    try { url = typeof entry.url === 'string' ? new URL(entry.url) : undefined } catch { url = undefined }
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '' || url.username !== '') {
+      fail(`${at}.url`, 'an http(s) origin URL without path, query or credentials', entry.url)
+    }
+    const weight = entry.weight ?? 1
+    if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0 || weight > 1000) fail(`${at}.weight`, 'a number above 0 and at most 1000', weight)
+    return Object.freeze({ id: entry.id, url: url.origin, weight })
+  })
+}
+
+function resolveSecrets (input: unknown): string[] {
+  const list = typeof input === 'string' ? [input] : input
+  if (!Array.isArray(list) || list.length === 0) fail('secret', 'a string or a non-empty array of strings', input)
+  list.forEach((secret: unknown, i) => {
+    if (typeof secret !== 'string' || secret.length < MIN_SECRET_LENGTH) {
+      fail(typeof input === 'string' ? 'secret' : `secret[${i}]`, `a string of at least ${MIN_SECRET_LENGTH} characters`, typeof secret === 'string' ? `${secret.length} characters` : secret)
+    }
+  })
+  return [...list] as string[]
+}
+
+function resolveCookie (input: unknown): ResolvedOptions['cookie'] {
+  const cookie = input ?? {}
+  if (!isRecord(cookie)) fail('cookie', 'an object', input)
+  checkKeys('cookie', cookie, COOKIE_KEYS, (p) => fail(p, `absent (known: ${COOKIE_KEYS.join(', ')})`, cookie[p.slice(7)]))
+  const name = cookie.name ?? DEFAULT_COOKIE_NAME
+  if (typeof name !== 'string' || !COOKIE_NAME_RE.test(name)) fail('cookie.name', 'a cookie name token (1-64 characters, RFC 6265)', name)
+  const path = cookie.path ?? '/'
+  if (typeof path !== 'string' || !path.startsWith('/') || /[;\s]/.test(path)) fail('cookie.path', 'a path starting with "/" without ";" or spaces', path)
+  const domain = cookie.domain
+  if (domain !== undefined && (typeof domain !== 'string' || !/^\.?[A-Za-z0-9.-]+$/.test(domain))) fail('cookie.domain', 'a domain name', domain)
+  const sameSite = cookie.sameSite ?? 'lax'
+  if (sameSite !== 'lax' && sameSite !== 'strict' && sameSite !== 'none') fail('cookie.sameSite', "'lax', 'strict' or 'none'", sameSite)
+  const secure = cookie.secure ?? 'auto'
+  if (secure !== 'auto' && typeof secure !== 'boolean') fail('cookie.secure', "'auto' or a boolean", secure)
+  const maxAgeMs = cookie.maxAge === undefined ? undefined : duration('cookie.maxAge', cookie.maxAge, 0)
+  return Object.freeze({
+    name,
+    path,
+    domain,
+    maxAgeSeconds: maxAgeMs === undefined ? undefined : Math.max(1, Math.round(maxAgeMs / 1000)),
+    sameSite,
+    secure
+  })
+}
+
+function resolveTimeouts (input: unknown): ResolvedOptions['timeouts'] {
+  const timeouts = input ?? {}
+  if (!isRecord(timeouts)) fail('timeouts', 'an object', input)
+  checkKeys('timeouts', timeouts, TIMEOUT_KEYS, (p) => fail(p, `absent (known: ${TIMEOUT_KEYS.join(', ')})`, timeouts[p.slice(9)]))
+  return Object.freeze({
+    connectMs: duration('timeouts.connect', timeouts.connect, DEFAULT_CONNECT_TIMEOUT_MS),
+    headersMs: duration('timeouts.headers', timeouts.headers, DEFAULT_HEADERS_TIMEOUT_MS),
+    bodyMs: duration('timeouts.body', timeouts.body, DEFAULT_BODY_TIMEOUT_MS)
+  })
+}
+
+function isRedisClient (value: unknown): boolean {
+  return isRecord(value) && typeof value.defineCommand === 'function' && typeof value.duplicate === 'function'
+}
+
+function isBindingStore (value: unknown): value is BindingStore {
+  const methods = ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'onInvalidate', 'close']
+  return isRecord(value) && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function')
+}
+
+/**
+ * Validates plugin options and fills every default.
+ * @param input - the options given to `register`
+ * @returns frozen resolved options
+ * @throws FST_STICKY_INVALID_OPTION naming the option, the expectation and the value
+ */
+export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
+  if (!isRecord(input)) fail('options', 'an object', input)
+  checkKeys('', input, PLUGIN_KEYS, (p) => fail(p, `absent (known: ${PLUGIN_KEYS.join(', ')})`, (input as unknown as Record<string, unknown>)[p]))
+  const secrets = resolveSecrets(input.secret)
+
+  if (!isRecord(input.pools) || Object.keys(input.pools).length === 0) fail('pools', 'an object with at least one named pool', input.pools)
+  const pools: Record<string, readonly ResolvedUpstream[]> = {}
+  for (const [name, pool] of Object.entries(input.pools)) {
+    if (!ID_RE.test(name)) fail(`pools.${name}`, 'named with 1-32 characters [A-Za-z0-9_-]', name)
+    pools[name] = Object.freeze(resolveUpstreams(`pools.${name}`, pool))
+  }
+
+  const redis = input.redis
+  if (redis !== undefined) {
+    if (typeof redis === 'string') {
+      if (!/^rediss?:\/\//.test(redis)) fail('redis', 'a redis:// or rediss:// URL or an ioredis Redis/Cluster instance', redis)
+    } else if (!isRedisClient(redis)) {
+      fail('redis', 'a redis:// or rediss:// URL or an ioredis Redis/Cluster instance', redis)
+    }
+  }
+  const store = input.store
+  if (store !== undefined && !isBindingStore(store)) fail('store', 'an object implementing BindingStore', store)
+  if (store !== undefined && redis !== undefined) fail('store', 'absent when `redis` is given (give one of them)', 'both')
+
+  const prefix = input.prefix ?? DEFAULT_REDIS_PREFIX
+  if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 64 || /[{}\s]/.test(prefix)) {
+    fail('prefix', 'a string of 1-64 characters without braces or spaces', prefix)
+  }
+  const maxBindings = input.maxBindings ?? DEFAULT_MEMORY_MAX_BINDINGS
+  if (!Number.isSafeInteger(maxBindings) || maxBindings < 1) fail('maxBindings', 'a positive integer', maxBindings)
+
+  const resolved: ResolvedOptions = {
+    secrets: Object.freeze(secrets),
+    pools: Object.freeze(pools),
+    redis,
+    store,
+    prefix,
+    defaults: {},
+    cookie: resolveCookie(input.cookie),
+    timeouts: resolveTimeouts(input.timeouts),
+    maxBindings
+  }
+  const defaults = input.defaults ?? {}
+  // Defaults are checked with the route rules now, so a bad default fails at register, not at the first route.
+  if (!isRecord(defaults)) fail('defaults', 'an object', defaults)
+  mergeRouteConfig(defaults, { ...resolved, defaults: {} }, (path, message) => {
+    throw new InvalidOptionError(`defaults.${path} ${message}`)
+  }, false)
+  return Object.freeze({ ...resolved, defaults: Object.freeze({ ...defaults }) })
+}
+
+/**
+ * Merges a route's `config.sticky` over the plugin defaults and validates it.
+ * @param routeLabel - `METHOD url`, used in error messages
+ * @param input - the route's `config.sticky`
+ * @param options - resolved plugin options
+ * @returns the resolved config, or `null` when the route opts out (`false`)
+ * @throws FST_STICKY_INVALID_ROUTE_CONFIG naming the route and the option
+ */
+export function resolveRouteConfig (routeLabel: string, input: unknown, options: ResolvedOptions): ResolvedRouteConfig | null {
+  if (input === false || input === undefined) return null
+  if (input !== true && !isRecord(input)) {
+    throw new InvalidRouteConfigError(routeLabel, `config.sticky must be true, false or an object, got ${show(input)}`)
+  }
+  return mergeRouteConfig(input === true ? {} : input, options, (path, message) => {
+    throw new InvalidRouteConfigError(routeLabel, `config.sticky.${path} ${message}`)
+  }, true)
+}
+
+function mergeRouteConfig (
+  input: Record<string, unknown> | StickyRouteConfig,
+  options: ResolvedOptions,
+  onError: (path: string, message: string) => never,
+  poolRequired: boolean
+): ResolvedRouteConfig {
+  const route = input as Record<string, unknown>
+  checkKeys('', route, ROUTE_KEYS, (p) => onError(p, `is not a known option (known: ${ROUTE_KEYS.join(', ')})`))
+  const merged = { ...options.defaults, ...route } as Record<string, unknown>
+  const poolNames = Object.keys(options.pools)
+  let pool: unknown = merged.pool ?? (poolNames.length === 1 ? poolNames[0] : undefined)
+  if (pool === undefined && !poolRequired) {
+    pool = '' // plugin defaults may leave the pool to each route
+  } else if (typeof pool !== 'string' || !poolNames.includes(pool)) {
+    onError('pool', `must name one of the pools (${poolNames.join(', ')})` +
+      (pool === undefined ? ' when there is more than one' : `, got ${show(pool)}`))
+  }
+  const key = merged.key ?? 'cookie'
+  if (key !== 'cookie' && key !== false) {
+    onError('key', `must be 'cookie' or false (other key kinds are not supported yet), got ${show(key)}`)
+  }
+  const idle = merged.idleTimeout === undefined ? DEFAULT_IDLE_TIMEOUT_MS : parseDuration(merged.idleTimeout)
+  if (idle === undefined) onError('idleTimeout', `must be a positive duration (ms, or '30s', '30m', '12h'), got ${show(merged.idleTimeout)}`)
+  const lifetime = merged.maxLifetime === undefined ? DEFAULT_MAX_LIFETIME_MS : parseDuration(merged.maxLifetime)
+  if (lifetime === undefined) onError('maxLifetime', `must be a positive duration (ms, or '30s', '30m', '12h'), got ${show(merged.maxLifetime)}`)
+  return Object.freeze({ pool: pool as string, key, idleTimeoutMs: idle, maxLifetimeMs: lifetime })
+}

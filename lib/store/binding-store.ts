@@ -1,0 +1,112 @@
+/**
+ * The contract every binding store keeps. Memory and Redis stores both implement it and both pass
+ * the shared contract suite in `test/store/binding-store.contract.ts`.
+ *
+ * A binding maps a key id (a keyed hash of an affinity key, never the raw key) inside a pool to one
+ * upstream id. Time-to-live is sliding (idle timeout); the caller clamps every TTL it passes so a
+ * binding never outlives its maximum lifetime.
+ */
+
+/** A stored binding. */
+export interface Binding {
+  /** The configured id of the upstream the key is bound to. */
+  readonly upstreamId: string
+  /** When the binding was first created, in ms since the epoch (store clock). */
+  readonly createdAt: number
+}
+
+/** The answer of {@link BindingStore.bindIfAbsent}. */
+export interface BindResult {
+  /** The upstream the key is bound to now: the caller's choice if it won, the earlier winner's otherwise. */
+  readonly upstreamId: string
+  /** When the binding that won was created. */
+  readonly createdAt: number
+  /** `true` when this call created the binding. */
+  readonly created: boolean
+}
+
+/** The answer of {@link BindingStore.rebind}. */
+export interface RebindResult {
+  /** The upstream the key is bound to after the call (`null` when no binding exists). */
+  readonly upstreamId: string | null
+  /** `true` when this call moved the binding. */
+  readonly swapped: boolean
+}
+
+/** One sliding-expiry refresh, as batched by {@link BindingStore.touch}. */
+export interface TouchRequest {
+  readonly pool: string
+  readonly keyId: string
+  /** The upstream the caller believes the key is bound to; a binding moved elsewhere meanwhile is left alone. */
+  readonly upstreamId: string
+  /** New time-to-live from now, in ms. */
+  readonly ttlMs: number
+}
+
+/** What changed, as delivered to {@link BindingStore.onInvalidate} listeners. */
+export interface Invalidation {
+  readonly pool: string
+  readonly keyId: string
+}
+
+/** A map of key ids to upstream ids shared by every gateway that uses the same store. */
+export interface BindingStore {
+  /**
+   * Prepares the store (connects, loads shared state). Called once by the plugin before it serves.
+   * Idempotent.
+   */
+  init (): Promise<void>
+
+  /**
+   * A salt shared by every gateway on this store, created once (first writer wins) and never changed,
+   * so that every gateway derives the same key id from the same raw key.
+   * @returns the salt, a string of at least 32 characters
+   */
+  sharedSalt (): Promise<string>
+
+  /**
+   * Reads a binding. Does not extend its TTL.
+   * @returns the binding, or `null` when none exists or it has expired
+   */
+  get (pool: string, keyId: string): Promise<Binding | null>
+
+  /**
+   * Binds `keyId` to `upstreamId` unless it is already bound. Atomic: of any number of concurrent calls
+   * for one key, on any gateway, exactly one creates the binding and every call returns that winner.
+   * @param ttlMs - time-to-live of a new binding; an existing binding's TTL is left unchanged
+   */
+  bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number): Promise<BindResult>
+
+  /**
+   * Compare-and-set: moves the binding from `expected` to `next` only if it is still bound to `expected`.
+   * Atomic; keeps the binding's TTL and creation time; notifies invalidation listeners when it moves.
+   */
+  rebind (pool: string, keyId: string, expected: string, next: string): Promise<RebindResult>
+
+  /**
+   * Extends the TTL of several bindings at once (sliding idle timeout). Each entry is applied atomically and
+   * only if the key is still bound to the entry's upstream. Meant to be called in batches off the request path.
+   */
+  touch (requests: readonly TouchRequest[]): Promise<void>
+
+  /**
+   * Removes a binding; notifies invalidation listeners.
+   * @returns `true` when a binding was removed
+   */
+  delete (pool: string, keyId: string): Promise<boolean>
+
+  /**
+   * Live (unexpired) bindings per upstream, counted over the whole store (every gateway together).
+   * @returns a count for every id in `upstreamIds` (0 when it has none)
+   */
+  sessionCounts (pool: string, upstreamIds: readonly string[]): Promise<Record<string, number>>
+
+  /**
+   * Subscribes to changes of existing bindings (rebind, delete) made by any gateway on this store.
+   * @returns a function that unsubscribes
+   */
+  onInvalidate (listener: (change: Invalidation) => void): () => void
+
+  /** Releases connections and timers. The store is unusable afterwards. Idempotent. */
+  close (): Promise<void>
+}

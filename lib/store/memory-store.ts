@@ -1,0 +1,184 @@
+/**
+ * In-process binding store: one gateway process, demos and tests. Bounded (least recently touched
+ * bindings are evicted first) and swept in slices so expiry never blocks the event loop for long.
+ */
+import { randomBytes } from 'node:crypto'
+import type { Binding, BindResult, BindingStore, Invalidation, RebindResult, TouchRequest } from './binding-store'
+
+/** Default cap on bindings held by a {@link MemoryBindingStore}. */
+export const DEFAULT_MEMORY_MAX_BINDINGS = 100_000
+const SWEEP_INTERVAL_MS = 1000
+const SWEEP_SLICE = 50_000
+
+/** Options of {@link MemoryBindingStore}. */
+export interface MemoryBindingStoreOptions {
+  /**
+   * Most bindings kept; past it the least recently touched binding is dropped.
+   * @defaultValue 100000
+   */
+  maxBindings?: number
+}
+
+interface Entry {
+  readonly pool: string
+  readonly keyId: string
+  upstreamId: string
+  readonly createdAt: number
+  expiresAt: number
+}
+
+/** A {@link BindingStore} held in this process's memory. */
+export class MemoryBindingStore implements BindingStore {
+  readonly #maxBindings: number
+  // Insertion order doubles as LRU order: a touch re-inserts the entry at the end.
+  readonly #entries = new Map<string, Entry>()
+  readonly #counts = new Map<string, Map<string, number>>()
+  readonly #listeners = new Set<(change: Invalidation) => void>()
+  readonly #salt = randomBytes(24).toString('base64url')
+  #sweepTimer: NodeJS.Timeout | undefined
+  #sweepCursor: IterableIterator<Entry> | undefined
+
+  /** @param options - see {@link MemoryBindingStoreOptions} */
+  constructor (options: MemoryBindingStoreOptions = {}) {
+    const max = options.maxBindings ?? DEFAULT_MEMORY_MAX_BINDINGS
+    if (!Number.isSafeInteger(max) || max < 1) {
+      throw new TypeError(`MemoryBindingStore options.maxBindings must be a positive integer, got ${String(max)}`)
+    }
+    this.#maxBindings = max
+  }
+
+  /** Starts the expiry sweep. */
+  async init (): Promise<void> {
+    if (this.#sweepTimer !== undefined) return
+    this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS)
+    this.#sweepTimer.unref()
+  }
+
+  /** The salt is per process: a memory store is never shared between gateways. */
+  async sharedSalt (): Promise<string> {
+    return this.#salt
+  }
+
+  async get (pool: string, keyId: string): Promise<Binding | null> {
+    const entry = this.#live(pool + '\0' + keyId, Date.now())
+    return entry === undefined ? null : { upstreamId: entry.upstreamId, createdAt: entry.createdAt }
+  }
+
+  async bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number): Promise<BindResult> {
+    const id = pool + '\0' + keyId
+    const now = Date.now()
+    const existing = this.#live(id, now)
+    if (existing !== undefined) {
+      return { upstreamId: existing.upstreamId, createdAt: existing.createdAt, created: false }
+    }
+    if (this.#entries.size >= this.#maxBindings) this.#evictOldest()
+    this.#entries.set(id, { pool, keyId, upstreamId, createdAt: now, expiresAt: now + ttlMs })
+    this.#count(pool, upstreamId, 1)
+    return { upstreamId, createdAt: now, created: true }
+  }
+
+  async rebind (pool: string, keyId: string, expected: string, next: string): Promise<RebindResult> {
+    const entry = this.#live(pool + '\0' + keyId, Date.now())
+    if (entry === undefined) return { upstreamId: null, swapped: false }
+    if (entry.upstreamId !== expected) return { upstreamId: entry.upstreamId, swapped: false }
+    if (expected !== next) {
+      this.#count(pool, expected, -1)
+      this.#count(pool, next, 1)
+      entry.upstreamId = next
+      this.#notify(pool, keyId)
+    }
+    return { upstreamId: next, swapped: true }
+  }
+
+  async touch (requests: readonly TouchRequest[]): Promise<void> {
+    const now = Date.now()
+    for (const request of requests) {
+      const id = request.pool + '\0' + request.keyId
+      const entry = this.#live(id, now)
+      if (entry === undefined || entry.upstreamId !== request.upstreamId) continue
+      entry.expiresAt = now + request.ttlMs
+      this.#entries.delete(id)
+      this.#entries.set(id, entry)
+    }
+  }
+
+  async delete (pool: string, keyId: string): Promise<boolean> {
+    const entry = this.#live(pool + '\0' + keyId, Date.now())
+    if (entry === undefined) return false
+    this.#remove(pool + '\0' + keyId, entry)
+    this.#notify(pool, keyId)
+    return true
+  }
+
+  async sessionCounts (pool: string, upstreamIds: readonly string[]): Promise<Record<string, number>> {
+    const counts = this.#counts.get(pool)
+    const result: Record<string, number> = {}
+    for (const id of upstreamIds) result[id] = counts?.get(id) ?? 0
+    return result
+  }
+
+  onInvalidate (listener: (change: Invalidation) => void): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  async close (): Promise<void> {
+    clearInterval(this.#sweepTimer)
+    this.#listeners.clear()
+  }
+
+  /** Number of bindings held, expired ones not yet swept included. */
+  get size (): number {
+    return this.#entries.size
+  }
+
+  #live (id: string, now: number): Entry | undefined {
+    const entry = this.#entries.get(id)
+    if (entry === undefined) return undefined
+    if (entry.expiresAt <= now) {
+      this.#remove(id, entry)
+      return undefined
+    }
+    return entry
+  }
+
+  #remove (id: string, entry: Entry): void {
+    this.#entries.delete(id)
+    this.#count(entry.pool, entry.upstreamId, -1)
+  }
+
+  #evictOldest (): void {
+    const first = this.#entries.entries().next()
+    if (first.done === true) return
+    this.#remove(first.value[0], first.value[1])
+  }
+
+  #count (pool: string, upstreamId: string, delta: number): void {
+    let counts = this.#counts.get(pool)
+    if (counts === undefined) {
+      counts = new Map()
+      this.#counts.set(pool, counts)
+    }
+    counts.set(upstreamId, (counts.get(upstreamId) ?? 0) + delta)
+  }
+
+  #notify (pool: string, keyId: string): void {
+    for (const listener of this.#listeners) listener({ pool, keyId })
+  }
+
+  // Walks the map a slice at a time with a live iterator that survives deletions, so a large store is
+  // swept over several ticks instead of in one long pause.
+  #sweep (): void {
+    const now = Date.now()
+    this.#sweepCursor ??= this.#entries.values()
+    for (let i = 0; i < SWEEP_SLICE; i++) {
+      const step = this.#sweepCursor.next()
+      if (step.done === true) {
+        this.#sweepCursor = undefined
+        return
+      }
+      const entry = step.value
+      if (entry.expiresAt <= now) this.#remove(entry.pool + '\0' + entry.keyId, entry)
+    }
+  }
+}

@@ -1,0 +1,138 @@
+import type { Test } from 'tap'
+import type { BindingStore, Invalidation } from '../../lib/store/binding-store'
+
+/** Polls `check` until it returns true (bounded); TTL cases use short TTLs and polling, never long sleeps. */
+export async function eventually (check: () => Promise<boolean> | boolean, timeoutMs = 3000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await check()) return true
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  return check()
+}
+
+let counter = 0
+function keyId (): string {
+  counter++
+  return ('k' + counter.toString(36) + Math.random().toString(36).slice(2)).padEnd(16, 'x').slice(0, 16)
+}
+
+/**
+ * The behaviour every BindingStore must show. `makeStore` returns a fresh, initialised store on its own
+ * namespace; `makePeer` (optional) a second store on the same namespace, as another gateway would have.
+ */
+export function bindingStoreContract (
+  t: Test,
+  makeStore: (t: Test) => Promise<BindingStore>,
+  makePeer?: (t: Test, first: BindingStore) => Promise<BindingStore>
+): void {
+  t.test('matches interface', async (t) => {
+    const store = await makeStore(t)
+    for (const method of ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'onInvalidate', 'close']) {
+      t.type((store as unknown as Record<string, unknown>)[method], 'function', method)
+    }
+    const salt = await store.sharedSalt()
+    t.ok(salt.length >= 32, 'salt is long enough')
+    t.equal(await store.sharedSalt(), salt, 'salt is stable')
+  })
+
+  t.test('bind, get, expire', async (t) => {
+    const store = await makeStore(t)
+    const key = keyId()
+    t.equal(await store.get('p', key), null, 'nothing bound yet')
+    const before = Date.now()
+    const first = await store.bindIfAbsent('p', key, 'a', 300)
+    t.same({ upstreamId: first.upstreamId, created: first.created }, { upstreamId: 'a', created: true })
+    t.ok(Math.abs(first.createdAt - before) < 2000, 'createdAt is now')
+    const second = await store.bindIfAbsent('p', key, 'b', 300)
+    t.same({ upstreamId: second.upstreamId, created: second.created, createdAt: second.createdAt },
+      { upstreamId: 'a', created: false, createdAt: first.createdAt }, 'the first binding wins')
+    t.same(await store.get('p', key), { upstreamId: 'a', createdAt: first.createdAt })
+    t.equal(await store.get('other-pool', key), null, 'pools are separate')
+    t.ok(await eventually(async () => (await store.get('p', key)) === null), 'expires after its TTL')
+    t.same(await store.sessionCounts('p', ['a', 'b']), { a: 0, b: 0 }, 'an expired binding is not counted')
+    const again = await store.bindIfAbsent('p', key, 'b', 1000)
+    t.same([again.upstreamId, again.created], ['b', true], 'an expired key can be bound anew')
+  })
+
+  t.test('40 concurrent bindIfAbsent: one winner', async (t) => {
+    const store = await makeStore(t)
+    const peer = makePeer === undefined ? store : await makePeer(t, store)
+    const key = keyId()
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) =>
+      (i % 2 === 0 ? store : peer).bindIfAbsent('p', key, ['a', 'b', 'c', 'd'][i % 4], 60_000)))
+    const winners = new Set(results.map((r) => r.upstreamId))
+    t.equal(winners.size, 1, 'every caller sees the same upstream')
+    t.equal(results.filter((r) => r.created).length, 1, 'exactly one call created the binding')
+    t.same(await store.sessionCounts('p', ['a', 'b', 'c', 'd']),
+      Object.fromEntries(['a', 'b', 'c', 'd'].map((u) => [u, winners.has(u) ? 1 : 0])), 'counted once')
+  })
+
+  t.test('touch extends only a binding still on the expected upstream', async (t) => {
+    const store = await makeStore(t)
+    const key = keyId()
+    const other = keyId()
+    await store.bindIfAbsent('p', key, 'a', 400)
+    await store.bindIfAbsent('p', other, 'a', 400)
+    await store.touch([{ pool: 'p', keyId: key, upstreamId: 'a', ttlMs: 60_000 }, { pool: 'p', keyId: other, upstreamId: 'b', ttlMs: 60_000 }])
+    t.ok(await eventually(async () => (await store.get('p', other)) === null), 'a touch naming another upstream does not extend')
+    t.not(await store.get('p', key), null, 'the touched binding is alive past its first TTL')
+    t.same(await store.sessionCounts('p', ['a']), { a: 1 }, 'count follows')
+    await store.touch([])
+  })
+
+  t.test('rebind is a compare-and-set', async (t) => {
+    const store = await makeStore(t)
+    const key = keyId()
+    t.same(await store.rebind('p', key, 'a', 'b'), { upstreamId: null, swapped: false }, 'nothing to move')
+    const made = await store.bindIfAbsent('p', key, 'a', 60_000)
+    t.same(await store.rebind('p', key, 'c', 'b'), { upstreamId: 'a', swapped: false }, 'wrong expectation: untouched, current reported')
+    t.same(await store.rebind('p', key, 'a', 'b'), { upstreamId: 'b', swapped: true }, 'moved')
+    t.same(await store.get('p', key), { upstreamId: 'b', createdAt: made.createdAt }, 'creation time survives a move')
+    t.same(await store.sessionCounts('p', ['a', 'b']), { a: 0, b: 1 }, 'counts follow the move')
+    const racers = await Promise.all(Array.from({ length: 20 }, (_, i) => store.rebind('p', key, 'b', i % 2 === 0 ? 'c' : 'd')))
+    t.equal(racers.filter((r) => r.swapped).length, 1, 'of racing moves exactly one wins')
+    t.equal(new Set(racers.map((r) => r.upstreamId)).size, 1, 'and every racer learns the same result')
+  })
+
+  t.test('delete and counts', async (t) => {
+    const store = await makeStore(t)
+    const keys = [keyId(), keyId(), keyId()]
+    await store.bindIfAbsent('p', keys[0], 'a', 60_000)
+    await store.bindIfAbsent('p', keys[1], 'a', 60_000)
+    await store.bindIfAbsent('p', keys[2], 'b', 60_000)
+    t.same(await store.sessionCounts('p', ['a', 'b', 'c']), { a: 2, b: 1, c: 0 })
+    t.equal(await store.delete('p', keys[0]), true)
+    t.equal(await store.delete('p', keys[0]), false, 'deleting twice finds nothing')
+    t.equal(await store.get('p', keys[0]), null)
+    t.same(await store.sessionCounts('p', ['a', 'b']), { a: 1, b: 1 })
+    t.same(await store.sessionCounts('p', []), {})
+  })
+
+  t.test('invalidation on rebind and delete', async (t) => {
+    const store = await makeStore(t)
+    const peer = makePeer === undefined ? store : await makePeer(t, store)
+    const seen: Invalidation[] = []
+    const unsubscribe = peer.onInvalidate((change) => seen.push(change))
+    const ready = (peer as { invalidationsReady?: () => Promise<void> }).invalidationsReady
+    if (ready !== undefined) await ready.call(peer)
+    const key = keyId()
+    await store.bindIfAbsent('p', key, 'a', 60_000)
+    await store.rebind('p', key, 'a', 'b')
+    await store.delete('p', key)
+    t.ok(await eventually(() => seen.length >= 2), 'both changes delivered')
+    t.same(seen, [{ pool: 'p', keyId: key }, { pool: 'p', keyId: key }])
+    unsubscribe()
+    await store.bindIfAbsent('p', key, 'a', 60_000)
+    await store.delete('p', key)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    t.equal(seen.length, 2, 'nothing after unsubscribing')
+  })
+
+  t.test('close is idempotent', async (t) => {
+    const store = await makeStore(t)
+    await store.close()
+    await store.close()
+    t.pass('closed twice')
+  })
+}

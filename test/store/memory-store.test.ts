@@ -1,0 +1,36 @@
+import t from 'tap'
+import { MemoryBindingStore } from '../../lib/store/memory-store'
+import { bindingStoreContract, eventually } from './binding-store.contract'
+
+bindingStoreContract(t, async (t) => {
+  const store = new MemoryBindingStore()
+  await store.init()
+  t.teardown(() => store.close())
+  return store
+})
+
+t.test('bounded: the least recently touched binding goes first', async (t) => {
+  const store = new MemoryBindingStore({ maxBindings: 3 })
+  await store.init()
+  t.teardown(() => store.close())
+  for (const key of ['k1', 'k2', 'k3']) await store.bindIfAbsent('p', key, 'a', 60_000)
+  await store.touch([{ pool: 'p', keyId: 'k1', upstreamId: 'a', ttlMs: 60_000 }])
+  await store.bindIfAbsent('p', 'k4', 'b', 60_000)
+  t.equal(store.size, 3)
+  t.equal(await store.get('p', 'k2'), null, 'k2 was the least recently touched')
+  t.not(await store.get('p', 'k1'), null, 'k1 survived because it was touched')
+  t.same(await store.sessionCounts('p', ['a', 'b']), { a: 2, b: 1 })
+})
+
+t.test('the sweep removes expired bindings nobody reads', async (t) => {
+  const store = new MemoryBindingStore()
+  await store.init()
+  t.teardown(() => store.close())
+  await store.bindIfAbsent('p', 'gone', 'a', 50)
+  t.ok(await eventually(() => store.size === 0, 3000), 'swept within about a second')
+  t.same(await store.sessionCounts('p', ['a']), { a: 0 })
+})
+
+t.test('rejects a bad cap', async (t) => {
+  t.throws(() => new MemoryBindingStore({ maxBindings: 0 }), /maxBindings must be a positive integer/)
+})

@@ -1,0 +1,86 @@
+import t from 'tap'
+import Redis from 'ioredis'
+import { createKeyIdDeriver } from '../../lib/affinity/key-id'
+import { RedisBindingStore } from '../../lib/store/redis-store'
+import { startRedis, uniquePrefix } from '../helpers/redis'
+import { bindingStoreContract } from './binding-store.contract'
+
+t.test('redis store', async (t) => {
+  const redis = await startRedis(t)
+  const open = async (t: Parameters<Parameters<typeof bindingStoreContract>[1]>[0], prefix: string): Promise<RedisBindingStore> => {
+    const store = new RedisBindingStore({ redis: redis.url, prefix })
+    t.teardown(() => store.close())
+    await store.init()
+    return store
+  }
+  const prefixes = new WeakMap<object, string>()
+  bindingStoreContract(t, async (t) => {
+    const prefix = uniquePrefix()
+    const store = await open(t, prefix)
+    prefixes.set(store, prefix)
+    return store
+  }, async (t, first) => open(t, prefixes.get(first) as string))
+
+  t.test('key layout: hash tags, values, expiry, no raw data', async (t) => {
+    const prefix = uniquePrefix()
+    const store = await open(t, prefix)
+    const client = new Redis(redis.url)
+    t.teardown(() => client.disconnect())
+    const made = await store.bindIfAbsent('shop', 'AbCdEfGhIjKlMnOp', 'b', 60_000)
+    const key = store.bindingKey('shop', 'AbCdEfGhIjKlMnOp')
+    t.match(key, new RegExp(`^${prefix.replace(/[-:]/g, '\\$&')}\\{shop:\\d+\\}:b:AbCdEfGhIjKlMnOp$`), 'binding key carries the pool/shard hash tag')
+    t.equal(await client.get(key), `b|${made.createdAt}`, 'value is upstream|createdAt')
+    const pttl = await client.pttl(key)
+    t.ok(pttl > 50_000 && pttl <= 60_000, 'PX is the TTL')
+    const tag = key.slice(0, key.indexOf(':b:'))
+    t.ok(Number(await client.zscore(tag + ':z:b', 'AbCdEfGhIjKlMnOp')) > Date.now(), 'live index scored by expiry')
+    const keys = await client.keys(prefix + '*')
+    t.same(keys.sort(), [key, prefix + 'salt', tag + ':z:b'].sort(), 'only the binding, its index and the salt')
+  })
+
+  t.test('bindings spread over shards', async (t) => {
+    const prefix = uniquePrefix()
+    const store = await open(t, prefix)
+    const derive = createKeyIdDeriver(await store.sharedSalt())
+    const tags = new Set<string>()
+    for (let i = 0; i < 200; i++) {
+      const key = store.bindingKey('p', derive('client-' + i))
+      tags.add(key.slice(0, key.indexOf(':b:')))
+    }
+    t.equal(tags.size, 16, 'all 16 shards used')
+  })
+
+  t.test('the salt is shared by every gateway on one prefix', async (t) => {
+    const prefix = uniquePrefix()
+    const [a, b] = await Promise.all([open(t, prefix), open(t, prefix)])
+    t.equal(await a.sharedSalt(), await b.sharedSalt())
+    const c = await open(t, uniquePrefix())
+    t.not(await c.sharedSalt(), await a.sharedSalt(), 'another prefix has its own')
+  })
+
+  t.test('accepts a caller-owned ioredis client and leaves it open', async (t) => {
+    const client = new Redis(redis.url)
+    t.teardown(() => client.disconnect())
+    const store = new RedisBindingStore({ redis: client, prefix: uniquePrefix() })
+    await store.init()
+    await store.bindIfAbsent('p', 'k1234567890abcde', 'a', 1000)
+    await store.close()
+    t.equal(await client.ping(), 'PONG', 'client still usable')
+  })
+
+  t.test('fails fast when Redis is down, and recovers', async (t) => {
+    const prefix = uniquePrefix()
+    const store = await open(t, prefix)
+    await redis.stop()
+    const started = Date.now()
+    await t.rejects(store.get('p', 'k1234567890abcde'))
+    t.ok(Date.now() - started < 1500, 'no long wait')
+    await redis.restart()
+    let value: unknown = 'error'
+    for (let i = 0; i < 100 && value === 'error'; i++) {
+      value = await store.get('p', 'k1234567890abcde').catch(() => 'error')
+      if (value === 'error') await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    t.equal(value, null, 'answers again after Redis is back')
+  })
+})
