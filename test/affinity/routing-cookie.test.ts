@@ -1,0 +1,47 @@
+import { signerFactory } from '@fastify/cookie'
+import t from 'tap'
+import { createRoutingCookieCodec, MAX_ROUTING_COOKIE_LENGTH, newBindingId } from '../../lib/affinity/routing-cookie'
+
+const OLD = 'old-secret-0123456789-abcdefghijklmnopq'
+const NEW = 'new-secret-0123456789-abcdefghijklmnopq'
+
+t.test('sign and verify a token', async (t) => {
+  const codec = createRoutingCookieCodec([NEW])
+  const token = { bindingId: newBindingId(), upstreamId: 'shop-a', createdAt: 1_700_000_000_000 }
+  const value = codec.sign(token)
+  t.same(codec.verify(value), { ok: true, token, renew: false })
+  t.match(value, /^1\.[A-Za-z0-9_-]{22}\.shop-a\.[0-9a-z]+\./, 'version.bindingId.upstream.time.signature')
+})
+
+t.test('rotation over three generations: newest signs, all verify, older ones are renewed', async (t) => {
+  const oldest = 'oldest-secret-0123456789-abcdefghijklmn'
+  const token = { bindingId: newBindingId(), upstreamId: 'a', createdAt: 1_700_000_000_000 }
+  const fromOldest = createRoutingCookieCodec([oldest]).sign(token)
+  const fromOld = createRoutingCookieCodec([OLD, oldest]).sign(token)
+  const current = createRoutingCookieCodec([NEW, OLD, oldest])
+  t.same(current.verify(fromOldest), { ok: true, token, renew: true })
+  t.same(current.verify(fromOld), { ok: true, token, renew: true })
+  t.same(current.verify(current.sign(token)), { ok: true, token, renew: false })
+  t.same(createRoutingCookieCodec([NEW]).verify(fromOld), { ok: false, reason: 'bad-signature' }, 'a retired secret no longer verifies')
+})
+
+t.test('refuses bad input without throwing', async (t) => {
+  const codec = createRoutingCookieCodec([NEW])
+  const good = codec.sign({ bindingId: newBindingId(), upstreamId: 'a', createdAt: 1_700_000_000_000 })
+  t.same(codec.verify('x'.repeat(MAX_ROUTING_COOKIE_LENGTH + 1)), { ok: false, reason: 'oversized' })
+  t.same(codec.verify(''), { ok: false, reason: 'bad-signature' })
+  t.same(codec.verify('no-dot-at-all'), { ok: false, reason: 'bad-signature' })
+  t.same(codec.verify(good.slice(0, -1)), { ok: false, reason: 'bad-signature' }, 'truncated signature')
+  t.same(codec.verify(good.replace('.a.', '.b.')), { ok: false, reason: 'bad-signature' }, 'tampered upstream')
+  // Signed with our secret but not a token of this version: refused as garbled.
+  const raw = signerFactory([NEW])
+  for (const payload of ['2.' + newBindingId() + '.a.abc', '1.short.a.abc', '1.' + newBindingId() + '..abc', '1.' + newBindingId() + '.a', '1.' + newBindingId() + '.a.!!']) {
+    t.same(codec.verify(raw.sign(payload)), { ok: false, reason: 'garbled' }, payload)
+  }
+})
+
+t.test('binding ids are random 128-bit base64url', async (t) => {
+  const ids = new Set(Array.from({ length: 1000 }, newBindingId))
+  t.equal(ids.size, 1000)
+  t.ok([...ids].every((id) => /^[A-Za-z0-9_-]{22}$/.test(id)), 'all 22 base64url characters')
+})

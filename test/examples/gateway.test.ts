@@ -1,0 +1,105 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import t from 'tap'
+import { readGatewayEnv } from '../../examples/gateway-env'
+import { buildGateway } from '../../examples/gateway'
+import { CookieJar, get } from '../helpers/http'
+import { startRedis, uniquePrefix } from '../helpers/redis'
+import { startUpstreams } from '../helpers/upstreams'
+
+const SECRET = 'gateway-secret-0123456789-abcdefghijklm'
+
+t.test('readGatewayEnv: defaults and every variable', async (t) => {
+  const minimal = readGatewayEnv({ UPSTREAMS: 'a=http://127.0.0.1:4001,b=http://127.0.0.1:4002/' })
+  t.equal(minimal.port, 3000)
+  t.equal(minimal.host, '127.0.0.1')
+  t.equal(minimal.generatedSecret, true)
+  t.equal(minimal.trustProxy, false)
+  t.same(minimal.plugin.pools, { default: { upstreams: [{ id: 'a', url: 'http://127.0.0.1:4001' }, { id: 'b', url: 'http://127.0.0.1:4002/' }] } })
+  t.equal(minimal.plugin.redis, undefined, 'no REDIS_URL → in-memory store')
+  const full = readGatewayEnv({
+    UPSTREAMS: 'a=http://127.0.0.1:4001', PORT: '8080', HOST: '0.0.0.0', REDIS_URL: 'redis://127.0.0.1:6390',
+    STICKY_SECRET: `${SECRET},${SECRET}-old`, STICKY_KEY: 'cookie', STICKY_COOKIE: 'route', STICKY_PREFIX: 'gw:',
+    TRUST_PROXY: 'true', STICKY_IDLE_TIMEOUT: '90', STICKY_MAX_LIFETIME: '2h', ADMIN_TOKEN: 'tok', LOG_LEVEL: 'warn'
+  })
+  t.same([full.port, full.host, full.trustProxy, full.logLevel, full.adminToken, full.generatedSecret], [8080, '0.0.0.0', true, 'warn', 'tok', false])
+  t.same(full.plugin.secret, [SECRET, `${SECRET}-old`])
+  t.same([full.plugin.redis, full.plugin.prefix, full.plugin.cookie], ['redis://127.0.0.1:6390', 'gw:', { name: 'route' }])
+  t.same(full.plugin.defaults, { pool: 'default', key: 'cookie', idleTimeout: 90_000, maxLifetime: '2h' })
+  t.equal(readGatewayEnv({ UPSTREAMS: 'a=http://x:1', TRUST_PROXY: '10.0.0.0/8' }).trustProxy, '10.0.0.0/8')
+})
+
+t.test('readGatewayEnv: a bad value is one line naming the variable', async (t) => {
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ UPSTREAMS: '' }, /^UPSTREAMS must be set/],
+    [{ UPSTREAMS: 'http://127.0.0.1:4001' }, /^UPSTREAMS must be a comma list of id=url/],
+    [{ UPSTREAMS: 'a=127.0.0.1:4001' }, /^UPSTREAMS must be .*http\(s\) origin URLs/],
+    [{ PORT: 'eighty' }, /^PORT must be a port number/],
+    [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be/],
+    [{ STICKY_SECRET: 'short' }, /^STICKY_SECRET must be .* at least 32 characters/],
+    [{ REDIS_URL: 'localhost' }, /^REDIS_URL must be a redis:\/\//],
+    [{ STICKY_PREFIX: 'a b' }, /^STICKY_PREFIX must be/],
+    [{ STICKY_COOKIE: 'a;b' }, /^STICKY_COOKIE must be a cookie name/],
+    [{ STICKY_KEY: 'ip' }, /^STICKY_KEY=ip is not supported yet/],
+    [{ STICKY_KEY: 'header:x-tenant' }, /^STICKY_KEY=header:x-tenant is not supported yet/],
+    [{ STICKY_KEY: 'magic' }, /^STICKY_KEY must be 'cookie', 'ip'/],
+    [{ TRUST_PROXY: 'maybe' }, /^TRUST_PROXY must be/],
+    [{ STICKY_IDLE_TIMEOUT: '0' }, /^STICKY_IDLE_TIMEOUT must be a positive number of seconds/],
+    [{ STICKY_MAX_LIFETIME: 'long' }, /^STICKY_MAX_LIFETIME must be/]
+  ]
+  for (const [env, message] of cases) {
+    t.throws(() => readGatewayEnv({ UPSTREAMS: 'a=http://127.0.0.1:4001', ...env }), { message }, JSON.stringify(env))
+  }
+})
+
+t.test('the gateway proxies every method and path with stickiness, bodies unparsed, on Redis', async (t) => {
+  const upstreams = await startUpstreams(t)
+  const redis = await startRedis(t)
+  const settings = readGatewayEnv({
+    UPSTREAMS: upstreams.map((u) => `${u.id}=${u.url}`).join(','), PORT: '0', STICKY_SECRET: SECRET,
+    REDIS_URL: redis.url, STICKY_PREFIX: uniquePrefix(), LOG_LEVEL: 'silent'
+  })
+  const app = await buildGateway(settings)
+  t.teardown(() => app.close())
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const jar = new CookieJar()
+  const upstream = (await get(`${url}/`, { jar })).json().upstream
+  const json = await get(`${url}/api/items?q=1`, { jar, method: 'POST', body: '{"not":"parsed",', headers: { 'content-type': 'application/json' } })
+  t.same([json.json().upstream, json.json().method, json.json().url, json.json().body], [upstream, 'POST', '/api/items?q=1', '{"not":"parsed",'], 'invalid JSON passes through untouched')
+  const del = await get(`${url}/deep/path/x`, { jar, method: 'DELETE' })
+  t.equal(del.json().upstream, upstream)
+})
+
+t.test('npm run gateway: prints a listening line; a bad variable stops it with one line', async (t) => {
+  const upstreams = await startUpstreams(t, ['a'])
+  const tsx = require.resolve('tsx/cli')
+  const good = spawn(process.execPath, [tsx, 'examples/gateway.ts'], {
+    env: { ...process.env, UPSTREAMS: `a=${upstreams[0].url}`, PORT: '0', LOG_LEVEL: 'silent' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  t.teardown(() => { if (good.exitCode === null) good.kill('SIGKILL') })
+  let out = ''
+  good.stdout.setEncoding('utf8')
+  const listening = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no listening line: ' + out)), 20_000)
+    good.stdout.on('data', (chunk: string) => {
+      out += chunk
+      const match = /listening on (http:\/\/\S+)/.exec(out)
+      if (match !== null) { clearTimeout(timer); resolve(match[1]) }
+    })
+  })
+  t.match(out, /in-memory store; random STICKY_SECRET/, 'says which store, warns about the random secret, even with LOG_LEVEL=silent')
+  t.equal((await get(`${listening}/x`)).json().upstream, 'a')
+  good.kill('SIGTERM')
+  const [code] = await once(good, 'exit')
+  t.equal(code, 0, 'SIGTERM closes cleanly')
+
+  const bad = spawn(process.execPath, [tsx, 'examples/gateway.ts'], { env: { ...process.env, UPSTREAMS: 'nonsense', PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let err = ''
+  bad.stderr.setEncoding('utf8')
+  bad.stderr.on('data', (chunk: string) => { err += chunk })
+  const [badCode] = await once(bad, 'exit')
+  t.equal(badCode, 2)
+  t.equal(err.trim().split('\n').length, 1, 'exactly one line')
+  t.match(err, /^gateway: UPSTREAMS must be/)
+})

@@ -1,0 +1,113 @@
+import Fastify from 'fastify'
+import replyFrom from '@fastify/reply-from'
+import t from 'tap'
+import sticky, { type StickyPluginOptions } from '../../lib/index'
+import { resolveOptions } from '../../lib/options'
+import { TEST_SECRET } from '../helpers/gateway'
+
+const base: StickyPluginOptions = { secret: TEST_SECRET, pools: { shop: { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1' }] } } }
+
+t.test('bad options fail at register with FST_STICKY_INVALID_OPTION naming the option', async (t) => {
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['no secret', { ...base, secret: undefined }, /secret must be a string or a non-empty array/],
+    ['short secret', { ...base, secret: 'short' }, /secret must be a string of at least 32 characters, got "5 characters"/],
+    ['short secret in list', { ...base, secret: [TEST_SECRET, 'x'] }, /secret\[1\] must be/],
+    ['no pools', { ...base, pools: {} }, /pools must be an object with at least one named pool/],
+    ['bad pool name', { ...base, pools: { 'a b': base.pools.shop } }, /pools\.a b must be named/],
+    ['empty upstreams', { ...base, pools: { shop: { upstreams: [] } } }, /pools\.shop\.upstreams must be a non-empty array/],
+    ['bad url', { ...base, pools: { shop: { upstreams: [{ id: 'a', url: 'http://x:1' }, { id: 'b', url: '10.0.0.1' }] } } }, /pools\.shop\.upstreams\[1\]\.url must be an http\(s\) origin URL.*got "10\.0\.0\.1"/],
+    ['url with path', { ...base, pools: { shop: { upstreams: [{ id: 'a', url: 'http://x:1/api' }] } } }, /upstreams\[0\]\.url must be/],
+    ['duplicate id', { ...base, pools: { shop: { upstreams: [{ id: 'a', url: 'http://x:1' }, { id: 'a', url: 'http://x:2' }] } } }, /upstreams\[1\]\.id must be unique/],
+    ['bad id', { ...base, pools: { shop: { upstreams: [{ id: 'a.b', url: 'http://x:1' }] } } }, /upstreams\[0\]\.id must be a string of 1-32/],
+    ['bad weight', { ...base, pools: { shop: { upstreams: [{ id: 'a', url: 'http://x:1', weight: 0 }] } } }, /upstreams\[0\]\.weight must be a number above 0/],
+    ['unknown upstream key', { ...base, pools: { shop: { upstreams: [{ id: 'a', url: 'http://x:1', host: 'x' }] } } }, /upstreams\[0\]\.host must be absent/],
+    ['unknown option', { ...base, sticky: true }, /sticky must be absent/],
+    ['bad redis', { ...base, redis: 'localhost:6379' }, /redis must be a redis:\/\/ or rediss:\/\/ URL/],
+    ['bad redis object', { ...base, redis: {} }, /redis must be/],
+    ['bad store', { ...base, store: {} }, /store must be an object implementing BindingStore/],
+    ['bad prefix', { ...base, prefix: 'a{b}' }, /prefix must be/],
+    ['bad idle', { ...base, defaults: { idleTimeout: '30 minutes' } }, /defaults\.idleTimeout must be a positive duration/],
+    ['negative lifetime', { ...base, defaults: { maxLifetime: -1 } }, /defaults\.maxLifetime must be a positive duration/],
+    ['bad default key', { ...base, defaults: { key: 'ip' } }, /defaults\.key must be 'cookie' or false/],
+    ['unknown default', { ...base, defaults: { keys: 'cookie' } }, /defaults\.keys is not a known option/],
+    ['bad default pool', { ...base, defaults: { pool: 'nope' } }, /defaults\.pool must name one of the pools \(shop\), got "nope"/],
+    ['bad cookie name', { ...base, cookie: { name: 'a b' } }, /cookie\.name must be a cookie name token/],
+    ['bad sameSite', { ...base, cookie: { sameSite: 'Lax!' } }, /cookie\.sameSite must be 'lax', 'strict' or 'none'/],
+    ['bad maxAge', { ...base, cookie: { maxAge: 'soon' } }, /cookie\.maxAge must be a positive duration/],
+    ['bad secure', { ...base, cookie: { secure: 'yes' } }, /cookie\.secure must be 'auto' or a boolean/],
+    ['unknown cookie option', { ...base, cookie: { httpOnly: false } }, /cookie\.httpOnly must be absent/],
+    ['bad timeout', { ...base, timeouts: { headers: 0 } }, /timeouts\.headers must be a positive duration/],
+    ['bad maxBindings', { ...base, maxBindings: 1.5 }, /maxBindings must be a positive integer/]
+  ]
+  for (const [name, options, message] of cases) {
+    const app = Fastify()
+    await t.rejects(async () => { await app.register(sticky, options as StickyPluginOptions).ready() }, { code: 'FST_STICKY_INVALID_OPTION', message }, name)
+    await app.close()
+  }
+  t.throws(() => resolveOptions(null as unknown as StickyPluginOptions), { code: 'FST_STICKY_INVALID_OPTION' })
+})
+
+t.test('resolveOptions fills defaults, freezes, does not mutate its input', async (t) => {
+  const input = { ...base, defaults: { idleTimeout: '10m' as const } }
+  const copy = JSON.parse(JSON.stringify(input))
+  const resolved = resolveOptions(input)
+  t.same(input, copy, 'input unchanged')
+  t.ok(Object.isFrozen(resolved))
+  t.same(resolved.cookie, { name: 'sticky', path: '/', domain: undefined, maxAgeSeconds: undefined, sameSite: 'lax', secure: 'auto' })
+  t.same(resolved.timeouts, { connectMs: 5000, headersMs: 60000, bodyMs: 60000 })
+  t.same(resolved.secrets, [TEST_SECRET])
+  t.same(resolved.pools.shop, [{ id: 'a', url: 'http://127.0.0.1:1', weight: 1 }])
+})
+
+t.test('a bad route config fails naming the route and the option', async (t) => {
+  const cases: Array<[unknown, RegExp]> = [
+    ['yes', /route GET \/x: config\.sticky must be true, false or an object, got "yes"/],
+    [{ pool: 'nope' }, /route GET \/x: config\.sticky\.pool must name one of the pools \(shop\), got "nope"/],
+    [{ key: 'header' }, /config\.sticky\.key must be 'cookie' or false/],
+    [{ idleTimeout: 'forever' }, /config\.sticky\.idleTimeout must be a positive duration/],
+    [{ maxLifetime: {} }, /config\.sticky\.maxLifetime must be a positive duration/],
+    [{ colour: 'red' }, /config\.sticky\.colour is not a known option/]
+  ]
+  for (const [config, message] of cases) {
+    const app = Fastify()
+    await app.register(sticky, base)
+    t.throws(() => app.get('/x', { config: { sticky: config as boolean } }, async () => 'no'), { code: 'FST_STICKY_INVALID_ROUTE_CONFIG', message })
+    await app.close()
+  }
+  // Routes registered inside a plugin surface the error from ready().
+  const app = Fastify()
+  await app.register(sticky, base)
+  app.register(async (child) => { child.get('/inner', { config: { sticky: { pool: 'nope' } } }, async () => 'no') })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_STICKY_INVALID_ROUTE_CONFIG', message: /GET \/inner/ })
+  await app.close()
+})
+
+t.test('with several pools a route must name one', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(sticky, { ...base, pools: { one: base.pools.shop, two: base.pools.shop } })
+  t.throws(() => app.get('/x', { config: { sticky: true } }, async () => 'no'), /config\.sticky\.pool must name one of the pools \(one, two\) when there is more than one/)
+  app.get('/plain', async (_request, reply) => reply.forward())
+  const response = await app.inject('/plain')
+  t.equal(response.statusCode, 500, 'forward() without a default pool is a programming error')
+  t.match(response.json().message, /needs a default pool/)
+})
+
+t.test('reply-from registered with base is refused; without base it is reused', async (t) => {
+  const withBase = Fastify()
+  await withBase.register(replyFrom, { base: 'http://127.0.0.1:1' })
+  await t.rejects(async () => { await withBase.register(sticky, base).ready() }, { code: 'FST_STICKY_REPLY_FROM_BASE', message: /registered with a `base` option/ })
+  await withBase.close()
+  const without = Fastify()
+  await without.register(replyFrom)
+  await without.register(sticky, base)
+  await without.ready()
+  t.ok(without.hasDecorator('sticky'), 'plugin registered over the existing reply-from')
+  await without.close()
+})
+
+t.test('a store that cannot be reached at start fails register clearly', async (t) => {
+  const app = Fastify()
+  await t.rejects(async () => { await app.register(sticky, { ...base, redis: 'redis://127.0.0.1:1' }).ready() }, /binding store is not reachable at start/)
+  await app.close()
+})
