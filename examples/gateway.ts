@@ -17,7 +17,6 @@ export async function buildGateway (settings: GatewaySettings): Promise<FastifyI
   app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
   await app.register(sticky, settings.plugin)
   app.all('/*', { config: { sticky: true } }, (_request, reply) => reply.forward())
-  app.all('/', { config: { sticky: true } }, (_request, reply) => reply.forward())
   return app
 }
 

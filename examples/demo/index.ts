@@ -1,0 +1,178 @@
+/**
+ * `npm run demo`: three "shop" upstreams that keep carts in their own memory, behind a gateway that makes every
+ * browser stick to one of them. Open the printed URL, add items, reload: the cart stays. Clear the `sticky`
+ * cookie (or open a private window) and you may land on another upstream, with an empty cart.
+ * Environment: `PORT` and `HOST` of the gateway (3000, 127.0.0.1), `SHOP_PORTS` (4001,4002,4003).
+ *
+ * The gateway part of {@link startDemo} is written as a user of fastify-sticky would write it.
+ */
+import { randomBytes } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+import Fastify from 'fastify'
+import sticky from '../../lib/index'
+import { startShop, type Shop } from './shop-upstream'
+
+/** Options of {@link startDemo}. */
+export interface DemoOptions {
+  /** Gateway port; 0 picks a free one. @defaultValue 3000 */
+  port?: number
+  /** Gateway host. @defaultValue `'127.0.0.1'` */
+  host?: string
+  /** One shop per port, with ids a, b, c, ...; 0 picks free ports. @defaultValue `[4001, 4002, 4003]` */
+  shopPorts?: number[]
+  /** Fastify's own (JSON) request logging on the gateway. @defaultValue false */
+  logger?: boolean
+  /** Called with one line per forwarded request (`GET / → upstream b (hit) 200`); nothing by default. */
+  trace?: (line: string) => void
+}
+
+/** A running demo. */
+export interface Demo {
+  /** The gateway's URL, e.g. `http://127.0.0.1:3000`. */
+  url: string
+  /** The shops, in id order. */
+  shops: ReadonlyArray<{ id: string, url: string }>
+  /** Stops the gateway, then the shops. Safe to call twice. */
+  close(): Promise<void>
+}
+
+const SHOP_IDS = 'abcdefgh'
+
+/**
+ * Starts the shops and the gateway.
+ * @param opts - ports, host, logging
+ * @returns the gateway URL, the shops and a `close()`
+ * @throws Error when a port is taken (every server already started is closed first)
+ */
+export async function startDemo (opts: DemoOptions = {}): Promise<Demo> {
+  const shopPorts = opts.shopPorts ?? [4001, 4002, 4003]
+  if (shopPorts.length === 0 || shopPorts.length > SHOP_IDS.length) throw new RangeError(`shopPorts must list 1-${SHOP_IDS.length} ports`)
+  const host = opts.host ?? '127.0.0.1'
+  const started: Shop[] = []
+  const shops: Array<{ id: string, url: string }> = []
+  const closeShops = async (): Promise<void> => { await Promise.all(started.map((shop) => shop.close())) }
+  try {
+    for (const [i, port] of shopPorts.entries()) {
+      // Upstreams are internal: only the gateway is meant to be reachable from a browser.
+      const shop = await startShop({ id: SHOP_IDS[i], port, host: '127.0.0.1' })
+      started.push(shop)
+      shops.push({ id: SHOP_IDS[i], url: shop.url })
+    }
+  } catch (error) {
+    await closeShops()
+    throw error
+  }
+
+  // ---- The gateway, as a user of the plugin writes it ----------------------------------------------------------
+  const app = Fastify({ logger: opts.logger ?? false })
+  try {
+    // Pass request bodies through to the upstream unparsed: a gateway should not re-encode bodies.
+    app.removeAllContentTypeParsers()
+    app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
+
+    await app.register(sticky, {
+      // First signs, all verify (add the old one second when rotating). Several gateways must share it;
+      // a random one is fine here: one process, and the in-memory store forgets its bindings on restart anyway.
+      secret: [randomBytes(32).toString('base64url')],
+      pools: { shop: { upstreams: shops } },
+      // No `redis` option: bindings live in this process's memory (one gateway). Give `redis: 'redis://...'`
+      // to share them between gateways.
+      defaults: { idleTimeout: '30m', maxLifetime: '12h' }
+    })
+
+    // Every method and path goes to the shop this browser is bound to. The plugin sets the signed `sticky`
+    // cookie (Path=/; HttpOnly; SameSite=Lax) on a browser's first response.
+    app.all('/*', { config: { sticky: { pool: 'shop' } } }, (_request, reply) => reply.forward())
+
+    const trace = opts.trace
+    if (trace !== undefined) {
+      // request.sticky says where the request went and why: hit | new | rebind | degraded | none.
+      app.addHook('onResponse', async (request, reply) => {
+        if (request.sticky !== null) {
+          trace(`${request.method} ${request.url} → upstream ${request.sticky.upstream.id} (${request.sticky.decision}) ${reply.statusCode}`)
+        }
+      })
+    }
+
+    await app.listen({ port: opts.port ?? 3000, host })
+  } catch (error) {
+    await app.close()
+    await closeShops()
+    throw error
+  }
+  // ---------------------------------------------------------------------------------------------------------------
+
+  const { port } = app.server.address() as AddressInfo
+  let closing: Promise<void> | undefined
+  return {
+    url: `http://${browserHost(host)}:${port}`,
+    shops,
+    close () {
+      // Gateway first, so no request is forwarded to a shop that is already gone.
+      closing ??= app.close().then(closeShops)
+      return closing
+    }
+  }
+}
+
+// A wildcard listen address is not something to type into a browser; an IPv6 literal needs brackets.
+function browserHost (host: string): string {
+  if (host === '0.0.0.0' || host === '') return '127.0.0.1'
+  if (host === '::') return '[::1]'
+  return host.includes(':') ? `[${host}]` : host
+}
+
+function describePorts (shops: ReadonlyArray<{ url: string }>): string {
+  const ports = shops.map((shop) => Number(new URL(shop.url).port))
+  const contiguous = ports.every((port, i) => i === 0 || port === ports[i - 1] + 1)
+  return contiguous && ports.length > 1 ? `${ports[0]}-${ports[ports.length - 1]}` : ports.join(', ')
+}
+
+function isPort (value: string): boolean {
+  return /^\d{1,5}$/.test(value) && Number(value) <= 65535
+}
+
+function readEnv (env: NodeJS.ProcessEnv): Pick<DemoOptions, 'port' | 'host' | 'shopPorts'> {
+  const options: Pick<DemoOptions, 'port' | 'host' | 'shopPorts'> = {}
+  if (env.PORT !== undefined && env.PORT !== '') {
+    if (!isPort(env.PORT)) throw new Error(`PORT must be a port number (0-65535), got ${JSON.stringify(env.PORT)}`)
+    options.port = Number(env.PORT)
+  }
+  if (env.SHOP_PORTS !== undefined && env.SHOP_PORTS !== '') {
+    const ports = env.SHOP_PORTS.split(',').map((port) => port.trim())
+    if (!ports.every(isPort) || ports.length > SHOP_IDS.length) {
+      throw new Error(`SHOP_PORTS must be a comma list of 1-${SHOP_IDS.length} port numbers, got ${JSON.stringify(env.SHOP_PORTS)}`)
+    }
+    options.shopPorts = ports.map(Number)
+  }
+  if (env.HOST !== undefined && env.HOST !== '') options.host = env.HOST
+  return options
+}
+
+async function main (): Promise<void> {
+  const demo = await startDemo({
+    ...readEnv(process.env),
+    trace: (line) => { process.stdout.write(`  ${line}\n`) }
+  })
+  const ids = demo.shops.map((shop) => shop.id).join(', ')
+  process.stdout.write(`fastify-sticky demo: open ${demo.url} (upstreams ${ids} on ${describePorts(demo.shops)}; in-memory store). Ctrl-C to stop.\n`)
+  const stop = (): void => {
+    process.stdout.write('fastify-sticky demo: stopping\n')
+    demo.close().then(() => process.exit(0), (error: unknown) => {
+      process.stderr.write(`fastify-sticky demo: ${(error as Error).message}\n`)
+      process.exit(1)
+    })
+  }
+  // `once`: a second Ctrl-C falls back to Node's default and ends the process at once.
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+}
+
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    const code = (error as NodeJS.ErrnoException).code
+    const hint = code === 'EADDRINUSE' ? ' (a port is taken: stop what uses it, or choose others with PORT and SHOP_PORTS)' : ''
+    process.stderr.write(`fastify-sticky demo: ${(error as Error).message}${hint}\n`)
+    process.exit(1)
+  })
+}
