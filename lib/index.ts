@@ -14,11 +14,12 @@ import { createRoutingCookieCodec } from './affinity/routing-cookie'
 import { ReplyFromBaseError } from './errors'
 import {
   resolveOptions, resolveRouteConfig,
-  type ResolvedOptions, type ResolvedRouteConfig, type StickyPluginOptions, type StickyRouteConfig
+  type ResolvedOptions, type ResolvedRouteConfig, type ResolvedUpstream, type StickyPluginOptions, type StickyRouteConfig
 } from './options'
-import { UpstreamPool } from './pool/upstream-pool'
+import { UpstreamPool, type UpstreamState } from './pool/upstream-pool'
 import { findReplyFromBase } from './proxy/reply-from-base'
-import { REPLY_FROM_OPTIONS } from './proxy/forward'
+import { bufferReplayableBody, createForwarder, setForwardState } from './proxy/forward'
+import { HealthMonitor } from './pool/health'
 import type { BindingStore } from './store/binding-store'
 import { MemoryBindingStore } from './store/memory-store'
 import { RedisBindingStore } from './store/redis-store'
@@ -27,9 +28,13 @@ import { TouchScheduler } from './store/touch-scheduler'
 export type { StickyDecision, StickyDecisionKind, AffinityStats, CookieRejection } from './affinity/resolve'
 export type {
   Duration, StickyPluginOptions, StickyRouteConfig, StickyPoolOptions, StickyUpstreamOptions, StickyKeyOption,
-  StickyCookieOptions, StickyTimeoutOptions, ResolvedUpstream
+  StickyCookieOptions, StickyTimeoutOptions, StickyHealthCheckOptions, StickyFailoverPolicy, ResolvedUpstream
 } from './options'
-export type { BindingStore, Binding, BindResult, RebindResult, TouchRequest, Invalidation } from './store/binding-store'
+export type {
+  BindingStore, Binding, BindResult, RebindResult, TouchRequest, Invalidation, UpstreamStatus, UpstreamStateChange,
+  UpstreamAdminState
+} from './store/binding-store'
+export type { UpstreamState } from './pool/upstream-pool'
 export { MemoryBindingStore, type MemoryBindingStoreOptions } from './store/memory-store'
 export { RedisBindingStore, type RedisBindingStoreOptions } from './store/redis-store'
 export { UpstreamPool } from './pool/upstream-pool'
@@ -47,6 +52,20 @@ export interface StickyApi {
    * @throws Error when the pool does not exist
    */
   sessionCounts (pool: string): Promise<Record<string, number>>
+  /**
+   * Live sessions bound to one upstream (store-wide); what a `preStop` hook waits on while draining.
+   * @throws Error when the pool or upstream does not exist
+   */
+  sessions (pool: string, upstreamId: string): Promise<number>
+  /**
+   * Drains an upstream on every gateway: it keeps its bound sessions and gets no new ones.
+   * @throws Error when the pool or upstream does not exist (or the store fails)
+   */
+  drain (pool: string, upstreamId: string): Promise<void>
+  /** Makes a drained upstream take new sessions again (slow start applies). @throws as {@link StickyApi.drain} */
+  undrain (pool: string, upstreamId: string): Promise<void>
+  /** @returns `active`, `draining` or `down`, as this gateway knows it now */
+  state (pool: string, upstreamId: string): UpstreamState
 }
 
 declare module 'fastify' {
@@ -109,7 +128,7 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
     if (owned) await store.close()
     throw new Error(`fastify-sticky: the binding store is not reachable at start (${(error as Error).message})`, { cause: error })
   }
-  const pools = new Map(Object.entries(options.pools).map(([name, upstreams]) => [name, new UpstreamPool(name, upstreams, store)]))
+  const pools = new Map(Object.entries(options.pools).map(([name, pool]) => [name, new UpstreamPool(name, pool, store)]))
   let lastStoreWarning = 0
   const touches = new TouchScheduler(store, (error) => { fastify.log.debug({ err: error }, 'fastify-sticky: touching bindings failed') })
   const resolver = new AffinityResolver({
@@ -119,11 +138,26 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
     deriveKeyId: createKeyIdDeriver(await store.sharedSalt()),
     touches
   })
+  const health = new HealthMonitor(store, pools, fastify.log, options.timeouts.connectMs)
   await Promise.all([...pools.values()].map((pool) => pool.refreshCounts()))
+  await health.start()
 
   if (!fastify.hasPlugin('@fastify/cookie')) await fastify.register(fastifyCookie)
   await registerReplyFrom(fastify, options)
 
+  const upstreamOf = (name: string, upstreamId: string): { pool: UpstreamPool, upstream: ResolvedUpstream } => {
+    const pool = pools.get(name)
+    if (pool === undefined) throw new Error(`fastify-sticky: no pool named "${name}"`)
+    const upstream = pool.get(upstreamId)
+    if (upstream === undefined) throw new Error(`fastify-sticky: pool "${name}" has no upstream "${upstreamId}"`)
+    return { pool, upstream }
+  }
+  const setAdmin = async (name: string, upstreamId: string, admin: 'active' | 'draining'): Promise<void> => {
+    const { pool } = upstreamOf(name, upstreamId)
+    await store.setUpstreamState(name, upstreamId, { admin })
+    pool.applyStates(await store.upstreamStates(name))
+    fastify.log.info({ pool: name, upstream: upstreamId }, admin === 'draining' ? 'fastify-sticky: upstream draining' : 'fastify-sticky: upstream undrained')
+  }
   const api: StickyApi = {
     store,
     pools,
@@ -132,40 +166,52 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
       const pool = pools.get(name)
       if (pool === undefined) throw new Error(`fastify-sticky: no pool named "${name}"`)
       return store.sessionCounts(name, pool.upstreams.map((u) => u.id))
-    }
+    },
+    async sessions (name, upstreamId) {
+      upstreamOf(name, upstreamId)
+      return (await store.sessionCounts(name, [upstreamId]))[upstreamId]
+    },
+    drain: (name, upstreamId) => setAdmin(name, upstreamId, 'draining'),
+    undrain: (name, upstreamId) => setAdmin(name, upstreamId, 'active'),
+    state: (name, upstreamId) => upstreamOf(name, upstreamId).pool.state(upstreamId)
   }
   fastify.decorate('sticky', api)
   fastify.decorateRequest('sticky', null)
 
-  // reply.forward() outside sticky routes balances over the default pool, when one can be named.
-  let defaultPool: ResolvedRouteConfig | null
-  try {
-    defaultPool = resolveRouteConfig('(default)', { key: false }, options)
-  } catch {
-    defaultPool = null
-  }
-  fastify.decorateReply('forward', function forward (this: FastifyReply, source?: string): FastifyReply {
-    const request = this.request
-    if (request.sticky === null) {
-      if (defaultPool === null) {
-        throw new Error('fastify-sticky: reply.forward() on a route without config.sticky needs a default pool (defaults.pool, or a single pool)')
-      }
-      request.sticky = resolver.resolveWithoutAffinity(defaultPool)
-    }
-    return this.from(source, REPLY_FROM_OPTIONS)
-  })
-
   const cookie = options.cookie
+  const setRoutingCookie = (request: FastifyRequest, reply: FastifyReply, value: string): void => {
+    reply.setCookie(cookie.name, value, {
+      path: cookie.path,
+      domain: cookie.domain,
+      maxAge: cookie.maxAgeSeconds,
+      sameSite: cookie.sameSite,
+      httpOnly: true,
+      secure: cookie.secure === 'auto' ? request.protocol === 'https' : cookie.secure
+    })
+  }
+
+  // reply.forward() outside sticky routes balances over the default pool, when one can be named.
+  let defaultRoute: ResolvedRouteConfig | null
+  try {
+    defaultRoute = resolveRouteConfig('(default)', { key: false }, options)
+  } catch {
+    defaultRoute = null
+  }
+  const forwarder = createForwarder({ resolver, health, reboundHeader: options.reboundHeader, defaultRoute, setRoutingCookie })
+  fastify.decorateReply('forward', forwarder.forward)
+
   const makeHook = (route: ResolvedRouteConfig): onRequestAsyncHookHandler => {
     if (route.key === false) {
-      return async function stickyBalance (request: FastifyRequest) {
-        request.sticky = resolver.resolveWithoutAffinity(route)
+      return async function stickyBalance (request: FastifyRequest, reply: FastifyReply) {
+        const sticky = resolver.resolveWithoutAffinity(route)
+        if (sticky === null) return forwarder.sendUnavailable(reply, route.pool, 'no-upstream')
+        request.sticky = sticky
+        setForwardState(request, { route, binding: undefined, retried: false, source: undefined })
       }
     }
     return async function stickyAffinity (request: FastifyRequest, reply: FastifyReply) {
       const cookies = request.cookies ?? fastify.parseCookie(request.headers.cookie ?? '')
       const result = await resolver.resolveCookie(route, cookies[cookie.name])
-      request.sticky = result.sticky
       if (result.rejected !== undefined) request.log.debug({ reason: result.rejected }, 'fastify-sticky: routing cookie ignored')
       if (result.storeError !== undefined) {
         const now = Date.now()
@@ -174,32 +220,32 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
           request.log.warn({ err: result.storeError }, 'fastify-sticky: binding store failed; routing from cookies and the balancer')
         }
       }
-      if (result.setCookie !== undefined) {
-        reply.setCookie(cookie.name, result.setCookie, {
-          path: cookie.path,
-          domain: cookie.domain,
-          maxAge: cookie.maxAgeSeconds,
-          sameSite: cookie.sameSite,
-          httpOnly: true,
-          secure: cookie.secure === 'auto' ? request.protocol === 'https' : cookie.secure
-        })
-      }
+      if (result.sticky === null) return forwarder.sendUnavailable(reply, route.pool, result.failure ?? 'no-upstream')
+      request.sticky = result.sticky
+      setForwardState(request, { route, binding: result.binding, retried: false, source: undefined })
+      if (result.setCookie !== undefined) setRoutingCookie(request, reply, result.setCookie)
     }
   }
+  const replayBodyLimit = options.replayBodyLimit
+  const bufferBody = async (request: FastifyRequest): Promise<void> => bufferReplayableBody(request, replayBodyLimit)
 
   fastify.addHook('onRoute', (routeOptions: RouteOptions) => {
     const methods = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
     const route = resolveRouteConfig(`${methods} ${routeOptions.url}`, routeOptions.config?.sticky, options)
     if (route === null) return
-    const hook = makeHook(route)
-    const existing = routeOptions.onRequest
-    routeOptions.onRequest = existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
+    routeOptions.onRequest = appendHook(routeOptions.onRequest, makeHook(route))
+    if (replayBodyLimit > 0) routeOptions.preHandler = appendHook(routeOptions.preHandler, bufferBody)
   })
 
   fastify.addHook('onClose', async () => {
+    health.stop()
     await touches.flush()
     if (owned) await store.close()
   })
+}
+
+function appendHook<T> (existing: T | T[] | undefined, hook: T): T[] {
+  return existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
 }
 
 /**

@@ -23,6 +23,16 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000
 export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000
 /** Default longest pause between two chunks of an upstream's response body. */
 export const DEFAULT_BODY_TIMEOUT_MS = 60_000
+/** Default time a down upstream (without active probes) waits before a reachability retry. */
+export const DEFAULT_COOLDOWN_MS = 10_000
+/** Default interval of active health probes. */
+export const DEFAULT_PROBE_INTERVAL_MS = 5_000
+/** Default timeout of one active health probe. */
+export const DEFAULT_PROBE_TIMEOUT_MS = 2_000
+/** Default largest request body buffered so a request can be retried on another upstream, in bytes. */
+export const DEFAULT_REPLAY_BODY_LIMIT = 64 * 1024
+/** Default request header that tells the app its session moved to another upstream. */
+export const DEFAULT_REBOUND_HEADER = 'x-sticky-rebound'
 /** Shortest accepted secret, in characters. */
 export const MIN_SECRET_LENGTH = 32
 
@@ -39,11 +49,44 @@ export interface StickyUpstreamOptions {
   weight?: number
 }
 
+/** Active health probes of a pool's upstreams (every gateway probes; the verdict is shared through the store). */
+export interface StickyHealthCheckOptions {
+  /** Path requested with GET; any 2xx or 3xx answer is healthy. */
+  path: string
+  /** @defaultValue `'5s'` */
+  interval?: Duration
+  /** @defaultValue `'2s'` */
+  timeout?: Duration
+  /** Consecutive successes that bring a down upstream back. @defaultValue 2 */
+  healthyThreshold?: number
+  /** Consecutive failures that take an upstream down. @defaultValue 2 */
+  unhealthyThreshold?: number
+}
+
 /** A named group of interchangeable upstreams. */
 export interface StickyPoolOptions {
   /** At least one upstream; ids unique within the pool. */
   upstreams: StickyUpstreamOptions[]
+  /** Active probes; without them a down upstream is retried (TCP connect) after `cooldown`. */
+  healthCheck?: StickyHealthCheckOptions
+  /**
+   * How long a down upstream rests before a reachability retry, when there are no active probes.
+   * @defaultValue `'10s'`
+   */
+  cooldown?: Duration
+  /**
+   * A newly active upstream's share of new sessions ramps up linearly over this window; `0` turns it off.
+   * @defaultValue 0
+   */
+  slowStart?: Duration | 0
 }
+
+/**
+ * What to do when a client's upstream is down: `'rebind'` moves the session to another upstream (every gateway
+ * agrees through a compare-and-set) and tells the app with the rebound header; `'strict'` answers 503 and keeps
+ * the binding, for apps that must never silently move a session.
+ */
+export type StickyFailoverPolicy = 'rebind' | 'strict'
 
 /**
  * Where the affinity key comes from: `'cookie'` (the plugin's signed routing cookie) or `false`
@@ -70,6 +113,8 @@ export interface StickyRouteConfig {
    * @defaultValue `'12h'`
    */
   maxLifetime?: Duration
+  /** @defaultValue `'rebind'` */
+  failover?: StickyFailoverPolicy
 }
 
 /** Attributes of the routing cookie. */
@@ -121,6 +166,24 @@ export interface StickyPluginOptions {
   timeouts?: StickyTimeoutOptions
   /** Most bindings the in-memory store keeps. @defaultValue 100000 */
   maxBindings?: number
+  /** Request header set on requests whose session moved to another upstream; `false` sends none. @defaultValue `'x-sticky-rebound'` */
+  reboundHeader?: string | false
+  /** Largest request body (bytes) buffered so the request can be retried on another upstream; 0 turns buffering off. @defaultValue 65536 */
+  replayBodyLimit?: number
+}
+
+/** A pool after validation. */
+export interface ResolvedPool {
+  readonly upstreams: readonly ResolvedUpstream[]
+  readonly healthCheck: {
+    readonly path: string
+    readonly intervalMs: number
+    readonly timeoutMs: number
+    readonly healthyThreshold: number
+    readonly unhealthyThreshold: number
+  } | undefined
+  readonly cooldownMs: number
+  readonly slowStartMs: number
 }
 
 /** An upstream after validation. */
@@ -136,12 +199,13 @@ export interface ResolvedRouteConfig {
   readonly key: StickyKeyOption
   readonly idleTimeoutMs: number
   readonly maxLifetimeMs: number
+  readonly failover: StickyFailoverPolicy
 }
 
 /** Plugin options after validation, with every default filled in. Frozen. */
 export interface ResolvedOptions {
   readonly secrets: readonly string[]
-  readonly pools: Readonly<Record<string, readonly ResolvedUpstream[]>>
+  readonly pools: Readonly<Record<string, ResolvedPool>>
   readonly redis: string | Redis | Cluster | undefined
   readonly store: BindingStore | undefined
   readonly prefix: string
@@ -156,12 +220,16 @@ export interface ResolvedOptions {
   }
   readonly timeouts: { readonly connectMs: number, readonly headersMs: number, readonly bodyMs: number }
   readonly maxBindings: number
+  readonly reboundHeader: string | false
+  readonly replayBodyLimit: number
 }
 
 const ID_RE = /^[A-Za-z0-9_-]{1,32}$/
 const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
-const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings']
-const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime']
+const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit']
+const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover']
+const POOL_KEYS = ['upstreams', 'healthCheck', 'cooldown', 'slowStart']
+const HEALTH_KEYS = ['path', 'interval', 'timeout', 'healthyThreshold', 'unhealthyThreshold']
 const COOKIE_KEYS = ['name', 'path', 'domain', 'maxAge', 'sameSite', 'secure']
 const TIMEOUT_KEYS = ['connect', 'headers', 'body']
 
@@ -193,7 +261,6 @@ function duration (path: string, value: unknown, fallback: number): number {
 
 function resolveUpstreams (path: string, input: unknown): ResolvedUpstream[] {
   if (!isRecord(input)) fail(path, 'an object with `upstreams`', input)
-  checkKeys(path, input, ['upstreams'], (p, m) => fail(p, 'absent', m))
   const list = input.upstreams
   if (!Array.isArray(list) || list.length === 0) fail(`${path}.upstreams`, 'a non-empty array', list)
   const seen = new Set<string>()
@@ -212,6 +279,39 @@ function resolveUpstreams (path: string, input: unknown): ResolvedUpstream[] {
     const weight = entry.weight ?? 1
     if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0 || weight > 1000) fail(`${at}.weight`, 'a number above 0 and at most 1000', weight)
     return Object.freeze({ id: entry.id, url: url.origin, weight })
+  })
+}
+
+function positiveInteger (path: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || (value as number) < 1) fail(path, 'a positive integer', value)
+  return value as number
+}
+
+function resolvePool (path: string, input: unknown): ResolvedPool {
+  if (!isRecord(input)) fail(path, 'an object with `upstreams`', input)
+  checkKeys(path, input, POOL_KEYS, (p) => fail(p, `absent (known: ${POOL_KEYS.join(', ')})`, input[p.slice(path.length + 1)]))
+  const upstreams = Object.freeze(resolveUpstreams(path, input))
+  let healthCheck: ResolvedPool['healthCheck']
+  const probe = input.healthCheck
+  if (probe !== undefined) {
+    const at = `${path}.healthCheck`
+    if (!isRecord(probe)) fail(at, 'an object { path, interval?, timeout?, healthyThreshold?, unhealthyThreshold? }', probe)
+    checkKeys(at, probe, HEALTH_KEYS, (p) => fail(p, `absent (known: ${HEALTH_KEYS.join(', ')})`, probe[p.slice(at.length + 1)]))
+    if (typeof probe.path !== 'string' || !probe.path.startsWith('/') || /\s/.test(probe.path)) fail(`${at}.path`, 'a path starting with "/"', probe.path)
+    healthCheck = Object.freeze({
+      path: probe.path,
+      intervalMs: duration(`${at}.interval`, probe.interval, DEFAULT_PROBE_INTERVAL_MS),
+      timeoutMs: duration(`${at}.timeout`, probe.timeout, DEFAULT_PROBE_TIMEOUT_MS),
+      healthyThreshold: positiveInteger(`${at}.healthyThreshold`, probe.healthyThreshold, 2),
+      unhealthyThreshold: positiveInteger(`${at}.unhealthyThreshold`, probe.unhealthyThreshold, 2)
+    })
+  }
+  return Object.freeze({
+    upstreams,
+    healthCheck,
+    cooldownMs: duration(`${path}.cooldown`, input.cooldown, DEFAULT_COOLDOWN_MS),
+    slowStartMs: input.slowStart === 0 ? 0 : duration(`${path}.slowStart`, input.slowStart, 0)
   })
 }
 
@@ -267,7 +367,7 @@ function isRedisClient (value: unknown): boolean {
 }
 
 function isBindingStore (value: unknown): value is BindingStore {
-  const methods = ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'onInvalidate', 'close']
+  const methods = ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'close']
   return isRecord(value) && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function')
 }
 
@@ -283,10 +383,10 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
   const secrets = resolveSecrets(input.secret)
 
   if (!isRecord(input.pools) || Object.keys(input.pools).length === 0) fail('pools', 'an object with at least one named pool', input.pools)
-  const pools: Record<string, readonly ResolvedUpstream[]> = {}
+  const pools: Record<string, ResolvedPool> = {}
   for (const [name, pool] of Object.entries(input.pools)) {
     if (!ID_RE.test(name)) fail(`pools.${name}`, 'named with 1-32 characters [A-Za-z0-9_-]', name)
-    pools[name] = Object.freeze(resolveUpstreams(`pools.${name}`, pool))
+    pools[name] = resolvePool(`pools.${name}`, pool)
   }
 
   const redis = input.redis
@@ -308,6 +408,15 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
   const maxBindings = input.maxBindings ?? DEFAULT_MEMORY_MAX_BINDINGS
   if (!Number.isSafeInteger(maxBindings) || maxBindings < 1) fail('maxBindings', 'a positive integer', maxBindings)
 
+  const reboundHeader = input.reboundHeader ?? DEFAULT_REBOUND_HEADER
+  if (reboundHeader !== false && (typeof reboundHeader !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/.test(reboundHeader))) {
+    fail('reboundHeader', 'a header name or false', reboundHeader)
+  }
+  const replayBodyLimit = input.replayBodyLimit ?? DEFAULT_REPLAY_BODY_LIMIT
+  if (!Number.isSafeInteger(replayBodyLimit) || replayBodyLimit < 0 || replayBodyLimit > 16 * 1024 * 1024) {
+    fail('replayBodyLimit', 'a whole number of bytes from 0 to 16 MiB', replayBodyLimit)
+  }
+
   const resolved: ResolvedOptions = {
     secrets: Object.freeze(secrets),
     pools: Object.freeze(pools),
@@ -317,7 +426,9 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
     defaults: {},
     cookie: resolveCookie(input.cookie),
     timeouts: resolveTimeouts(input.timeouts),
-    maxBindings
+    maxBindings,
+    reboundHeader: reboundHeader === false ? false : reboundHeader.toLowerCase(),
+    replayBodyLimit
   }
   const defaults = input.defaults ?? {}
   // Defaults are checked with the route rules now, so a bad default fails at register, not at the first route.
@@ -371,5 +482,7 @@ function mergeRouteConfig (
   if (idle === undefined) onError('idleTimeout', `must be a positive duration (ms, or '30s', '30m', '12h'), got ${show(merged.idleTimeout)}`)
   const lifetime = merged.maxLifetime === undefined ? DEFAULT_MAX_LIFETIME_MS : parseDuration(merged.maxLifetime)
   if (lifetime === undefined) onError('maxLifetime', `must be a positive duration (ms, or '30s', '30m', '12h'), got ${show(merged.maxLifetime)}`)
-  return Object.freeze({ pool: pool as string, key, idleTimeoutMs: idle, maxLifetimeMs: lifetime })
+  const failover = merged.failover ?? 'rebind'
+  if (failover !== 'rebind' && failover !== 'strict') onError('failover', `must be 'rebind' or 'strict', got ${show(failover)}`)
+  return Object.freeze({ pool: pool as string, key, idleTimeoutMs: idle, maxLifetimeMs: lifetime, failover })
 }

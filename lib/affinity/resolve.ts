@@ -26,15 +26,31 @@ export interface StickyDecision {
   readonly upstream: ResolvedUpstream
   /** How it was chosen. */
   readonly decision: StickyDecisionKind
+  /** `true` when the client's session moved away from an upstream that is down: its session state is lost. */
+  readonly rebound: boolean
 }
+
+/** The binding behind a cookie decision, kept so a failed forward can move it. */
+export interface BindingContext {
+  readonly keyId: string
+  readonly bindingId: string
+  readonly createdAt: number
+}
+
+/** Why no upstream could be given: none can take the request, or a strict route's upstream is down. */
+export type AffinityFailure = 'no-upstream' | 'strict-down'
 
 /** What {@link AffinityResolver.resolveCookie} found. */
 export interface AffinityResult {
-  readonly sticky: StickyDecision
+  /** The decision; `null` together with `failure`. */
+  readonly sticky: StickyDecision | null
+  readonly failure?: AffinityFailure
   /** A routing cookie value to send back (new or moved binding, or a signature by an older secret), if any. */
   readonly setCookie: string | undefined
   /** Why the client's cookie was ignored, if it was. */
   readonly rejected: CookieRejection | undefined
+  /** The binding, for failover. */
+  readonly binding?: BindingContext
   /** The store error behind a `degraded` decision. */
   readonly storeError?: unknown
 }
@@ -46,6 +62,8 @@ export interface AffinityStats {
   rebind: number
   degraded: number
   none: number
+  /** Requests answered 503 because no upstream could take them (or a strict route's upstream was down). */
+  unavailable: number
   invalidCookie: Record<CookieRejection, number>
   storeErrors: number
 }
@@ -59,6 +77,10 @@ export interface AffinityResolverDeps {
   readonly touches: TouchScheduler
 }
 
+function decided (pool: UpstreamPool, upstream: ResolvedUpstream, decision: StickyDecisionKind, rebound: boolean): StickyDecision {
+  return { pool: pool.name, upstream, decision, rebound }
+}
+
 /** Resolves affinity for requests; one instance per plugin registration. */
 export class AffinityResolver {
   /** Decision and rejection counters. */
@@ -68,6 +90,7 @@ export class AffinityResolver {
     rebind: 0,
     degraded: 0,
     none: 0,
+    unavailable: 0,
     invalidCookie: { oversized: 0, 'bad-signature': 0, garbled: 0, 'unknown-upstream': 0 },
     storeErrors: 0
   }
@@ -84,18 +107,27 @@ export class AffinityResolver {
     return this.#deps.pools.get(route.pool) as UpstreamPool
   }
 
-  /** A route without affinity: weighted round robin, no store access. */
-  resolveWithoutAffinity (route: ResolvedRouteConfig): StickyDecision {
+  /**
+   * A request without affinity: weighted round robin over active, up upstreams; no store access.
+   * @returns the decision, or `null` when no upstream can take it
+   */
+  resolveWithoutAffinity (route: ResolvedRouteConfig): StickyDecision | null {
     const pool = this.pool(route)
+    const upstream = pool.nextRoundRobin()
+    if (upstream === undefined) {
+      this.stats.unavailable++
+      return null
+    }
     this.stats.none++
-    return { pool: pool.name, upstream: pool.nextRoundRobin(), decision: 'none' }
+    return decided(pool, upstream, 'none', false)
   }
 
   /**
-   * Cookie affinity. A verified cookie whose binding is alive routes to its upstream; one whose binding expired
-   * or was lost is bound again under the same binding id, preferring the upstream it names (as a load balancer's
-   * inserted cookie would), until `maxLifetime` after it was first made; anything else is a new session. Store
-   * failures never fail the request: the cookie, or the balancer, decides (`degraded`).
+   * Cookie affinity. A verified cookie whose binding is alive routes to its upstream (moved first if that one is
+   * down, unless the route is strict); one whose binding expired or was lost is bound again under the same
+   * binding id, preferring the upstream it names (as a load balancer's inserted cookie would), until
+   * `maxLifetime` after it was first made; anything else is a new session. Store failures never fail the request:
+   * the cookie, or the balancer, decides (`degraded`).
    * @param cookieValue - the raw routing cookie value, if the client sent one
    */
   async resolveCookie (route: ResolvedRouteConfig, cookieValue: string | undefined): Promise<AffinityResult> {
@@ -121,47 +153,100 @@ export class AffinityResolver {
     // A binding past its lifetime is not revived from the cookie: the client is balanced as new.
     if (token !== undefined && now - token.createdAt >= route.maxLifetimeMs) token = undefined
     const bindingId = token?.bindingId ?? newBindingId()
-    const createdAt = token?.createdAt ?? now
     const keyId = deriveKeyId(bindingId)
-    const ttlMs = Math.min(route.idleTimeoutMs, createdAt + route.maxLifetimeMs - now)
-    const cookieFor = (upstream: ResolvedUpstream): string | undefined =>
-      token === undefined || renew || token.upstreamId !== upstream.id
-        ? codec.sign({ bindingId, upstreamId: upstream.id, createdAt })
+    const binding: BindingContext = { bindingId, keyId, createdAt: token?.createdAt ?? now }
+    const ttlMs = Math.min(route.idleTimeoutMs, binding.createdAt + route.maxLifetimeMs - now)
+    const answer = (upstream: ResolvedUpstream, decision: StickyDecisionKind, rebound: boolean, storeError?: unknown): AffinityResult => {
+      this.stats[decision === 'none' ? 'none' : decision]++
+      const setCookie = token === undefined || renew || token.upstreamId !== upstream.id
+        ? codec.sign({ bindingId: binding.bindingId, upstreamId: upstream.id, createdAt: binding.createdAt })
         : undefined
+      return { sticky: decided(pool, upstream, decision, rebound), setCookie, rejected, binding, storeError }
+    }
+    const unavailable = (failure: AffinityFailure): AffinityResult => {
+      this.stats.unavailable++
+      return { sticky: null, failure, setCookie: undefined, rejected, binding }
+    }
+    // The upstream the cookie names, when it can still serve (draining upstreams keep their sessions).
+    const named = token === undefined ? undefined : pool.get(token.upstreamId)
+    const namedUsable = named !== undefined && pool.state(named.id) !== 'down'
 
     try {
       if (token !== undefined) {
-        const binding = await store.get(pool.name, keyId)
-        const bound = binding === null ? undefined : pool.get(binding.upstreamId)
-        if (bound !== undefined) {
+        const current = await store.get(pool.name, keyId)
+        const bound = current === null ? undefined : pool.get(current.upstreamId)
+        if (bound !== undefined && pool.state(bound.id) !== 'down') {
           touches.schedule(pool.name, keyId, bound.id, route.idleTimeoutMs, ttlMs)
-          this.stats.hit++
-          return { sticky: { pool: pool.name, upstream: bound, decision: 'hit' }, setCookie: cookieFor(bound), rejected }
+          return answer(bound, 'hit', false)
         }
-        if (binding !== null) {
-          // Bound to an upstream this gateway's configuration no longer has: move it, agreeing through CAS.
-          const moved = await store.rebind(pool.name, keyId, binding.upstreamId, pool.pickForNewSession().id)
+        if (bound !== undefined && route.failover === 'strict') return unavailable('strict-down')
+        if (current !== null) {
+          // Bound to an upstream that is down, or that this gateway's configuration no longer has: move it,
+          // agreeing with every other gateway through the compare-and-set.
+          const next = pool.pickForNewSession()
+          if (next === undefined) return unavailable('no-upstream')
+          const moved = await store.rebind(pool.name, keyId, current.upstreamId, next.id)
           const upstream = moved.upstreamId === null ? undefined : pool.get(moved.upstreamId)
           if (upstream !== undefined) {
             touches.noteFresh(pool.name, keyId)
-            this.stats.rebind++
-            return { sticky: { pool: pool.name, upstream, decision: 'rebind' }, setCookie: cookieFor(upstream), rejected }
+            return answer(upstream, 'rebind', bound !== undefined)
           }
         }
       }
-      const preferred = token === undefined ? pool.pickForNewSession() : pool.get(token.upstreamId) as ResolvedUpstream
+      if (named !== undefined && !namedUsable && route.failover === 'strict') return unavailable('strict-down')
+      const preferred = namedUsable ? named : pool.pickForNewSession()
+      if (preferred === undefined) return unavailable('no-upstream')
       const result = await store.bindIfAbsent(pool.name, keyId, preferred.id, ttlMs)
       // Another gateway may have won with an upstream only its configuration knows (a rolling config change).
       const upstream = pool.get(result.upstreamId) ?? preferred
       if (result.created) pool.noteBound(upstream.id)
       touches.noteFresh(pool.name, keyId)
-      this.stats.new++
-      return { sticky: { pool: pool.name, upstream, decision: 'new' }, setCookie: cookieFor(upstream), rejected }
+      return answer(upstream, 'new', named !== undefined && !namedUsable)
     } catch (storeError) {
       this.stats.storeErrors++
-      this.stats.degraded++
-      const upstream = token === undefined ? pool.pickForNewSession() : pool.get(token.upstreamId) as ResolvedUpstream
-      return { sticky: { pool: pool.name, upstream, decision: 'degraded' }, setCookie: cookieFor(upstream), rejected, storeError }
+      if (named !== undefined && !namedUsable && route.failover === 'strict') return unavailable('strict-down')
+      const upstream = namedUsable ? named : pool.pickForNewSession()
+      if (upstream === undefined) return unavailable('no-upstream')
+      return answer(upstream, 'degraded', named !== undefined && !namedUsable, storeError)
     }
+  }
+
+  /**
+   * Moves a session off an upstream that just failed (already marked down): one compare-and-set, so every gateway
+   * ends on the same new upstream; a stateless request simply goes to the next upstream.
+   * @param failed - the upstream that failed
+   * @param binding - the binding of a cookie decision, or `undefined` for a request without affinity
+   */
+  async failover (route: ResolvedRouteConfig, failed: ResolvedUpstream, binding: BindingContext | undefined): Promise<AffinityResult> {
+    const pool = this.pool(route)
+    if (binding === undefined) {
+      const sticky = this.resolveWithoutAffinity(route)
+      return sticky === null ? { sticky, failure: 'no-upstream', setCookie: undefined, rejected: undefined } : { sticky, setCookie: undefined, rejected: undefined }
+    }
+    const next = pool.pickForNewSession()
+    if (next === undefined) {
+      this.stats.unavailable++
+      return { sticky: null, failure: 'no-upstream', setCookie: undefined, rejected: undefined, binding }
+    }
+    let upstream = next
+    let decision: StickyDecisionKind = 'rebind'
+    let storeError: unknown
+    try {
+      const moved = await this.#deps.store.rebind(pool.name, binding.keyId, failed.id, next.id)
+      if (moved.upstreamId === null) {
+        const ttlMs = Math.min(route.idleTimeoutMs, binding.createdAt + route.maxLifetimeMs - Date.now())
+        upstream = pool.get((await this.#deps.store.bindIfAbsent(pool.name, binding.keyId, next.id, ttlMs)).upstreamId) ?? next
+      } else {
+        upstream = pool.get(moved.upstreamId) ?? next
+      }
+      this.#deps.touches.noteFresh(pool.name, binding.keyId)
+    } catch (error) {
+      this.stats.storeErrors++
+      decision = 'degraded'
+      storeError = error
+    }
+    this.stats[decision]++
+    const setCookie = this.#deps.codec.sign({ bindingId: binding.bindingId, upstreamId: upstream.id, createdAt: binding.createdAt })
+    return { sticky: decided(pool, upstream, decision, true), setCookie, rejected: undefined, binding, storeError }
   }
 }

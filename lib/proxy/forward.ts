@@ -1,49 +1,214 @@
 /**
- * `reply.forward()`: hands the request to @fastify/reply-from, aimed at the upstream the affinity hook chose.
- * Upstream failures become 502/504 answers with a short JSON body; never a 500, never an internal address.
+ * `reply.forward()`: hands the request to @fastify/reply-from, aimed at the upstream the affinity hook chose, and
+ * handles what goes wrong: a connection that fails marks the upstream down (for every gateway), moves the session
+ * with one compare-and-set and retries once when the request can be replayed. Answers are 502/503/504 with a short
+ * JSON body; never a 500, never an internal address.
  */
+import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
-import { BadGatewayError, UpstreamTimeoutError } from '../errors'
+import type { AffinityFailure, AffinityResolver, AffinityResult, BindingContext } from '../affinity/resolve'
+import { BadGatewayError, NoUpstreamError, UpstreamTimeoutError } from '../errors'
+import type { ResolvedRouteConfig } from '../options'
+import type { HealthMonitor } from '../pool/health'
 
+/** Per-request routing state kept between the affinity hook and the forward. */
+export interface ForwardState {
+  readonly route: ResolvedRouteConfig
+  binding: BindingContext | undefined
+  retried: boolean
+  source: string | undefined
+}
+
+const kForwardState = Symbol('fastify-sticky.forwardState')
+
+/** @returns the request's routing state, if the affinity hook (or forward) made one */
+export function forwardStateOf (request: FastifyRequest): ForwardState | undefined {
+  return (request as unknown as Record<symbol, ForwardState | undefined>)[kForwardState]
+}
+
+/** Attaches routing state to a request. */
+export function setForwardState (request: FastifyRequest, state: ForwardState): void {
+  (request as unknown as Record<symbol, ForwardState>)[kForwardState] = state
+}
+
+// Failures where the request never reached the upstream: safe to send again, whatever the method.
+const NOT_REACHED_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'])
+// The connection broke: the upstream may have seen the request, so only idempotent requests are sent again.
+const RESET_CODES = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE', 'UND_ERR_CLOSED'])
 const TIMEOUT_CODES = new Set([
   'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
   'FST_REPLY_FROM_TIMEOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT', 'FST_REPLY_FROM_HTTP_REQUEST_TIMEOUT'
 ])
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 
-function isTimeout (error: unknown): boolean {
-  for (let e = error as { code?: unknown, cause?: unknown } | undefined, depth = 0; e !== undefined && e !== null && depth < 4; e = e.cause as typeof e, depth++) {
-    if (typeof e.code === 'string' && TIMEOUT_CODES.has(e.code)) return true
+// reply-from wraps transport errors; the code that matters may sit a few causes down.
+function codesOf (error: unknown): string[] {
+  const codes: string[] = []
+  for (let e = error as { code?: unknown, cause?: unknown } | undefined, depth = 0; e !== undefined && e !== null && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string') codes.push(e.code)
   }
-  return false
+  return codes
+}
+
+/** What forwarding needs from the plugin. */
+export interface ForwarderDeps {
+  readonly resolver: AffinityResolver
+  readonly health: HealthMonitor
+  /** Lower-case header name, or `false`. */
+  readonly reboundHeader: string | false
+  /** The default pool's route config for `reply.forward()` outside sticky routes, if one can be named. */
+  readonly defaultRoute: ResolvedRouteConfig | null
+  /** Applies a new decision's routing cookie to the reply. */
+  readonly setRoutingCookie: (request: FastifyRequest, reply: FastifyReply, value: string) => void
+}
+
+/** The pieces the plugin wires: the `reply.forward` decorator and the 503 answer shared with the hook. */
+export interface Forwarder {
+  forward (this: FastifyReply, source?: string): FastifyReply
+  /** Answers 503 with `Retry-After` (no upstream can take the request, or a strict route's upstream is down). */
+  sendUnavailable (reply: FastifyReply, pool: string, failure: AffinityFailure): FastifyReply
+}
+
+/** Builds the forwarder of one plugin registration. */
+export function createForwarder (deps: ForwarderDeps): Forwarder {
+  const { resolver, health, reboundHeader } = deps
+
+  function sendProblem (reply: FastifyReply, status: number, code: string | undefined, error: string, message: string): FastifyReply {
+    return reply.code(status).send({ statusCode: status, code, error, message, requestId: reply.request.id })
+  }
+
+  function sendUpstreamError (reply: FastifyReply, error: unknown): void {
+    const codes = codesOf(error)
+    const problem = codes.some((code) => TIMEOUT_CODES.has(code))
+      ? new UpstreamTimeoutError({ cause: error })
+      : new BadGatewayError({ cause: error })
+    const sticky = reply.request.sticky
+    reply.request.log.warn({ pool: sticky?.pool, upstream: sticky?.upstream.id, code: codes[codes.length - 1], statusCode: problem.statusCode },
+      'fastify-sticky: upstream request failed')
+    const status = problem.statusCode ?? 502
+    sendProblem(reply, status, problem.code, status === 504 ? 'Gateway Timeout' : 'Bad Gateway', problem.message)
+  }
+
+  function sendUnavailable (reply: FastifyReply, pool: string, failure: AffinityFailure): FastifyReply {
+    const problem = new NoUpstreamError(pool)
+    const config = resolver.pool({ pool } as ResolvedRouteConfig).config
+    const retryAfterMs = config.healthCheck?.intervalMs ?? config.cooldownMs
+    reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))))
+    const message = failure === 'strict-down'
+      ? 'Service Unavailable: the upstream this session is bound to is down'
+      : problem.message
+    return sendProblem(reply, 503, problem.code, 'Service Unavailable', message)
+  }
+
+  function upstreamOf (request: FastifyRequest): string {
+    // Set before reply.from runs; forward() answers 503 itself when there is none.
+    return (request.sticky as NonNullable<FastifyRequest['sticky']>).upstream.url
+  }
+
+  function rewriteRequestHeaders (request: FastifyRequest, headers: Record<string, unknown>): Record<string, unknown> {
+    if (reboundHeader !== false) {
+      // A client-sent header must never claim a rebound that did not happen.
+      if (request.sticky?.rebound === true) headers[reboundHeader] = '1'
+      else delete headers[reboundHeader]
+    }
+    return headers
+  }
+
+  const sharedOptions = Object.freeze({ getUpstream: upstreamOf, onError, rewriteRequestHeaders }) as unknown as FastifyReplyFromHooks
+
+  // A body buffered for replay is handed over as is; anything else (none, parsed, stream) goes through reply-from's own path.
+  function optionsFor (request: FastifyRequest): FastifyReplyFromHooks {
+    const body = request.body
+    if (!Buffer.isBuffer(body)) return sharedOptions
+    return { ...sharedOptions, body, contentType: request.headers['content-type'] ?? 'application/octet-stream' } as unknown as FastifyReplyFromHooks
+  }
+
+  function applyResult (request: FastifyRequest, reply: FastifyReply, state: ForwardState, result: AffinityResult): boolean {
+    if (result.sticky === null) {
+      sendUnavailable(reply, state.route.pool, result.failure ?? 'no-upstream')
+      return false
+    }
+    request.sticky = result.sticky
+    state.binding = result.binding ?? state.binding
+    if (result.setCookie !== undefined) deps.setRoutingCookie(request, reply, result.setCookie)
+    return true
+  }
+
+  async function recover (reply: FastifyReply, error: unknown, notReached: boolean): Promise<void> {
+    const request = reply.request
+    const state = forwardStateOf(request) as ForwardState
+    const sticky = request.sticky as NonNullable<FastifyRequest['sticky']>
+    const pool = resolver.pool(state.route)
+    // A reset may only be a stale keep-alive connection: blame the upstream only if it refuses a new one.
+    const down = notReached || !(await health.isReachable(sticky.upstream))
+    if (down) await health.setDown(pool, sticky.upstream, true, codesOf(error).pop() ?? 'connection failed')
+    const body = request.body
+    const replayable = (body === undefined || body === null || !(body instanceof Readable)) &&
+      (notReached || IDEMPOTENT_METHODS.has(request.method))
+    if (state.retried || !replayable || reply.sent) {
+      sendUpstreamError(reply, error)
+      return
+    }
+    state.retried = true
+    if (down) {
+      if (state.route.failover === 'strict' && state.binding !== undefined) {
+        sendUnavailable(reply, pool.name, 'strict-down')
+        return
+      }
+      if (!applyResult(request, reply, state, await resolver.failover(state.route, sticky.upstream, state.binding))) return
+    }
+    reply.from(state.source, optionsFor(request))
+  }
+
+  function onError (reply: FastifyReply, failure: { error: unknown }): void {
+    const codes = codesOf(failure.error)
+    const notReached = codes.some((code) => NOT_REACHED_CODES.has(code))
+    const reset = !notReached && codes.some((code) => RESET_CODES.has(code))
+    if ((!notReached && !reset) || forwardStateOf(reply.request) === undefined) {
+      sendUpstreamError(reply, failure.error)
+      return
+    }
+    recover(reply, failure.error, notReached).catch((error: unknown) => { sendUpstreamError(reply, error) })
+  }
+
+  function forward (this: FastifyReply, source?: string): FastifyReply {
+    const request = this.request
+    let state = forwardStateOf(request)
+    if (request.sticky === null) {
+      const route = deps.defaultRoute
+      if (route === null) {
+        throw new Error('fastify-sticky: reply.forward() on a route without config.sticky needs a default pool (defaults.pool, or a single pool)')
+      }
+      const decision = resolver.resolveWithoutAffinity(route)
+      if (decision === null) return sendUnavailable(this, route.pool, 'no-upstream')
+      request.sticky = decision
+      state = { route, binding: undefined, retried: false, source }
+      setForwardState(request, state)
+    } else if (state !== undefined) {
+      state.source = source
+    }
+    return this.from(source, optionsFor(request))
+  }
+
+  return { forward, sendUnavailable }
 }
 
 /**
- * Answers a failed forward: 504 for timeouts, 502 otherwise; logs the cause with the upstream id only.
- * @param reply - the reply of the failed request
- * @param failure - what reply-from reports
+ * Reads a small request body into memory so the request can be sent again to another upstream. Bodies that are
+ * already parsed, absent, larger than `limit` or of unknown length are left alone (and then not replayable).
  */
-export function sendUpstreamError (reply: FastifyReply, failure: { error: unknown }): void {
-  const problem = isTimeout(failure.error)
-    ? new UpstreamTimeoutError({ cause: failure.error })
-    : new BadGatewayError({ cause: failure.error })
-  const sticky = reply.request.sticky
-  reply.request.log.warn({ pool: sticky?.pool, upstream: sticky?.upstream.id, code: (failure.error as { code?: string }).code, statusCode: problem.statusCode },
-    'fastify-sticky: upstream request failed')
-  const status = problem.statusCode ?? 502
-  reply.code(status).send({
-    statusCode: status,
-    code: problem.code,
-    error: status === 504 ? 'Gateway Timeout' : 'Bad Gateway',
-    message: problem.message,
-    requestId: reply.request.id
-  })
+export async function bufferReplayableBody (request: FastifyRequest, limit: number): Promise<void> {
+  const body = request.body
+  if (!(body instanceof Readable) || request.method === 'GET' || request.method === 'HEAD') return
+  const length = Number(request.headers['content-length'])
+  if (!(length > 0 && length <= limit)) return
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length
+    if (size > limit) throw Object.assign(new Error('request body larger than its content-length'), { statusCode: 400 })
+    chunks.push(chunk as Buffer)
+  }
+  request.body = Buffer.concat(chunks, size)
 }
-
-function upstreamOf (request: FastifyRequest): string {
-  // Set by the plugin before any handler runs; forward() refuses to run without it.
-  return (request.sticky as NonNullable<FastifyRequest['sticky']>).upstream.url
-}
-
-/** Options handed to reply-from on every forward; shared, so a request allocates none. */
-export const REPLY_FROM_OPTIONS = Object.freeze({ getUpstream: upstreamOf, onError: sendUpstreamError }) as unknown as FastifyReplyFromHooks

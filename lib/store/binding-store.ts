@@ -49,6 +49,25 @@ export interface Invalidation {
   readonly keyId: string
 }
 
+/** The operator's intent for an upstream: `draining` keeps its bound sessions but takes no new ones. */
+export type UpstreamAdminState = 'active' | 'draining'
+
+/** An upstream's shared state, as every gateway on the store sees it. */
+export interface UpstreamStatus {
+  /** Set by drain/undrain. */
+  readonly admin: UpstreamAdminState
+  /** Set by health checks (passive or active) on any gateway. */
+  readonly down: boolean
+  /** When `admin` or `down` last changed, in ms since the epoch (store clock); drives slow start and cool-down. */
+  readonly changedAt: number
+}
+
+/** A change to an upstream's shared state; omitted fields are left as they are. */
+export interface UpstreamStateChange {
+  readonly admin?: UpstreamAdminState
+  readonly down?: boolean
+}
+
 /** A map of key ids to upstream ids shared by every gateway that uses the same store. */
 export interface BindingStore {
   /**
@@ -100,6 +119,18 @@ export interface BindingStore {
    * @returns a count for every id in `upstreamIds` (0 when it has none)
    */
   sessionCounts (pool: string, upstreamIds: readonly string[]): Promise<Record<string, number>>
+
+  /**
+   * Shared state of the upstreams of a pool that have any (an upstream never changed has no entry: active, up).
+   */
+  upstreamStates (pool: string): Promise<Record<string, UpstreamStatus>>
+
+  /**
+   * Changes an upstream's shared state. Atomic per upstream: fields not given are kept; `changedAt` moves only
+   * when something actually changed.
+   * @returns the state after the change
+   */
+  setUpstreamState (pool: string, upstreamId: string, change: UpstreamStateChange): Promise<UpstreamStatus>
 
   /**
    * Subscribes to changes of existing bindings (rebind, delete) made by any gateway on this store.

@@ -3,7 +3,9 @@
  * bindings are evicted first) and swept in slices so expiry never blocks the event loop for long.
  */
 import { randomBytes } from 'node:crypto'
-import type { Binding, BindResult, BindingStore, Invalidation, RebindResult, TouchRequest } from './binding-store'
+import type {
+  Binding, BindResult, BindingStore, Invalidation, RebindResult, TouchRequest, UpstreamStateChange, UpstreamStatus
+} from './binding-store'
 
 /** Default cap on bindings held by a {@link MemoryBindingStore}. */
 export const DEFAULT_MEMORY_MAX_BINDINGS = 100_000
@@ -34,6 +36,7 @@ export class MemoryBindingStore implements BindingStore {
   readonly #entries = new Map<string, Entry>()
   readonly #counts = new Map<string, Map<string, number>>()
   readonly #listeners = new Set<(change: Invalidation) => void>()
+  readonly #upstreams = new Map<string, Map<string, UpstreamStatus>>()
   readonly #salt = randomBytes(24).toString('base64url')
   #sweepTimer: NodeJS.Timeout | undefined
   #sweepCursor: IterableIterator<Entry> | undefined
@@ -115,6 +118,25 @@ export class MemoryBindingStore implements BindingStore {
     const result: Record<string, number> = {}
     for (const id of upstreamIds) result[id] = counts?.get(id) ?? 0
     return result
+  }
+
+  async upstreamStates (pool: string): Promise<Record<string, UpstreamStatus>> {
+    return Object.fromEntries(this.#upstreams.get(pool) ?? [])
+  }
+
+  async setUpstreamState (pool: string, upstreamId: string, change: UpstreamStateChange): Promise<UpstreamStatus> {
+    let states = this.#upstreams.get(pool)
+    if (states === undefined) {
+      states = new Map()
+      this.#upstreams.set(pool, states)
+    }
+    const current = states.get(upstreamId) ?? { admin: 'active', down: false, changedAt: 0 }
+    const admin = change.admin ?? current.admin
+    const down = change.down ?? current.down
+    if (admin === current.admin && down === current.down && states.has(upstreamId)) return current
+    const next = { admin, down, changedAt: Date.now() }
+    states.set(upstreamId, next)
+    return next
   }
 
   onInvalidate (listener: (change: Invalidation) => void): () => void {

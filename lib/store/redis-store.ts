@@ -4,6 +4,7 @@
  * Key layout (all key strings are built here and nowhere else):
  * - binding  `<prefix>{<pool>:<shard>}:b:<keyId>` → `<upstreamId>|<createdAtMs>`, PX = remaining TTL
  * - index    `<prefix>{<pool>:<shard>}:z:<upstreamId>` ZSET keyId → expiry ms (exact live counts, lazily trimmed)
+ * - upstreams `<prefix>{<pool>}:u` HASH upstreamId → `<admin>|<down 0/1>|<changedAtMs>` (shared state)
  * - salt     `<prefix>salt` (SET NX once; every gateway derives the same key ids)
  * - channel  `<prefix>inv` invalidations, message `<pool>\n<keyId>`
  * A binding and its index entry share one hash tag, so each script touches a single Cluster slot, while
@@ -11,7 +12,9 @@
  */
 import { randomBytes } from 'node:crypto'
 import Redis, { Cluster } from 'ioredis'
-import type { Binding, BindResult, BindingStore, Invalidation, RebindResult, TouchRequest } from './binding-store'
+import type {
+  Binding, BindResult, BindingStore, Invalidation, RebindResult, TouchRequest, UpstreamStateChange, UpstreamStatus
+} from './binding-store'
 
 /** Default key prefix. */
 export const DEFAULT_REDIS_PREFIX = 'sticky:'
@@ -91,6 +94,21 @@ redis.call('ZREM', ARGV[2] .. bound, ARGV[1])                -- same slot as KEY
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1`
 
+// KEYS[1] upstream state hash; ARGV: upstreamId, admin ('' = keep), down ('' | '0' | '1')
+// → '<admin>|<down>|<changedAt>' after the change
+const SET_UPSTREAM_STATE_LUA = `${NOW_LUA}
+local admin, down, at = 'active', '0', '0'
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  admin, down, at = string.match(current, '^([^|]*)|([^|]*)|([^|]*)$')
+end
+local nextAdmin = ARGV[2] ~= '' and ARGV[2] or admin
+local nextDown = ARGV[3] ~= '' and ARGV[3] or down
+if current and nextAdmin == admin and nextDown == down then return current end  -- no change: keep changedAt
+local value = nextAdmin .. '|' .. nextDown .. '|' .. string.format('%d', now)
+redis.call('HSET', KEYS[1], ARGV[1], value)
+return value`
+
 // KEYS: the indexes of one shard → live members of each
 const COUNT_LUA = `${NOW_LUA}
 local counts = {}
@@ -108,6 +126,7 @@ interface StickyCommands {
   stickyTouch (binding: string, index: string, upstreamId: string, ttlMs: number, keyId: string): Promise<number>
   stickyDelete (binding: string, keyId: string, indexPrefix: string, channel: string, message: string): Promise<number>
   stickyCount (numberOfKeys: number, ...indexes: string[]): Promise<number[]>
+  stickySetUpstreamState (states: string, upstreamId: string, admin: string, down: string): Promise<string>
 }
 
 type StickyClient = (Redis | Cluster) & StickyCommands
@@ -120,8 +139,14 @@ function defineCommands (client: Redis | Cluster): StickyClient {
     client.defineCommand('stickyTouch', { numberOfKeys: 2, lua: TOUCH_LUA })
     client.defineCommand('stickyDelete', { numberOfKeys: 1, lua: DELETE_LUA })
     client.defineCommand('stickyCount', { lua: COUNT_LUA })
+    client.defineCommand('stickySetUpstreamState', { numberOfKeys: 1, lua: SET_UPSTREAM_STATE_LUA })
   }
   return client as StickyClient
+}
+
+function parseUpstreamStatus (value: string): UpstreamStatus {
+  const [admin, down, changedAt] = value.split('|')
+  return { admin: admin === 'draining' ? 'draining' : 'active', down: down === '1', changedAt: Number(changedAt) || 0 }
 }
 
 function parseBinding (value: string): Binding | null {
@@ -238,6 +263,19 @@ export class RedisBindingStore implements BindingStore {
       for (let i = 0; i < upstreamIds.length; i++) result[upstreamIds[i]] += Number(counts[i])
     }
     return result
+  }
+
+  async upstreamStates (pool: string): Promise<Record<string, UpstreamStatus>> {
+    const raw = await this.#client.hgetall(this.#prefix + '{' + pool + '}:u')
+    const states: Record<string, UpstreamStatus> = {}
+    for (const [id, value] of Object.entries(raw)) states[id] = parseUpstreamStatus(value)
+    return states
+  }
+
+  async setUpstreamState (pool: string, upstreamId: string, change: UpstreamStateChange): Promise<UpstreamStatus> {
+    const down = change.down === undefined ? '' : change.down ? '1' : '0'
+    const value = await this.#client.stickySetUpstreamState(this.#prefix + '{' + pool + '}:u', upstreamId, change.admin ?? '', down)
+    return parseUpstreamStatus(value)
   }
 
   onInvalidate (listener: (change: Invalidation) => void): () => void {

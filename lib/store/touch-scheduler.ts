@@ -43,7 +43,8 @@ export class TouchScheduler {
     if (this.#pending.size >= MAX_PENDING) {
       void this.flush()
     } else if (this.#timer === undefined) {
-      this.#timer = setTimeout(() => { void this.flush() }, TOUCH_FLUSH_INTERVAL_MS)
+      // A short idle timeout needs its touches sooner than the usual batching delay.
+      this.#timer = setTimeout(() => { void this.flush() }, Math.min(TOUCH_FLUSH_INTERVAL_MS, idleTimeoutMs / 10))
       this.#timer.unref()
     }
   }

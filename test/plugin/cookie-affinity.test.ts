@@ -1,3 +1,4 @@
+import net from 'node:net'
 import t from 'tap'
 import { createRoutingCookieCodec, newBindingId } from '../../lib/affinity/routing-cookie'
 import { startGateway, TEST_SECRET } from '../helpers/gateway'
@@ -178,22 +179,37 @@ t.test('several pools; route config picks the pool', async (t) => {
   t.ok(['m1', 'm2'].includes(models.json().upstream), 'models route goes to the models pool')
 })
 
-t.test('upstream failures answer 502/504 with a short JSON body, never a 500 or an address', async (t) => {
+t.test('upstream failures answer 502/503/504 with a short JSON body, never a 500 or an address', async (t) => {
   const upstreams = await startUpstreams(t, ['a'])
-  const hanging = await startUpstreams(t, ['slow'])
-  hanging[0].server.removeAllListeners('request')
-  hanging[0].server.on('request', () => { /* never answers */ })
   const down = await startGateway(t, { upstreams })
   await upstreams[0].close()
   const refused = await get(`${down.url}/x`)
-  t.equal(refused.status, 502)
+  t.equal(refused.status, 503, 'the only upstream refuses: no upstream left')
   t.same(Object.keys(refused.json()).sort(), ['code', 'error', 'message', 'requestId', 'statusCode'])
-  t.equal(refused.json().code, 'FST_STICKY_BAD_GATEWAY')
+  t.equal(refused.json().code, 'FST_STICKY_NO_UPSTREAM')
+  t.equal(refused.headers['retry-after'], '10', 'Retry-After: the cool-down')
   t.notMatch(refused.body, /127\.0\.0\.1|ECONNREFUSED/, 'no internal detail')
+
+  // An upstream that answers garbage: 502.
+  const garbage = net.createServer((socket) => { socket.once('data', () => socket.end('this is not HTTP\r\n\r\n')) })
+  await new Promise<void>((resolve) => garbage.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => garbage.close())
+  const bad = await startGateway(t, { pools: { shop: { upstreams: [{ id: 'g', url: `http://127.0.0.1:${(garbage.address() as net.AddressInfo).port}` }] } } })
+  const badResponse = await get(`${bad.url}/x`)
+  t.equal(badResponse.status, 502)
+  t.equal(badResponse.json().code, 'FST_STICKY_BAD_GATEWAY')
+  t.equal(typeof badResponse.json().requestId, 'string')
+
+  // An upstream that accepts but never answers: 504 after the headers timeout.
+  const hanging = await startUpstreams(t, ['slow'])
+  hanging[0].server.removeAllListeners('request')
+  hanging[0].server.on('request', () => { /* never answers */ })
   const slow = await startGateway(t, { upstreams: hanging, timeouts: { headers: 200 } })
+  const started = Date.now()
   const timedOut = await get(`${slow.url}/x`)
   t.equal(timedOut.status, 504)
   t.equal(timedOut.json().code, 'FST_STICKY_UPSTREAM_TIMEOUT')
+  t.ok(Date.now() - started < 3000, 'within the configured timeout, not undici\'s 300 s')
 })
 
 t.test('request bodies stream through; methods pass', async (t) => {

@@ -56,7 +56,8 @@ t.test('resolveOptions fills defaults, freezes, does not mutate its input', asyn
   t.same(resolved.cookie, { name: 'sticky', path: '/', domain: undefined, maxAgeSeconds: undefined, sameSite: 'lax', secure: 'auto' })
   t.same(resolved.timeouts, { connectMs: 5000, headersMs: 60000, bodyMs: 60000 })
   t.same(resolved.secrets, [TEST_SECRET])
-  t.same(resolved.pools.shop, [{ id: 'a', url: 'http://127.0.0.1:1', weight: 1 }])
+  t.same(resolved.pools.shop, { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1', weight: 1 }], healthCheck: undefined, cooldownMs: 10_000, slowStartMs: 0 })
+  t.same([resolved.reboundHeader, resolved.replayBodyLimit], ['x-sticky-rebound', 65536])
 })
 
 t.test('a bad route config fails naming the route and the option', async (t) => {

@@ -28,7 +28,7 @@ export function bindingStoreContract (
 ): void {
   t.test('matches interface', async (t) => {
     const store = await makeStore(t)
-    for (const method of ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'onInvalidate', 'close']) {
+    for (const method of ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'close']) {
       t.type((store as unknown as Record<string, unknown>)[method], 'function', method)
     }
     const salt = await store.sharedSalt()
@@ -127,6 +127,26 @@ export function bindingStoreContract (
     await store.delete('p', key)
     await new Promise((resolve) => setTimeout(resolve, 100))
     t.equal(seen.length, 2, 'nothing after unsubscribing')
+  })
+
+  t.test('shared upstream state', async (t) => {
+    const store = await makeStore(t)
+    const peer = makePeer === undefined ? store : await makePeer(t, store)
+    t.same(await store.upstreamStates('p'), {}, 'nothing recorded: every upstream active and up')
+    const drained = await store.setUpstreamState('p', 'a', { admin: 'draining' })
+    t.same([drained.admin, drained.down], ['draining', false])
+    t.ok(Math.abs(drained.changedAt - Date.now()) < 2000, 'changedAt is now')
+    const same = await peer.setUpstreamState('p', 'a', { admin: 'draining' })
+    t.equal(same.changedAt, drained.changedAt, 'no change keeps changedAt')
+    const down = await peer.setUpstreamState('p', 'a', { down: true })
+    t.same([down.admin, down.down], ['draining', true], 'fields not given are kept')
+    await peer.setUpstreamState('p', 'b', { down: true })
+    const states = await store.upstreamStates('p')
+    t.same(Object.keys(states).sort(), ['a', 'b'], 'every gateway sees the same states')
+    t.same([states.a.admin, states.a.down, states.b.admin, states.b.down], ['draining', true, 'active', true])
+    t.same(await store.upstreamStates('other'), {}, 'pools are separate')
+    const back = await store.setUpstreamState('p', 'a', { admin: 'active', down: false })
+    t.same([back.admin, back.down], ['active', false])
   })
 
   t.test('close is idempotent', async (t) => {
