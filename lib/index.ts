@@ -8,7 +8,7 @@ import fastifyCookie from '@fastify/cookie'
 import fastifyReplyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { createKeyIdDeriver } from './affinity/key-id'
+import { StoreKeyIds } from './affinity/key-id'
 import { AffinityResolver, type AffinityStats, type StickyDecision } from './affinity/resolve'
 import { createRoutingCookieCodec } from './affinity/routing-cookie'
 import { ReplyFromBaseError } from './errors'
@@ -122,11 +122,17 @@ async function registerReplyFrom (fastify: FastifyInstance, options: ResolvedOpt
 async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOptions): Promise<void> {
   const options = resolveOptions(input)
   const { store, owned } = createStore(options)
+  const keyIds = new StoreKeyIds(() => store.sharedSalt())
   try {
     await store.init()
+    await keyIds.load()
   } catch (error) {
-    if (owned) await store.close()
-    throw new Error(`fastify-sticky: the binding store is not reachable at start (${(error as Error).message})`, { cause: error })
+    // A Redis we created keeps reconnecting by itself: start degraded rather than not at all, so a gateway
+    // restarted during a Redis outage still routes (cookie clients by their cookie, new ones by the balancer).
+    if (!owned || options.redis === undefined) {
+      throw new Error(`fastify-sticky: the binding store is not reachable at start (${(error as Error).message})`, { cause: error })
+    }
+    fastify.log.warn({ err: error }, 'fastify-sticky: Redis is not reachable at start; routing degraded until it is')
   }
   const pools = new Map(Object.entries(options.pools).map(([name, pool]) => [name, new UpstreamPool(name, pool, store)]))
   let lastStoreWarning = 0
@@ -135,7 +141,7 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
     store,
     pools,
     codec: createRoutingCookieCodec(options.secrets),
-    deriveKeyId: createKeyIdDeriver(await store.sharedSalt()),
+    keyIds,
     touches
   })
   const health = new HealthMonitor(store, pools, fastify.log, options.timeouts.connectMs)

@@ -20,3 +20,34 @@ export function createKeyIdDeriver (salt: string): KeyIdDeriver {
   const prefix = salt + '\0'
   return (rawKey) => hash('sha256', prefix + rawKey, 'base64url').slice(0, KEY_ID_LENGTH)
 }
+
+/**
+ * Key ids over a salt that lives in the store. When the store cannot be reached at start the salt is loaded
+ * later, in the background, and until then no key id can be derived (requests route degraded meanwhile).
+ */
+export class StoreKeyIds {
+  readonly #loadSalt: () => Promise<string>
+  #derive: KeyIdDeriver | undefined
+  #loading: Promise<void> | undefined
+
+  /** @param loadSalt - reads (or creates) the store's shared salt */
+  constructor (loadSalt: () => Promise<string>) {
+    this.#loadSalt = loadSalt
+  }
+
+  /** Loads the salt; concurrent calls share one load; rejects while the store is unreachable. */
+  load (): Promise<void> {
+    this.#loading ??= this.#loadSalt().then((salt) => { this.#derive = createKeyIdDeriver(salt) })
+      .finally(() => { this.#loading = undefined })
+    return this.#loading
+  }
+
+  /**
+   * @returns the key id of a raw key, or `undefined` while the salt is not known yet (a load is started)
+   */
+  derive (rawKey: string): string | undefined {
+    if (this.#derive !== undefined) return this.#derive(rawKey)
+    this.load().catch(() => {})
+    return undefined
+  }
+}

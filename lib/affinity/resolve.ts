@@ -6,7 +6,7 @@ import type { ResolvedRouteConfig, ResolvedUpstream } from '../options'
 import type { UpstreamPool } from '../pool/upstream-pool'
 import type { BindingStore } from '../store/binding-store'
 import type { TouchScheduler } from '../store/touch-scheduler'
-import type { KeyIdDeriver } from './key-id'
+import type { StoreKeyIds } from './key-id'
 import { newBindingId, type RoutingCookieCodec, type RoutingCookieRejection, type RoutingToken } from './routing-cookie'
 
 /**
@@ -73,7 +73,7 @@ export interface AffinityResolverDeps {
   readonly store: BindingStore
   readonly pools: ReadonlyMap<string, UpstreamPool>
   readonly codec: RoutingCookieCodec
-  readonly deriveKeyId: KeyIdDeriver
+  readonly keyIds: StoreKeyIds
   readonly touches: TouchScheduler
 }
 
@@ -131,7 +131,7 @@ export class AffinityResolver {
    * @param cookieValue - the raw routing cookie value, if the client sent one
    */
   async resolveCookie (route: ResolvedRouteConfig, cookieValue: string | undefined): Promise<AffinityResult> {
-    const { store, codec, deriveKeyId, touches } = this.#deps
+    const { store, codec, keyIds, touches } = this.#deps
     const pool = this.pool(route)
     let token: RoutingToken | undefined
     let renew = false
@@ -153,13 +153,14 @@ export class AffinityResolver {
     // A binding past its lifetime is not revived from the cookie: the client is balanced as new.
     if (token !== undefined && now - token.createdAt >= route.maxLifetimeMs) token = undefined
     const bindingId = token?.bindingId ?? newBindingId()
-    const keyId = deriveKeyId(bindingId)
-    const binding: BindingContext = { bindingId, keyId, createdAt: token?.createdAt ?? now }
-    const ttlMs = Math.min(route.idleTimeoutMs, binding.createdAt + route.maxLifetimeMs - now)
+    const createdAt = token?.createdAt ?? now
+    const keyId = keyIds.derive(bindingId)
+    const binding: BindingContext | undefined = keyId === undefined ? undefined : { bindingId, keyId, createdAt }
+    const ttlMs = Math.min(route.idleTimeoutMs, createdAt + route.maxLifetimeMs - now)
     const answer = (upstream: ResolvedUpstream, decision: StickyDecisionKind, rebound: boolean, storeError?: unknown): AffinityResult => {
       this.stats[decision === 'none' ? 'none' : decision]++
       const setCookie = token === undefined || renew || token.upstreamId !== upstream.id
-        ? codec.sign({ bindingId: binding.bindingId, upstreamId: upstream.id, createdAt: binding.createdAt })
+        ? codec.sign({ bindingId, upstreamId: upstream.id, createdAt })
         : undefined
       return { sticky: decided(pool, upstream, decision, rebound), setCookie, rejected, binding, storeError }
     }
@@ -172,6 +173,7 @@ export class AffinityResolver {
     const namedUsable = named !== undefined && pool.state(named.id) !== 'down'
 
     try {
+      if (keyId === undefined) throw new Error('fastify-sticky: the store\'s shared salt is not loaded yet')
       if (token !== undefined) {
         const current = await store.get(pool.name, keyId)
         const bound = current === null ? undefined : pool.get(current.upstreamId)

@@ -100,22 +100,71 @@ t.test('two gateways sharing one Redis', async (t) => {
   })
 })
 
-t.test('Redis down: requests still route (cookie clients keep their upstream), and recover', async (t) => {
+t.test('Redis down under traffic: cookie clients keep their upstream, new ones are served, no request waits long', async (t) => {
   const redis = await startRedis(t)
   const upstreams = await startUpstreams(t)
-  const gateway = await startGateway(t, { upstreams, redis: redis.url, prefix: uniquePrefix() })
-  const jar = new CookieJar()
-  const upstream = (await get(`${gateway.url}/`, { jar })).json().upstream
+  const prefix = uniquePrefix()
+  const g1 = await startGateway(t, { upstreams, redis: redis.url, prefix })
+  const g2 = await startGateway(t, { upstreams, redis: redis.url, prefix })
+  const clients = await Promise.all(Array.from({ length: 6 }, async (_, i) => {
+    const jar = new CookieJar()
+    return { jar, upstream: (await get(`${(i % 2 === 0 ? g1 : g2).url}/`, { jar })).json().upstream as string }
+  }))
   await redis.stop()
-  for (let i = 0; i < 3; i++) {
-    const response = await get(`${gateway.url}/`, { jar })
-    t.equal(response.status, 200)
-    t.equal(response.json().upstream, upstream, 'cookie client keeps its upstream while Redis is down')
+  let slowest = 0
+  const outageClients: Array<{ jar: CookieJar, upstream: string }> = []
+  for (let round = 0; round < 3; round++) {
+    await Promise.all(clients.map(async (client, i) => {
+      const started = Date.now()
+      const response = await get(`${(i + round) % 2 === 0 ? g1.url : g2.url}/`, { jar: client.jar })
+      slowest = Math.max(slowest, Date.now() - started)
+      t.equal(response.status, 200)
+      t.equal(response.json().upstream, client.upstream, 'bound client keeps its upstream while Redis is down')
+    }))
+    const jar = new CookieJar()
+    const started = Date.now()
+    const fresh = await get(`${g1.url}/`, { jar })
+    slowest = Math.max(slowest, Date.now() - started)
+    t.equal(fresh.status, 200, 'a new client is served too')
+    t.ok(jar.has('sticky'), 'and gets a routing cookie')
+    outageClients.push({ jar, upstream: fresh.json().upstream })
   }
-  const fresh = await get(`${gateway.url}/`)
-  t.equal(fresh.status, 200, 'a new client is served too')
-  t.ok(gateway.app.sticky.stats.degraded >= 4, 'counted as degraded')
+  t.ok(slowest < 1000, `no request waited on Redis (slowest ${slowest} ms; command timeout 250 ms)`)
+  t.ok(g1.app.sticky.stats.degraded >= 6 && g2.app.sticky.stats.degraded >= 3, 'counted as degraded')
+
+  await redis.restart() // back empty, as a restart without persistence is
+  const probe = new Redis(redis.url)
+  t.teardown(() => probe.disconnect())
+  const everyone = [...clients, ...outageClients]
+  let moved = 0
+  t.ok(await eventually(async () => {
+    for (const client of everyone) if ((await get(`${g2.url}/`, { jar: client.jar })).json().upstream !== client.upstream) moved++
+    return (await probe.keys(prefix + '*:b:*')).length === everyone.length
+  }, 8000), 'once Redis answers again, every client\'s binding is written back')
+  t.equal(moved, 0, 'and no client changed upstream on the way')
+  const jar = new CookieJar()
+  const upstream = (await get(`${g1.url}/`, { jar })).json().upstream
+  t.equal((await get(`${g2.url}/`, { jar })).json().upstream, upstream, 'shared routing is back without a restart')
+  t.ok(g2.app.sticky.stats.hit >= 1)
+})
+
+t.test('a gateway started while Redis is down routes degraded, then uses Redis once it is up', async (t) => {
+  const redis = await startRedis(t)
+  const upstreams = await startUpstreams(t)
+  await redis.stop()
+  const logs: string[] = []
+  const gateway = await startGateway(t, {
+    upstreams, redis: redis.url, prefix: uniquePrefix(),
+    fastify: { logger: { level: 'warn', stream: { write: (line: string) => { logs.push(line) } } } }
+  })
+  t.ok(logs.some((l) => l.includes('Redis is not reachable at start')), 'says so at warn')
+  const jar = new CookieJar()
+  const first = await get(`${gateway.url}/`, { jar })
+  t.equal(first.status, 200)
+  t.equal(gateway.app.sticky.stats.degraded, 1)
   await redis.restart()
-  t.ok(await eventually(async () => (await get(`${gateway.url}/`, { jar })).json().upstream === upstream &&
-    gateway.app.sticky.stats.new + gateway.app.sticky.stats.hit > 1, 5000), 'routes from the store again, same upstream')
+  t.ok(await eventually(async () => {
+    const response = await get(`${gateway.url}/`, { jar })
+    return response.json().upstream === first.json().upstream && gateway.app.sticky.stats.new >= 1
+  }, 8000), 'once Redis is up the client is bound in it, on the same upstream')
 })

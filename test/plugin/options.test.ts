@@ -3,6 +3,7 @@ import replyFrom from '@fastify/reply-from'
 import t from 'tap'
 import sticky, { type StickyPluginOptions } from '../../lib/index'
 import { resolveOptions } from '../../lib/options'
+import { MemoryBindingStore } from '../../lib/store/memory-store'
 import { TEST_SECRET } from '../helpers/gateway'
 
 const base: StickyPluginOptions = { secret: TEST_SECRET, pools: { shop: { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1' }] } } }
@@ -107,8 +108,10 @@ t.test('reply-from registered with base is refused; without base it is reused', 
   await without.close()
 })
 
-t.test('a store that cannot be reached at start fails register clearly', async (t) => {
+t.test('a given store that cannot be reached at start fails register clearly', async (t) => {
+  const store = new MemoryBindingStore()
+  store.init = async () => { throw new Error('no route to store') }
   const app = Fastify()
-  await t.rejects(async () => { await app.register(sticky, { ...base, redis: 'redis://127.0.0.1:1' }).ready() }, /binding store is not reachable at start/)
+  await t.rejects(async () => { await app.register(sticky, { ...base, store }).ready() }, /binding store is not reachable at start \(no route to store\)/)
   await app.close()
 })
