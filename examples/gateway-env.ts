@@ -3,13 +3,14 @@
  * stops the gateway at start with one line naming the variable.
  */
 import { randomBytes } from 'node:crypto'
+import net from 'node:net'
 import type { Duration, StickyPluginOptions, StickyUpstreamOptions } from '../lib/index'
 
 /** What the gateway runs with, parsed from the environment. */
 export interface GatewaySettings {
   readonly host: string
   readonly port: number
-  readonly trustProxy: boolean | string
+  readonly trustProxy: boolean | number | string
   readonly logLevel: string
   readonly adminToken: string | undefined
   /** `true` when no STICKY_SECRET was given and a random one was made (fine for one gateway only). */
@@ -42,12 +43,19 @@ function parseUpstreams (value: string | undefined): StickyUpstreamOptions[] {
   if (value === undefined || value.trim() === '') {
     throw new GatewayEnvError('UPSTREAMS must be set: a comma list of id=url, e.g. UPSTREAMS=a=http://127.0.0.1:4001,b=http://127.0.0.1:4002')
   }
+  const seen = new Set<string>()
   return value.split(',').map((entry) => {
     const eq = entry.indexOf('=')
     const id = entry.slice(0, eq).trim()
     const url = entry.slice(eq + 1).trim()
     if (eq <= 0 || !/^[A-Za-z0-9_-]{1,32}$/.test(id)) bad('UPSTREAMS', 'a comma list of id=url with ids of [A-Za-z0-9_-]', entry)
-    if (!/^https?:\/\/[^/?#]+\/?$/.test(url)) bad('UPSTREAMS', 'a comma list of id=url with http(s) origin URLs', entry)
+    if (seen.has(id)) bad('UPSTREAMS', 'a comma list of id=url with unique ids', entry)
+    seen.add(id)
+    let parsed: URL | undefined
+    try { parsed = new URL(url) } catch { parsed = undefined }
+    if (parsed === undefined || !/^https?:$/.test(parsed.protocol) || !/^https?:\/\/[^/?#@]+\/?$/.test(url)) {
+      bad('UPSTREAMS', 'a comma list of id=url with http(s) origin URLs (no path, no credentials)', entry)
+    }
     return { id, url }
   })
 }
@@ -61,11 +69,20 @@ function parseKey (value: string | undefined): 'cookie' {
   return bad('STICKY_KEY', "'cookie', 'ip', 'header:<Name>', 'query:<param>' or 'learn:<CookieName>'", key)
 }
 
-function parseTrustProxy (value: string | undefined): boolean | string {
+function parseTrustProxy (value: string | undefined): boolean | number | string {
   if (value === undefined || value === '' || value === 'false' || value === '0') return false
-  if (value === 'true' || value === '1') return true
-  if (/^[0-9a-fA-F:./, ]+$/.test(value)) return value
-  return bad('TRUST_PROXY', "'true', 'false' or a comma list of addresses/CIDRs", value)
+  if (value === 'true') return true
+  // A number is a hop count (Fastify's trustProxy), not an address.
+  if (/^\d{1,2}$/.test(value)) return Number(value)
+  const entries = value.split(',').map((entry) => entry.trim())
+  const valid = entries.every((entry) => {
+    const [address, bits, extra] = entry.split('/')
+    const family = net.isIP(address)
+    if (family === 0 || extra !== undefined) return false
+    return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128))
+  })
+  if (!valid) bad('TRUST_PROXY', "'true', 'false', a hop count or a comma list of addresses/CIDRs", value)
+  return entries.join(',')
 }
 
 /**
@@ -79,15 +96,19 @@ export function readGatewayEnv (env: NodeJS.ProcessEnv): GatewaySettings {
   const logLevel = env.LOG_LEVEL === undefined || env.LOG_LEVEL === '' ? 'info' : env.LOG_LEVEL
   if (!LOG_LEVELS.includes(logLevel)) bad('LOG_LEVEL', LOG_LEVELS.join(', '), logLevel)
 
+  const redis = env.REDIS_URL === undefined || env.REDIS_URL === '' ? undefined : env.REDIS_URL
+  if (redis !== undefined && !/^rediss?:\/\/\S+$/.test(redis)) bad('REDIS_URL', 'a redis:// or rediss:// URL', redis)
+
   const secrets = (env.STICKY_SECRET ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')
   const generatedSecret = secrets.length === 0
+  // Gateways sharing a Redis must share the secret too, or each would refuse the others' cookies.
+  if (generatedSecret && redis !== undefined) {
+    throw new GatewayEnvError('STICKY_SECRET must be set when REDIS_URL is: every gateway sharing the Redis needs the same secret (at least 32 characters)')
+  }
   if (generatedSecret) secrets.push(randomBytes(32).toString('base64url'))
   for (const secret of secrets) {
     if (secret.length < 32) bad('STICKY_SECRET', 'a comma list of secrets of at least 32 characters, newest first', `${secret.length} characters`)
   }
-
-  const redis = env.REDIS_URL === undefined || env.REDIS_URL === '' ? undefined : env.REDIS_URL
-  if (redis !== undefined && !/^rediss?:\/\/\S+$/.test(redis)) bad('REDIS_URL', 'a redis:// or rediss:// URL', redis)
   const prefix = env.STICKY_PREFIX === undefined || env.STICKY_PREFIX === '' ? undefined : env.STICKY_PREFIX
   if (prefix !== undefined && !/^[^{}\s]{1,64}$/.test(prefix)) bad('STICKY_PREFIX', 'up to 64 characters without braces or spaces', prefix)
   const cookieName = env.STICKY_COOKIE === undefined || env.STICKY_COOKIE === '' ? undefined : env.STICKY_COOKIE

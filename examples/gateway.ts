@@ -11,7 +11,10 @@ import { GatewayEnvError, readGatewayEnv, type GatewaySettings } from './gateway
  * @param settings - from {@link readGatewayEnv}
  */
 export async function buildGateway (settings: GatewaySettings): Promise<FastifyInstance> {
-  const app = Fastify({ logger: { level: settings.logLevel }, trustProxy: settings.trustProxy })
+  const hops = settings.trustProxy
+  // Fastify takes a hop count at run time but its types do not: say it as the equivalent function.
+  const trustProxy = typeof hops === 'number' ? (_address: string, hop: number) => hop < hops : hops
+  const app = Fastify({ logger: { level: settings.logLevel }, trustProxy })
   // A gateway passes bodies through as streams: no parsing, no re-encoding, any content type.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
@@ -19,6 +22,8 @@ export async function buildGateway (settings: GatewaySettings): Promise<FastifyI
   app.all('/*', { config: { sticky: true } }, (_request, reply) => reply.forward())
   return app
 }
+
+const SHUTDOWN_GRACE_MS = 10_000
 
 async function main (): Promise<void> {
   let settings: GatewaySettings
@@ -32,10 +37,17 @@ async function main (): Promise<void> {
     throw error
   }
   const app = await buildGateway(settings)
-  const address = await app.listen({ host: settings.host, port: settings.port })
+  let address: string
+  try {
+    address = await app.listen({ host: settings.host, port: settings.port })
+  } catch (error) {
+    throw new Error(`HOST/PORT: cannot listen on ${settings.host}:${settings.port} (${(error as Error).message})`)
+  }
   const store = settings.plugin.redis === undefined ? 'in-memory store' : 'Redis store'
   process.stdout.write(`gateway listening on ${address} (${store}${settings.generatedSecret ? '; random STICKY_SECRET: set one shared by all gateways' : ''})\n`)
   const stop = (): void => {
+    // In-flight requests get a grace period, not the upstream timeouts (which may be a minute).
+    setTimeout(() => process.exit(0), SHUTDOWN_GRACE_MS).unref()
     app.close().then(() => process.exit(0), () => process.exit(1))
   }
   process.once('SIGINT', stop)

@@ -123,6 +123,10 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
   const options = resolveOptions(input)
   const { store, owned } = createStore(options)
   const keyIds = new StoreKeyIds(() => store.sharedSalt())
+  const stopSaltWatch = store.onSaltChange((salt) => {
+    keyIds.useSalt(salt)
+    fastify.log.warn('fastify-sticky: the store lost its shared salt; using the one now in it')
+  })
   try {
     await store.init()
     await keyIds.load()
@@ -185,8 +189,8 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
   fastify.decorateRequest('sticky', null)
 
   const cookie = options.cookie
-  const setRoutingCookie = (request: FastifyRequest, reply: FastifyReply, value: string): void => {
-    reply.setCookie(cookie.name, value, {
+  const setRoutingCookie = (request: FastifyRequest, reply: FastifyReply, pool: string, value: string): void => {
+    reply.setCookie(options.pools[pool].cookieName, value, {
       path: cookie.path,
       domain: cookie.domain,
       maxAge: cookie.maxAgeSeconds,
@@ -203,7 +207,15 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
   } catch {
     defaultRoute = null
   }
-  const forwarder = createForwarder({ resolver, health, reboundHeader: options.reboundHeader, defaultRoute, setRoutingCookie })
+  const forwarder = createForwarder({
+    resolver,
+    health,
+    reboundHeader: options.reboundHeader,
+    defaultRoute,
+    setRoutingCookie,
+    stripCookies: cookie.forward ? [] : Object.values(options.pools).map((pool) => pool.cookieName),
+    xForwarded: options.xForwarded
+  })
   fastify.decorateReply('forward', forwarder.forward)
 
   const makeHook = (route: ResolvedRouteConfig): onRequestAsyncHookHandler => {
@@ -215,9 +227,16 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
         setForwardState(request, { route, binding: undefined, retried: false, source: undefined })
       }
     }
+    const cookieName = options.pools[route.pool].cookieName
     return async function stickyAffinity (request: FastifyRequest, reply: FastifyReply) {
       const cookies = request.cookies ?? fastify.parseCookie(request.headers.cookie ?? '')
-      const result = await resolver.resolveCookie(route, cookies[cookie.name])
+      let value = cookies[cookieName]
+      const header = request.headers.cookie
+      // Several cookies of one name (a stale one set for another path, say): use the first that verifies.
+      if (value !== undefined && header !== undefined && header.indexOf(cookieName + '=') !== header.lastIndexOf(cookieName + '=')) {
+        value = resolver.firstValidCookie(cookieValues(header, cookieName)) ?? value
+      }
+      const result = await resolver.resolveCookie(route, value)
       if (result.rejected !== undefined) request.log.debug({ reason: result.rejected }, 'fastify-sticky: routing cookie ignored')
       if (result.storeError !== undefined) {
         const now = Date.now()
@@ -229,7 +248,7 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
       if (result.sticky === null) return forwarder.sendUnavailable(reply, route.pool, result.failure ?? 'no-upstream')
       request.sticky = result.sticky
       setForwardState(request, { route, binding: result.binding, retried: false, source: undefined })
-      if (result.setCookie !== undefined) setRoutingCookie(request, reply, result.setCookie)
+      if (result.setCookie !== undefined) setRoutingCookie(request, reply, route.pool, result.setCookie)
     }
   }
   const replayBodyLimit = options.replayBodyLimit
@@ -244,10 +263,27 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
   })
 
   fastify.addHook('onClose', async () => {
+    stopSaltWatch()
     health.stop()
     await touches.flush()
     if (owned) await store.close()
   })
+}
+
+// Every value of one cookie name in a Cookie header, decoded as @fastify/cookie decodes them.
+function cookieValues (header: string, name: string): string[] {
+  const values: string[] = []
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=')
+    if (eq < 0 || pair.slice(0, eq).trim() !== name) continue
+    const raw = pair.slice(eq + 1).trim()
+    try {
+      values.push(decodeURIComponent(raw))
+    } catch {
+      values.push(raw)
+    }
+  }
+  return values
 }
 
 function appendHook<T> (existing: T | T[] | undefined, hook: T): T[] {
@@ -271,3 +307,7 @@ const sticky = fp(stickyPlugin, { fastify: '5.x', name: 'fastify-sticky' })
 
 export default sticky
 export { sticky }
+
+// `require('fastify-sticky')` is the plugin itself, as with other Fastify plugins; `default`, `sticky` and the
+// other named exports stay reachable as its properties (Node still finds them for ES module importers).
+module.exports = Object.assign(sticky, module.exports)

@@ -134,6 +134,12 @@ export interface StickyCookieOptions {
    * @defaultValue `'auto'`
    */
   secure?: 'auto' | boolean
+  /**
+   * Whether the routing cookie is passed on to upstreams; by default it is removed from the request first
+   * (like HAProxy's `indirect`), so apps never see it.
+   * @defaultValue false
+   */
+  forward?: boolean
 }
 
 /** Upstream timeouts; undici's 300 s defaults are never used. */
@@ -170,6 +176,8 @@ export interface StickyPluginOptions {
   reboundHeader?: string | false
   /** Largest request body (bytes) buffered so the request can be retried on another upstream; 0 turns buffering off. @defaultValue 65536 */
   replayBodyLimit?: number
+  /** Add `X-Forwarded-For` (appending the client address), `X-Forwarded-Proto` and `X-Forwarded-Host` to forwarded requests. @defaultValue true */
+  xForwarded?: boolean
 }
 
 /** A pool after validation. */
@@ -184,6 +192,8 @@ export interface ResolvedPool {
   } | undefined
   readonly cooldownMs: number
   readonly slowStartMs: number
+  /** The routing cookie of this pool: `cookie.name` for the default pool, `<cookie.name>-<pool>` for the others. */
+  readonly cookieName: string
 }
 
 /** An upstream after validation. */
@@ -217,20 +227,22 @@ export interface ResolvedOptions {
     readonly maxAgeSeconds: number | undefined
     readonly sameSite: 'lax' | 'strict' | 'none'
     readonly secure: 'auto' | boolean
+    readonly forward: boolean
   }
   readonly timeouts: { readonly connectMs: number, readonly headersMs: number, readonly bodyMs: number }
   readonly maxBindings: number
   readonly reboundHeader: string | false
   readonly replayBodyLimit: number
+  readonly xForwarded: boolean
 }
 
 const ID_RE = /^[A-Za-z0-9_-]{1,32}$/
 const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
-const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit']
+const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded']
 const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover']
 const POOL_KEYS = ['upstreams', 'healthCheck', 'cooldown', 'slowStart']
 const HEALTH_KEYS = ['path', 'interval', 'timeout', 'healthyThreshold', 'unhealthyThreshold']
-const COOKIE_KEYS = ['name', 'path', 'domain', 'maxAge', 'sameSite', 'secure']
+const COOKIE_KEYS = ['name', 'path', 'domain', 'maxAge', 'sameSite', 'secure', 'forward']
 const TIMEOUT_KEYS = ['connect', 'headers', 'body']
 
 function show (value: unknown): string {
@@ -273,7 +285,7 @@ function resolveUpstreams (path: string, input: unknown): ResolvedUpstream[] {
     seen.add(entry.id)
     let url: URL | undefined
     try { url = typeof entry.url === 'string' ? new URL(entry.url) : undefined } catch { url = undefined }
-    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '' || url.username !== '') {
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '' || /[?#]$/.test(entry.url as string)) {
       fail(`${at}.url`, 'an http(s) origin URL without path, query or credentials', entry.url)
     }
     const weight = entry.weight ?? 1
@@ -288,7 +300,7 @@ function positiveInteger (path: string, value: unknown, fallback: number): numbe
   return value as number
 }
 
-function resolvePool (path: string, input: unknown): ResolvedPool {
+function resolvePool (path: string, input: unknown): Omit<ResolvedPool, 'cookieName'> {
   if (!isRecord(input)) fail(path, 'an object with `upstreams`', input)
   checkKeys(path, input, POOL_KEYS, (p) => fail(p, `absent (known: ${POOL_KEYS.join(', ')})`, input[p.slice(path.length + 1)]))
   const upstreams = Object.freeze(resolveUpstreams(path, input))
@@ -307,12 +319,12 @@ function resolvePool (path: string, input: unknown): ResolvedPool {
       unhealthyThreshold: positiveInteger(`${at}.unhealthyThreshold`, probe.unhealthyThreshold, 2)
     })
   }
-  return Object.freeze({
+  return {
     upstreams,
     healthCheck,
     cooldownMs: duration(`${path}.cooldown`, input.cooldown, DEFAULT_COOLDOWN_MS),
     slowStartMs: input.slowStart === 0 ? 0 : duration(`${path}.slowStart`, input.slowStart, 0)
-  })
+  }
 }
 
 function resolveSecrets (input: unknown): string[] {
@@ -340,14 +352,19 @@ function resolveCookie (input: unknown): ResolvedOptions['cookie'] {
   if (sameSite !== 'lax' && sameSite !== 'strict' && sameSite !== 'none') fail('cookie.sameSite', "'lax', 'strict' or 'none'", sameSite)
   const secure = cookie.secure ?? 'auto'
   if (secure !== 'auto' && typeof secure !== 'boolean') fail('cookie.secure', "'auto' or a boolean", secure)
+  // Browsers drop SameSite=None cookies that are not Secure.
+  if (sameSite === 'none' && secure === false) fail('cookie.secure', "true or 'auto' when cookie.sameSite is 'none'", secure)
   const maxAgeMs = cookie.maxAge === undefined ? undefined : duration('cookie.maxAge', cookie.maxAge, 0)
+  const forward = cookie.forward ?? false
+  if (typeof forward !== 'boolean') fail('cookie.forward', 'a boolean', forward)
   return Object.freeze({
     name,
     path,
     domain,
     maxAgeSeconds: maxAgeMs === undefined ? undefined : Math.max(1, Math.round(maxAgeMs / 1000)),
     sameSite,
-    secure
+    secure,
+    forward
   })
 }
 
@@ -367,7 +384,7 @@ function isRedisClient (value: unknown): boolean {
 }
 
 function isBindingStore (value: unknown): value is BindingStore {
-  const methods = ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'close']
+  const methods = ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'onSaltChange', 'close']
   return isRecord(value) && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function')
 }
 
@@ -383,7 +400,7 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
   const secrets = resolveSecrets(input.secret)
 
   if (!isRecord(input.pools) || Object.keys(input.pools).length === 0) fail('pools', 'an object with at least one named pool', input.pools)
-  const pools: Record<string, ResolvedPool> = {}
+  const pools: Record<string, Omit<ResolvedPool, 'cookieName'>> = {}
   for (const [name, pool] of Object.entries(input.pools)) {
     if (!ID_RE.test(name)) fail(`pools.${name}`, 'named with 1-32 characters [A-Za-z0-9_-]', name)
     pools[name] = resolvePool(`pools.${name}`, pool)
@@ -417,18 +434,30 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
     fail('replayBodyLimit', 'a whole number of bytes from 0 to 16 MiB', replayBodyLimit)
   }
 
+  const cookie = resolveCookie(input.cookie)
+  // One cookie per pool, so a client of several pools keeps a binding in each; the default pool keeps the plain
+  // name, so adding a pool later changes no existing client's cookie.
+  const defaultPool = isRecord(input.defaults) && typeof input.defaults.pool === 'string' ? input.defaults.pool : Object.keys(pools)[0]
+  const resolvedPools: Record<string, ResolvedPool> = {}
+  for (const [name, pool] of Object.entries(pools)) {
+    resolvedPools[name] = Object.freeze({ ...pool, cookieName: name === defaultPool ? cookie.name : `${cookie.name}-${name}` })
+  }
+  const xForwarded = input.xForwarded ?? true
+  if (typeof xForwarded !== 'boolean') fail('xForwarded', 'a boolean', xForwarded)
+
   const resolved: ResolvedOptions = {
     secrets: Object.freeze(secrets),
-    pools: Object.freeze(pools),
+    pools: Object.freeze(resolvedPools),
     redis,
     store,
     prefix,
     defaults: {},
-    cookie: resolveCookie(input.cookie),
+    cookie,
     timeouts: resolveTimeouts(input.timeouts),
     maxBindings,
     reboundHeader: reboundHeader === false ? false : reboundHeader.toLowerCase(),
-    replayBodyLimit
+    replayBodyLimit,
+    xForwarded
   }
   const defaults = input.defaults ?? {}
   // Defaults are checked with the route rules now, so a bad default fails at register, not at the first route.

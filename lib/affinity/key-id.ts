@@ -35,6 +35,11 @@ export class StoreKeyIds {
     this.#loadSalt = loadSalt
   }
 
+  /** Uses a salt the store reports as changed. */
+  useSalt (salt: string): void {
+    this.#derive = createKeyIdDeriver(salt)
+  }
+
   /** Loads the salt; concurrent calls share one load; rejects while the store is unreachable. */
   load (): Promise<void> {
     this.#loading ??= this.#loadSalt().then((salt) => { this.#derive = createKeyIdDeriver(salt) })

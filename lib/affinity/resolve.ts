@@ -77,6 +77,9 @@ export interface AffinityResolverDeps {
   readonly touches: TouchScheduler
 }
 
+/** How long the binding of a client that has not yet come back with its cookie lives. */
+export const PROBATION_TTL_MS = 60_000
+
 function decided (pool: UpstreamPool, upstream: ResolvedUpstream, decision: StickyDecisionKind, rebound: boolean): StickyDecision {
   return { pool: pool.name, upstream, decision, rebound }
 }
@@ -105,6 +108,11 @@ export class AffinityResolver {
   /** @returns the pool named by a resolved route config (validated at route registration) */
   pool (route: ResolvedRouteConfig): UpstreamPool {
     return this.#deps.pools.get(route.pool) as UpstreamPool
+  }
+
+  /** @returns the first of several routing cookie values that verifies, if any */
+  firstValidCookie (values: readonly string[]): string | undefined {
+    return values.find((value) => this.#deps.codec.verify(value).ok)
   }
 
   /**
@@ -198,17 +206,23 @@ export class AffinityResolver {
       if (named !== undefined && !namedUsable && route.failover === 'strict') return unavailable('strict-down')
       const preferred = namedUsable ? named : pool.pickForNewSession()
       if (preferred === undefined) return unavailable('no-upstream')
-      const result = await store.bindIfAbsent(pool.name, keyId, preferred.id, ttlMs)
+      // A client without a cookie is on probation: its binding lives briefly until it comes back with the cookie
+      // (its first return touches it to the full idle timeout), so bots and one-off requests do not fill the store
+      // or skew the session counts. Should it return later, its cookie still leads it back to the same upstream.
+      const onProbation = token === undefined
+      const result = await store.bindIfAbsent(pool.name, keyId, preferred.id, onProbation ? Math.min(ttlMs, PROBATION_TTL_MS) : ttlMs)
       // Another gateway may have won with an upstream only its configuration knows (a rolling config change).
       const upstream = pool.get(result.upstreamId) ?? preferred
       if (result.created) pool.noteBound(upstream.id)
-      touches.noteFresh(pool.name, keyId)
+      if (!onProbation) touches.noteFresh(pool.name, keyId)
       return answer(upstream, 'new', named !== undefined && !namedUsable)
     } catch (storeError) {
       this.stats.storeErrors++
       if (named !== undefined && !namedUsable && route.failover === 'strict') return unavailable('strict-down')
       const upstream = namedUsable ? named : pool.pickForNewSession()
       if (upstream === undefined) return unavailable('no-upstream')
+      // Counts cannot be re-read from a failing store: count this gateway's own choices, so new clients spread.
+      if (!namedUsable) pool.noteBound(upstream.id)
       return answer(upstream, 'degraded', named !== undefined && !namedUsable, storeError)
     }
   }

@@ -1,7 +1,7 @@
 /**
  * The routing cookie's value: a signed, opaque token that names a binding and the upstream it was bound to.
  * Format before signing: `1.<bindingId>.<upstreamId>.<issuedAt>` — version, 128 random bits (base64url), the
- * upstream's configured id, and when the binding was first made (seconds since the epoch, base 36; it lets
+ * upstream's configured id, and when the binding was first made (ms since the epoch, base 36; it lets
  * `maxLifetime` hold even after the store forgot the binding). Never a host, address, port or URL. Signed with @fastify/cookie's HMAC-SHA256 signer:
  * the first secret signs, every secret verifies.
  */
@@ -19,7 +19,7 @@ export interface RoutingToken {
   readonly bindingId: string
   /** The upstream id the binding pointed to when the cookie was issued. */
   readonly upstreamId: string
-  /** When the binding was first made, in ms since the epoch (second precision). */
+  /** When the binding was first made, in ms since the epoch. */
   readonly createdAt: number
 }
 
@@ -56,7 +56,7 @@ export function createRoutingCookieCodec (secrets: readonly string[]): RoutingCo
   return {
     sign (token) {
       return signer.sign(TOKEN_VERSION + '.' + token.bindingId + '.' + token.upstreamId + '.' +
-        Math.floor(token.createdAt / 1000).toString(36))
+        Math.floor(token.createdAt).toString(36))
     },
     verify (value) {
       if (value.length > MAX_ROUTING_COOKIE_LENGTH) return { ok: false, reason: 'oversized' }
@@ -74,7 +74,7 @@ export function createRoutingCookieCodec (secrets: readonly string[]): RoutingCo
 function parseToken (payload: string): RoutingToken | null {
   const parts = payload.split('.')
   if (parts.length !== 4 || parts[0] !== TOKEN_VERSION || !BINDING_ID_RE.test(parts[1]) || parts[2].length === 0) return null
-  const seconds = parseInt(parts[3], 36)
-  if (!Number.isSafeInteger(seconds) || seconds < 0) return null
-  return { bindingId: parts[1], upstreamId: parts[2], createdAt: seconds * 1000 }
+  const createdAt = parseInt(parts[3], 36)
+  if (!/^[0-9a-z]{1,11}$/.test(parts[3]) || !Number.isSafeInteger(createdAt)) return null
+  return { bindingId: parts[1], upstreamId: parts[2], createdAt }
 }

@@ -59,8 +59,33 @@ export interface ForwarderDeps {
   readonly reboundHeader: string | false
   /** The default pool's route config for `reply.forward()` outside sticky routes, if one can be named. */
   readonly defaultRoute: ResolvedRouteConfig | null
-  /** Applies a new decision's routing cookie to the reply. */
-  readonly setRoutingCookie: (request: FastifyRequest, reply: FastifyReply, value: string) => void
+  /** Applies a new decision's routing cookie (of the given pool) to the reply. */
+  readonly setRoutingCookie: (request: FastifyRequest, reply: FastifyReply, pool: string, value: string) => void
+  /** Routing cookie names removed from requests before they reach an upstream (empty: forward them). */
+  readonly stripCookies: readonly string[]
+  /** Whether to add X-Forwarded-For/-Proto/-Host. */
+  readonly xForwarded: boolean
+}
+
+/**
+ * Removes the named cookies from a Cookie header, as a load balancer's `indirect` cookie mode does: the upstream
+ * app never sees the gateway's routing cookie.
+ * @returns the header without them, or `undefined` when nothing is left
+ */
+export function removeCookies (header: string, names: readonly string[]): string | undefined {
+  let found = false
+  for (const name of names) {
+    if (header.includes(name + '=')) {
+      found = true
+      break
+    }
+  }
+  if (!found) return header
+  const kept = header.split(';').filter((pair) => {
+    const eq = pair.indexOf('=')
+    return !names.includes((eq < 0 ? pair : pair.slice(0, eq)).trim())
+  })
+  return kept.length === 0 ? undefined : kept.join(';').trim()
 }
 
 /** The pieces the plugin wires: the `reply.forward` decorator and the 503 answer shared with the hook. */
@@ -107,6 +132,20 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
   }
 
   function rewriteRequestHeaders (request: FastifyRequest, headers: Record<string, unknown>): Record<string, unknown> {
+    // undici refuses `Expect: 100-continue` (curl sends it for bodies over 1 MB); the body is streamed anyway.
+    if (headers.expect !== undefined) delete headers.expect
+    if (deps.stripCookies.length > 0 && typeof headers.cookie === 'string') {
+      const cookie = removeCookies(headers.cookie, deps.stripCookies)
+      if (cookie === undefined) delete headers.cookie
+      else headers.cookie = cookie
+    }
+    if (deps.xForwarded) {
+      const client = request.raw.socket.remoteAddress
+      const previous = headers['x-forwarded-for']
+      if (client !== undefined) headers['x-forwarded-for'] = typeof previous === 'string' && previous !== '' ? previous + ', ' + client : client
+      headers['x-forwarded-proto'] = request.protocol
+      if (request.headers.host !== undefined) headers['x-forwarded-host'] = request.headers.host
+    }
     if (reboundHeader !== false) {
       // A client-sent header must never claim a rebound that did not happen.
       if (request.sticky?.rebound === true) headers[reboundHeader] = '1'
@@ -115,7 +154,15 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     return headers
   }
 
-  const sharedOptions = Object.freeze({ getUpstream: upstreamOf, onError, rewriteRequestHeaders }) as unknown as FastifyReplyFromHooks
+  // Hop-by-hop headers describe the upstream connection, not this one: copied, they would override the
+  // client's own `Connection: close`.
+  function rewriteHeaders (headers: Record<string, unknown>): Record<string, unknown> {
+    if (headers.connection !== undefined) delete headers.connection
+    if (headers['keep-alive'] !== undefined) delete headers['keep-alive']
+    return headers
+  }
+
+  const sharedOptions = Object.freeze({ getUpstream: upstreamOf, onError, rewriteRequestHeaders, rewriteHeaders }) as unknown as FastifyReplyFromHooks
 
   // A body buffered for replay is handed over as is; anything else (none, parsed, stream) goes through reply-from's own path.
   function optionsFor (request: FastifyRequest): FastifyReplyFromHooks {
@@ -131,7 +178,7 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     }
     request.sticky = result.sticky
     state.binding = result.binding ?? state.binding
-    if (result.setCookie !== undefined) deps.setRoutingCookie(request, reply, result.setCookie)
+    if (result.setCookie !== undefined) deps.setRoutingCookie(request, reply, state.route.pool, result.setCookie)
     return true
   }
 
@@ -188,7 +235,14 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     } else if (state !== undefined) {
       state.source = source
     }
-    return this.from(source, optionsFor(request))
+    try {
+      return this.from(source, optionsFor(request))
+    } catch (error) {
+      // reply-from refuses what it cannot turn into an upstream URL (absolute-form targets, '..' segments):
+      // that is the client's request at fault, not the gateway.
+      request.log.debug({ err: error }, 'fastify-sticky: request target refused')
+      return sendProblem(this, 400, 'FST_STICKY_BAD_REQUEST_TARGET', 'Bad Request', 'Bad Request: the request target cannot be forwarded')
+    }
   }
 
   return { forward, sendUnavailable }

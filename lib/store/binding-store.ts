@@ -84,6 +84,13 @@ export interface BindingStore {
   sharedSalt (): Promise<string>
 
   /**
+   * Listens for a change of the shared salt, which happens only when the store lost it (a Redis restarted empty
+   * or flushed) and another gateway wrote a new one first. Key ids must then be derived anew.
+   * @returns a function that unsubscribes
+   */
+  onSaltChange (listener: (salt: string) => void): () => void
+
+  /**
    * Reads a binding. Does not extend its TTL.
    * @returns the binding, or `null` when none exists or it has expired
    */

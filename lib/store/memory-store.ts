@@ -62,6 +62,11 @@ export class MemoryBindingStore implements BindingStore {
     return this.#salt
   }
 
+  /** The salt of a memory store never changes. */
+  onSaltChange (): () => void {
+    return () => {}
+  }
+
   async get (pool: string, keyId: string): Promise<Binding | null> {
     const entry = this.#live(pool + '\0' + keyId, Date.now())
     return entry === undefined ? null : { upstreamId: entry.upstreamId, createdAt: entry.createdAt }

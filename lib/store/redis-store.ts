@@ -20,6 +20,8 @@ import type {
 export const DEFAULT_REDIS_PREFIX = 'sticky:'
 /** Default number of shards per pool (hash-tag groups). */
 export const DEFAULT_REDIS_SHARDS = 16
+/** How often the shared salt is checked (and written back if Redis lost it). */
+const SALT_CHECK_INTERVAL_MS = 10_000
 /** Default per-command timeout; a gateway must not wait on a slow Redis for long. */
 export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 250
 
@@ -168,6 +170,10 @@ export class RedisBindingStore implements BindingStore {
   #subscriber: Redis | Cluster | undefined
   #salt: string | undefined
   #initialized: Promise<void> | undefined
+  readonly #saltListeners = new Set<(salt: string) => void>()
+  readonly #onReady = (): void => { void this.#reassertSalt() }
+  readonly #onError = (): void => {}
+  #saltTimer: NodeJS.Timeout | undefined
 
   /** @param options - see {@link RedisBindingStoreOptions} */
   constructor (options: RedisBindingStoreOptions) {
@@ -188,8 +194,11 @@ export class RedisBindingStore implements BindingStore {
       this.#client = defineCommands(options.redis)
       this.#ownsClient = false
     }
-    // An 'error' listener keeps ioredis from printing every reconnect failure; failed commands still reject.
-    this.#client.on('error', () => {})
+    // An 'error' listener keeps ioredis from printing every reconnect failure of our own client; failed commands
+    // still reject. A caller's client keeps whatever error handling its owner gave it.
+    if (this.#ownsClient) this.#client.on('error', this.#onError)
+    // Redis restarted empty, or flushed: put our salt back, or adopt the one another gateway wrote first.
+    this.#client.on('ready', this.#onReady)
   }
 
   /** Connects (when the store owns the client) and loads the shared salt. */
@@ -199,8 +208,34 @@ export class RedisBindingStore implements BindingStore {
   }
 
   async #connect (): Promise<void> {
+    this.#saltTimer ??= setInterval(() => { void this.#reassertSalt() }, SALT_CHECK_INTERVAL_MS)
+    this.#saltTimer.unref()
     if (this.#ownsClient && this.#client.status === 'wait') await this.#client.connect()
     await this.sharedSalt()
+  }
+
+  /**
+   * Listens for a change of the shared salt (after Redis lost it and another gateway wrote a new one first):
+   * key ids must then be derived anew, or this gateway would disagree with the others.
+   * @returns a function that unsubscribes
+   */
+  onSaltChange (listener: (salt: string) => void): () => void {
+    this.#saltListeners.add(listener)
+    return () => { this.#saltListeners.delete(listener) }
+  }
+
+  async #reassertSalt (): Promise<void> {
+    const salt = this.#salt
+    if (salt === undefined) return
+    try {
+      const current = await this.#client.set(this.#prefix + 'salt', salt, 'NX', 'GET') as string | null
+      if (current !== null && current !== salt) {
+        this.#salt = current
+        for (const listener of this.#saltListeners) listener(current)
+      }
+    } catch {
+      // Unreachable now; the next 'ready' or check tries again.
+    }
   }
 
   async sharedSalt (): Promise<string> {
@@ -311,6 +346,10 @@ export class RedisBindingStore implements BindingStore {
   }
 
   async close (): Promise<void> {
+    clearInterval(this.#saltTimer)
+    this.#client.off('ready', this.#onReady)
+    this.#client.off('error', this.#onError)
+    this.#saltListeners.clear()
     this.#listeners.clear()
     const subscriber = this.#subscriber
     this.#subscriber = undefined

@@ -7,14 +7,16 @@ import type { BindingStore, TouchRequest } from './binding-store'
 /** How often pending touches are flushed to the store. */
 export const TOUCH_FLUSH_INTERVAL_MS = 1000
 const MAX_PENDING = 1000
-// Forgetting when keys were last touched only costs an early extra touch, so the memory is simply bounded.
-const MAX_REMEMBERED = 100_000
+// Forgetting when keys were last touched only costs an early extra touch, so the memory is bounded by keeping
+// two generations: when the current one fills up it becomes the previous one, and the older one is dropped.
+const GENERATION_SIZE = 50_000
 
 /** Batches and throttles {@link BindingStore.touch} calls. */
 export class TouchScheduler {
   readonly #store: BindingStore
   readonly #onError: (error: unknown) => void
   #lastTouched = new Map<string, number>()
+  #previouslyTouched = new Map<string, number>()
   #pending = new Map<string, TouchRequest>()
   #timer: NodeJS.Timeout | undefined
 
@@ -35,10 +37,9 @@ export class TouchScheduler {
   schedule (pool: string, keyId: string, upstreamId: string, idleTimeoutMs: number, ttlMs: number): void {
     const id = pool + '\0' + keyId
     const now = Date.now()
-    const last = this.#lastTouched.get(id)
+    const last = this.#lastTouched.get(id) ?? this.#previouslyTouched.get(id)
     if (last !== undefined && now - last < idleTimeoutMs / 10) return
-    if (this.#lastTouched.size >= MAX_REMEMBERED) this.#lastTouched = new Map()
-    this.#lastTouched.set(id, now)
+    this.#remember(id, now)
     this.#pending.set(id, { pool, keyId, upstreamId, ttlMs })
     if (this.#pending.size >= MAX_PENDING) {
       void this.flush()
@@ -51,8 +52,15 @@ export class TouchScheduler {
 
   /** Records that a binding was just created or moved, so it is not touched again right away. */
   noteFresh (pool: string, keyId: string): void {
-    if (this.#lastTouched.size >= MAX_REMEMBERED) this.#lastTouched = new Map()
-    this.#lastTouched.set(pool + '\0' + keyId, Date.now())
+    this.#remember(pool + '\0' + keyId, Date.now())
+  }
+
+  #remember (id: string, now: number): void {
+    if (this.#lastTouched.size >= GENERATION_SIZE) {
+      this.#previouslyTouched = this.#lastTouched
+      this.#lastTouched = new Map()
+    }
+    this.#lastTouched.set(id, now)
   }
 
   /** Sends every pending touch now. Never rejects. */

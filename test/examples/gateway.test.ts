@@ -26,7 +26,8 @@ t.test('readGatewayEnv: defaults and every variable', async (t) => {
   t.same(full.plugin.secret, [SECRET, `${SECRET}-old`])
   t.same([full.plugin.redis, full.plugin.prefix, full.plugin.cookie], ['redis://127.0.0.1:6390', 'gw:', { name: 'route' }])
   t.same(full.plugin.defaults, { pool: 'default', key: 'cookie', idleTimeout: 90_000, maxLifetime: '2h' })
-  t.equal(readGatewayEnv({ UPSTREAMS: 'a=http://x:1', TRUST_PROXY: '10.0.0.0/8' }).trustProxy, '10.0.0.0/8')
+  t.equal(readGatewayEnv({ UPSTREAMS: 'a=http://x:1', TRUST_PROXY: '10.0.0.0/8, ::1' }).trustProxy, '10.0.0.0/8,::1')
+  t.equal(readGatewayEnv({ UPSTREAMS: 'a=http://x:1', TRUST_PROXY: '2' }).trustProxy, 2, 'a number is a hop count')
 })
 
 t.test('readGatewayEnv: a bad value is one line naming the variable', async (t) => {
@@ -37,13 +38,19 @@ t.test('readGatewayEnv: a bad value is one line naming the variable', async (t) 
     [{ PORT: 'eighty' }, /^PORT must be a port number/],
     [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be/],
     [{ STICKY_SECRET: 'short' }, /^STICKY_SECRET must be .* at least 32 characters/],
-    [{ REDIS_URL: 'localhost' }, /^REDIS_URL must be a redis:\/\//],
+    [{ REDIS_URL: 'localhost', STICKY_SECRET: SECRET }, /^REDIS_URL must be a redis:\/\//],
     [{ STICKY_PREFIX: 'a b' }, /^STICKY_PREFIX must be/],
     [{ STICKY_COOKIE: 'a;b' }, /^STICKY_COOKIE must be a cookie name/],
     [{ STICKY_KEY: 'ip' }, /^STICKY_KEY=ip is not supported yet/],
     [{ STICKY_KEY: 'header:x-tenant' }, /^STICKY_KEY=header:x-tenant is not supported yet/],
     [{ STICKY_KEY: 'magic' }, /^STICKY_KEY must be 'cookie', 'ip'/],
     [{ TRUST_PROXY: 'maybe' }, /^TRUST_PROXY must be/],
+    [{ TRUST_PROXY: '999.1.1.1' }, /^TRUST_PROXY must be/],
+    [{ TRUST_PROXY: '10.0.0.0/33' }, /^TRUST_PROXY must be/],
+    [{ UPSTREAMS: 'a=http://127.0.0.1:4001,a=http://127.0.0.1:4002' }, /^UPSTREAMS must be .*unique ids/],
+    [{ UPSTREAMS: 'a=http://u:p@127.0.0.1:4001' }, /^UPSTREAMS must be .*no credentials/],
+    [{ UPSTREAMS: 'a=http://127.0.0.1:99999' }, /^UPSTREAMS must be .*origin URLs/],
+    [{ REDIS_URL: 'redis://127.0.0.1:6390' }, /^STICKY_SECRET must be set when REDIS_URL is/],
     [{ STICKY_IDLE_TIMEOUT: '0' }, /^STICKY_IDLE_TIMEOUT must be a positive number of seconds/],
     [{ STICKY_MAX_LIFETIME: 'long' }, /^STICKY_MAX_LIFETIME must be/]
   ]

@@ -38,7 +38,21 @@ t.test('bad options fail at register with FST_STICKY_INVALID_OPTION naming the o
     ['bad secure', { ...base, cookie: { secure: 'yes' } }, /cookie\.secure must be 'auto' or a boolean/],
     ['unknown cookie option', { ...base, cookie: { httpOnly: false } }, /cookie\.httpOnly must be absent/],
     ['bad timeout', { ...base, timeouts: { headers: 0 } }, /timeouts\.headers must be a positive duration/],
-    ['bad maxBindings', { ...base, maxBindings: 1.5 }, /maxBindings must be a positive integer/]
+    ['bad maxBindings', { ...base, maxBindings: 1.5 }, /maxBindings must be a positive integer/],
+    ['url with password', { ...base, pools: { shop: { upstreams: [{ id: 'a', url: 'http://:pw@h:1' }] } } }, /upstreams\[0\]\.url must be/],
+    ['url with fragment', { ...base, pools: { shop: { upstreams: [{ id: 'a', url: 'http://h:1/#x' }] } } }, /upstreams\[0\]\.url must be/],
+    ['SameSite=None without Secure', { ...base, cookie: { sameSite: 'none', secure: false } }, /cookie\.secure must be true or 'auto' when cookie\.sameSite is 'none'/],
+    ['bad cookie.forward', { ...base, cookie: { forward: 'yes' } }, /cookie\.forward must be a boolean/],
+    ['bad xForwarded', { ...base, xForwarded: 1 }, /xForwarded must be a boolean/],
+    ['bad reboundHeader', { ...base, reboundHeader: 'x y' }, /reboundHeader must be a header name or false/],
+    ['bad replayBodyLimit', { ...base, replayBodyLimit: -1 }, /replayBodyLimit must be a whole number of bytes/],
+    ['unknown pool option', { ...base, pools: { shop: { ...base.pools.shop, sticky: true } } }, /pools\.shop\.sticky must be absent/],
+    ['bad cooldown', { ...base, pools: { shop: { ...base.pools.shop, cooldown: 'never' } } }, /pools\.shop\.cooldown must be a positive duration/],
+    ['bad slowStart', { ...base, pools: { shop: { ...base.pools.shop, slowStart: -5 } } }, /pools\.shop\.slowStart must be a positive duration/],
+    ['bad healthCheck', { ...base, pools: { shop: { ...base.pools.shop, healthCheck: { path: 'health' } } } }, /pools\.shop\.healthCheck\.path must be a path starting with "\/"/],
+    ['bad healthCheck threshold', { ...base, pools: { shop: { ...base.pools.shop, healthCheck: { path: '/h', healthyThreshold: 0 } } } }, /healthCheck\.healthyThreshold must be a positive integer/],
+    ['unknown healthCheck option', { ...base, pools: { shop: { ...base.pools.shop, healthCheck: { path: '/h', every: 1 } } } }, /healthCheck\.every must be absent/],
+    ['bad failover', { ...base, defaults: { failover: 'retry' } }, /defaults\.failover must be 'rebind' or 'strict'/]
   ]
   for (const [name, options, message] of cases) {
     const app = Fastify()
@@ -54,11 +68,13 @@ t.test('resolveOptions fills defaults, freezes, does not mutate its input', asyn
   const resolved = resolveOptions(input)
   t.same(input, copy, 'input unchanged')
   t.ok(Object.isFrozen(resolved))
-  t.same(resolved.cookie, { name: 'sticky', path: '/', domain: undefined, maxAgeSeconds: undefined, sameSite: 'lax', secure: 'auto' })
+  t.same(resolved.cookie, { name: 'sticky', path: '/', domain: undefined, maxAgeSeconds: undefined, sameSite: 'lax', secure: 'auto', forward: false })
   t.same(resolved.timeouts, { connectMs: 5000, headersMs: 60000, bodyMs: 60000 })
   t.same(resolved.secrets, [TEST_SECRET])
-  t.same(resolved.pools.shop, { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1', weight: 1 }], healthCheck: undefined, cooldownMs: 10_000, slowStartMs: 0 })
-  t.same([resolved.reboundHeader, resolved.replayBodyLimit], ['x-sticky-rebound', 65536])
+  t.same(resolved.pools.shop, { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1', weight: 1 }], healthCheck: undefined, cooldownMs: 10_000, slowStartMs: 0, cookieName: 'sticky' })
+  t.same([resolved.reboundHeader, resolved.replayBodyLimit, resolved.xForwarded], ['x-sticky-rebound', 65536, true])
+  const two = resolveOptions({ ...base, pools: { shop: base.pools.shop, models: base.pools.shop }, defaults: { pool: 'models' } })
+  t.same([two.pools.models.cookieName, two.pools.shop.cookieName], ['sticky', 'sticky-shop'], 'the default pool keeps the plain cookie name')
 })
 
 t.test('a bad route config fails naming the route and the option', async (t) => {

@@ -28,7 +28,7 @@ export function bindingStoreContract (
 ): void {
   t.test('matches interface', async (t) => {
     const store = await makeStore(t)
-    for (const method of ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'close']) {
+    for (const method of ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'onSaltChange', 'close']) {
       t.type((store as unknown as Record<string, unknown>)[method], 'function', method)
     }
     const salt = await store.sharedSalt()

@@ -3,7 +3,7 @@ import Redis from 'ioredis'
 import { createKeyIdDeriver } from '../../lib/affinity/key-id'
 import { RedisBindingStore } from '../../lib/store/redis-store'
 import { startRedis, uniquePrefix } from '../helpers/redis'
-import { bindingStoreContract } from './binding-store.contract'
+import { bindingStoreContract, eventually } from './binding-store.contract'
 
 t.test('redis store', async (t) => {
   const redis = await startRedis(t)
@@ -58,6 +58,26 @@ t.test('redis store', async (t) => {
     t.not(await c.sharedSalt(), await a.sharedSalt(), 'another prefix has its own')
   })
 
+  t.test('after Redis restarts empty, every gateway ends on one salt again', async (t) => {
+    const prefix = uniquePrefix()
+    const a = await open(t, prefix)
+    const b = await open(t, prefix)
+    const changes: string[] = []
+    a.onSaltChange((salt) => changes.push(salt))
+    await redis.restart()
+    // A gateway started right after the restart may write a new salt before the others reconnect.
+    let c: RedisBindingStore | undefined
+    for (let i = 0; i < 100 && c === undefined; i++) {
+      c = await open(t, prefix).catch(async () => { await new Promise((resolve) => setTimeout(resolve, 50)); return undefined })
+    }
+    t.ok(c, 'a third store started')
+    t.ok(await eventually(async () => {
+      const salts = await Promise.all([a, b, c as RedisBindingStore].map((store) => store.sharedSalt()))
+      return new Set(salts).size === 1
+    }, 5000), 'all three agree on the salt')
+    t.ok(changes.length <= 1, 'a store that adopted another salt said so once at most')
+  })
+
   t.test('accepts a caller-owned ioredis client and leaves it open', async (t) => {
     const client = new Redis(redis.url)
     t.teardown(() => client.disconnect())
@@ -66,6 +86,8 @@ t.test('redis store', async (t) => {
     await store.bindIfAbsent('p', 'k1234567890abcde', 'a', 1000)
     await store.close()
     t.equal(await client.ping(), 'PONG', 'client still usable')
+    t.equal(client.listenerCount('error'), 0, 'no error listener left behind (none added to a caller\'s client)')
+    t.equal(client.listenerCount('ready'), 0, 'no ready listener left behind')
   })
 
   t.test('fails fast when Redis is down, and recovers', async (t) => {

@@ -1,0 +1,7 @@
+// fastify-sticky for ES module importers: the same CommonJS module (one instance, however it is loaded), with
+// the plugin as the default export. Without this entry TypeScript types `import sticky from 'fastify-sticky'`
+// as CommonJS `module.exports` seen through the exports object's declarations, not as the plugin.
+import { sticky } from './index.js'
+
+export * from './index.js'
+export default sticky
