@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
-import type { Duration, StickyPluginOptions, StickyUpstreamOptions } from '../lib/index'
+import type { Duration, StickyKeyOption, StickyPluginOptions, StickyUpstreamOptions } from '../lib/index'
 
 /** What the gateway runs with, parsed from the environment. */
 export interface GatewaySettings {
@@ -60,13 +60,15 @@ function parseUpstreams (value: string | undefined): StickyUpstreamOptions[] {
   })
 }
 
-function parseKey (value: string | undefined): 'cookie' {
+function parseKey (value: string | undefined): StickyKeyOption {
   const key = value === undefined || value === '' ? 'cookie' : value
-  if (key === 'cookie') return key
-  if (key === 'ip' || /^(header|query|learn):.+$/.test(key)) {
-    throw new GatewayEnvError(`STICKY_KEY=${key} is not supported yet (only "cookie" is, in this version)`)
-  }
-  return bad('STICKY_KEY', "'cookie', 'ip', 'header:<Name>', 'query:<param>' or 'learn:<CookieName>'", key)
+  if (key === 'cookie' || key === 'ip') return key
+  const match = /^(header|query|learn):(.+)$/.exec(key)
+  const name = match?.[2] ?? ''
+  const valid = match !== null && (match[1] === 'query' ? name.length <= 64 : /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/.test(name))
+  if (!valid) bad('STICKY_KEY', "'cookie', 'ip', 'header:<Name>', 'query:<param>' or 'learn:<CookieName>'", key)
+  const kind = match[1] as 'header' | 'query' | 'learn'
+  return kind === 'header' ? { header: name } : kind === 'query' ? { query: name } : { learn: name }
 }
 
 function parseTrustProxy (value: string | undefined): boolean | number | string {

@@ -9,18 +9,20 @@ import fastifyReplyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { StoreKeyIds } from './affinity/key-id'
+import type { ResolvedKeySource } from './affinity/keys'
 import { AffinityResolver, type AffinityStats, type StickyDecision } from './affinity/resolve'
 import { createRoutingCookieCodec } from './affinity/routing-cookie'
 import { ReplyFromBaseError } from './errors'
 import {
-  resolveOptions, resolveRouteConfig,
-  type ResolvedOptions, type ResolvedRouteConfig, type ResolvedUpstream, type StickyPluginOptions, type StickyRouteConfig
+  resolveOptions, resolveRouteConfig, resolveUpstream,
+  type ResolvedOptions, type ResolvedRouteConfig, type ResolvedUpstream, type StickyPluginOptions, type StickyRouteConfig,
+  type StickyUpstreamOptions
 } from './options'
 import { UpstreamPool, type UpstreamState } from './pool/upstream-pool'
 import { findReplyFromBase } from './proxy/reply-from-base'
 import { bufferReplayableBody, createForwarder, setForwardState } from './proxy/forward'
 import { HealthMonitor } from './pool/health'
-import type { BindingStore } from './store/binding-store'
+import type { BindingStore, UpstreamStateChange } from './store/binding-store'
 import { MemoryBindingStore } from './store/memory-store'
 import { RedisBindingStore } from './store/redis-store'
 import { TouchScheduler } from './store/touch-scheduler'
@@ -28,7 +30,8 @@ import { TouchScheduler } from './store/touch-scheduler'
 export type { StickyDecision, StickyDecisionKind, AffinityStats, CookieRejection } from './affinity/resolve'
 export type {
   Duration, StickyPluginOptions, StickyRouteConfig, StickyPoolOptions, StickyUpstreamOptions, StickyKeyOption,
-  StickyCookieOptions, StickyTimeoutOptions, StickyHealthCheckOptions, StickyFailoverPolicy, ResolvedUpstream
+  StickyCookieOptions, StickyTimeoutOptions, StickyHealthCheckOptions, StickyFailoverPolicy, StickyStrategy,
+  StickyKeySource, IpKeyOptions, ResolvedUpstream
 } from './options'
 export type {
   BindingStore, Binding, BindResult, RebindResult, TouchRequest, Invalidation, UpstreamStatus, UpstreamStateChange,
@@ -64,8 +67,30 @@ export interface StickyApi {
   drain (pool: string, upstreamId: string): Promise<void>
   /** Makes a drained upstream take new sessions again (slow start applies). @throws as {@link StickyApi.drain} */
   undrain (pool: string, upstreamId: string): Promise<void>
-  /** @returns `active`, `draining` or `down`, as this gateway knows it now */
+  /** @returns `active`, `draining`, `down` or `removed`, as this gateway knows it now */
   state (pool: string, upstreamId: string): UpstreamState
+  /**
+   * Runtime membership of a pool, shared through the store: every gateway sees a change within about a second.
+   * @throws Error when the pool does not exist
+   */
+  pool (name: string): StickyPoolHandle
+}
+
+/** Runtime membership of one pool (`app.sticky.pool(name)`). */
+export interface StickyPoolHandle {
+  /** The pool's current members. */
+  readonly upstreams: readonly ResolvedUpstream[]
+  /**
+   * Adds an upstream on every gateway. Moves no existing session; new sessions go to it until its share is even
+   * (least-sessions), ramped by slow start when configured.
+   * @throws FST_STICKY_INVALID_OPTION for a bad upstream; Error when the id is already a member
+   */
+  add (upstream: StickyUpstreamOptions): Promise<void>
+  /**
+   * Removes an upstream on every gateway; its sessions move, each on its next request (the app is told).
+   * @throws Error when the id is not a member
+   */
+  remove (upstreamId: string): Promise<void>
 }
 
 declare module 'fastify' {
@@ -183,7 +208,36 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
     },
     drain: (name, upstreamId) => setAdmin(name, upstreamId, 'draining'),
     undrain: (name, upstreamId) => setAdmin(name, upstreamId, 'active'),
-    state: (name, upstreamId) => upstreamOf(name, upstreamId).pool.state(upstreamId)
+    state: (name, upstreamId) => {
+      const pool = pools.get(name)
+      if (pool === undefined) throw new Error(`fastify-sticky: no pool named "${name}"`)
+      if (pool.get(upstreamId) === undefined && pool.state(upstreamId) !== 'removed') throw new Error(`fastify-sticky: pool "${name}" has no upstream "${upstreamId}"`)
+      return pool.state(upstreamId)
+    },
+    pool (name) {
+      const pool = pools.get(name)
+      if (pool === undefined) throw new Error(`fastify-sticky: no pool named "${name}"`)
+      const change = async (upstreamId: string, next: UpstreamStateChange): Promise<void> => {
+        pool.applyLocalChange(upstreamId, next)
+        await store.setUpstreamState(name, upstreamId, next)
+        pool.applyStates(await store.upstreamStates(name))
+      }
+      return {
+        get upstreams () { return pool.upstreams },
+        async add (input) {
+          const upstream = resolveUpstream(`pool("${name}").add()`, input)
+          if (pool.get(upstream.id) !== undefined) throw new Error(`fastify-sticky: pool "${name}" already has an upstream "${upstream.id}"`)
+          const configured = pool.config.upstreams.some((u) => u.id === upstream.id)
+          await change(upstream.id, configured ? { admin: 'active' } : { admin: 'active', url: upstream.url, weight: upstream.weight })
+          fastify.log.info({ pool: name, upstream: upstream.id }, 'fastify-sticky: upstream added')
+        },
+        async remove (upstreamId) {
+          upstreamOf(name, upstreamId)
+          await change(upstreamId, { admin: 'removed' })
+          fastify.log.info({ pool: name, upstream: upstreamId }, 'fastify-sticky: upstream removed')
+        }
+      }
+    }
   }
   fastify.decorate('sticky', api)
   fastify.decorateRequest('sticky', null)
@@ -224,20 +278,26 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
         const sticky = resolver.resolveWithoutAffinity(route)
         if (sticky === null) return forwarder.sendUnavailable(reply, route.pool, 'no-upstream')
         request.sticky = sticky
-        setForwardState(request, { route, binding: undefined, retried: false, source: undefined })
+        setForwardState(request, { route, binding: undefined, retried: false, source: undefined, learn: undefined })
       }
     }
+    const sources = route.key
     const cookieName = options.pools[route.pool].cookieName
+    const cookieOnly = sources.length === 1 && sources[0].kind === 'cookie'
+    const usesCookie = sources[sources.length - 1].kind === 'cookie'
+    const learn = sources.find((source): source is Extract<ResolvedKeySource, { kind: 'learn' }> => source.kind === 'learn')
     return async function stickyAffinity (request: FastifyRequest, reply: FastifyReply) {
       const cookies = request.cookies ?? fastify.parseCookie(request.headers.cookie ?? '')
-      let value = cookies[cookieName]
+      let value = usesCookie ? cookies[cookieName] : undefined
       const header = request.headers.cookie
       // Several cookies of one name (a stale one set for another path, say): use the first that verifies.
       if (value !== undefined && header !== undefined && header.indexOf(cookieName + '=') !== header.lastIndexOf(cookieName + '=')) {
         value = resolver.firstValidCookie(cookieValues(header, cookieName)) ?? value
       }
-      const result = await resolver.resolveCookie(route, value)
-      if (result.rejected !== undefined) request.log.debug({ reason: result.rejected }, 'fastify-sticky: routing cookie ignored')
+      const result = cookieOnly
+        ? await resolver.resolveCookie(route, value)
+        : await resolver.resolve(route, sources, { ip: request.ip, headers: request.headers, query: request.query, cookies, request }, value)
+      if (result.rejected !== undefined) request.log.debug({ reason: result.rejected }, 'fastify-sticky: affinity key ignored')
       if (result.storeError !== undefined) {
         const now = Date.now()
         if (now - lastStoreWarning > STORE_WARN_INTERVAL_MS) {
@@ -247,7 +307,13 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
       }
       if (result.sticky === null) return forwarder.sendUnavailable(reply, route.pool, result.failure ?? 'no-upstream')
       request.sticky = result.sticky
-      setForwardState(request, { route, binding: result.binding, retried: false, source: undefined })
+      setForwardState(request, {
+        route,
+        binding: result.binding,
+        retried: false,
+        source: undefined,
+        learn: learn === undefined ? undefined : { source: learn, requestValue: cookies[learn.cookie] }
+      })
       if (result.setCookie !== undefined) setRoutingCookie(request, reply, route.pool, result.setCookie)
     }
   }

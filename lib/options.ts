@@ -2,7 +2,9 @@
  * Plugin and route options: their types, defaults and validation. `resolveOptions` and `resolveRouteConfig`
  * are pure: they never mutate their input, reject unknown keys, and throw errors naming the dotted option path.
  */
+import type { FastifyRequest } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
+import { resolveKeySources, type ResolvedKeySource, type StickyKeySource } from './affinity/keys'
 import { InvalidOptionError, InvalidRouteConfigError } from './errors'
 import { parseDuration, type Duration } from './duration'
 import type { BindingStore } from './store/binding-store'
@@ -10,6 +12,7 @@ import { DEFAULT_MEMORY_MAX_BINDINGS } from './store/memory-store'
 import { DEFAULT_REDIS_PREFIX } from './store/redis-store'
 
 export type { Duration } from './duration'
+export type { StickyKeySource, IpKeyOptions } from './affinity/keys'
 
 /** Default idle timeout of a binding (sliding). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000
@@ -47,6 +50,8 @@ export interface StickyUpstreamOptions {
    * @defaultValue 1
    */
   weight?: number
+  /** Most live sessions it takes; a full upstream gets no new sessions (see the pool's `overflow`). */
+  maxSessions?: number
 }
 
 /** Active health probes of a pool's upstreams (every gateway probes; the verdict is shared through the store). */
@@ -79,7 +84,28 @@ export interface StickyPoolOptions {
    * @defaultValue 0
    */
   slowStart?: Duration | 0
+  /**
+   * How new sessions are spread: `least-sessions` (fewest live sessions per weight, store-wide),
+   * `weighted-round-robin`, `random-two-choices` (the less loaded of two weighted random picks) or `hash`
+   * (rendezvous hashing of the key with bounded loads: stateless, and the same answer on every gateway).
+   * @defaultValue `'least-sessions'`
+   */
+  strategy?: StickyStrategy
+  /**
+   * With `hash`: an upstream whose sessions exceed this factor of the (weighted) mean is skipped.
+   * @defaultValue 1.25
+   */
+  loadFactor?: number
+  /**
+   * When every upstream has reached its `maxSessions`: `'reject'` answers 503, `'least-loaded'` overflows to
+   * the least loaded one.
+   * @defaultValue `'reject'`
+   */
+  overflow?: 'reject' | 'least-loaded'
 }
+
+/** How a pool spreads new sessions. */
+export type StickyStrategy = 'least-sessions' | 'weighted-round-robin' | 'random-two-choices' | 'hash'
 
 /**
  * What to do when a client's upstream is down: `'rebind'` moves the session to another upstream (every gateway
@@ -89,10 +115,10 @@ export interface StickyPoolOptions {
 export type StickyFailoverPolicy = 'rebind' | 'strict'
 
 /**
- * Where the affinity key comes from: `'cookie'` (the plugin's signed routing cookie) or `false`
- * (no affinity: requests are balanced round robin, weights respected).
+ * Where the affinity key comes from: one {@link StickyKeySource}, an ordered list of them (the first that yields
+ * a key wins; `'cookie'` can only come last), or `false` (no affinity: round robin, weights respected).
  */
-export type StickyKeyOption = 'cookie' | false
+export type StickyKeyOption = StickyKeySource<FastifyRequest> | ReadonlyArray<StickyKeySource<FastifyRequest>> | false
 
 /** Per-route settings, merged over the plugin's `defaults`. */
 export interface StickyRouteConfig {
@@ -192,21 +218,30 @@ export interface ResolvedPool {
   } | undefined
   readonly cooldownMs: number
   readonly slowStartMs: number
+  readonly strategy: StickyStrategy
+  readonly loadFactor: number
+  readonly overflow: 'reject' | 'least-loaded'
   /** The routing cookie of this pool: `cookie.name` for the default pool, `<cookie.name>-<pool>` for the others. */
   readonly cookieName: string
 }
 
 /** An upstream after validation. */
 export interface ResolvedUpstream {
+  /** Configured id (what the routing cookie carries). */
   readonly id: string
+  /** Origin URL. */
   readonly url: string
+  /** Relative share of new sessions. */
   readonly weight: number
+  /** Most live sessions, or `Infinity`. */
+  readonly maxSessions: number
 }
 
 /** A route's settings after merging and validation. */
 export interface ResolvedRouteConfig {
   readonly pool: string
-  readonly key: StickyKeyOption
+  /** Key sources in order, or `false` for no affinity. */
+  readonly key: false | readonly ResolvedKeySource[]
   readonly idleTimeoutMs: number
   readonly maxLifetimeMs: number
   readonly failover: StickyFailoverPolicy
@@ -240,7 +275,8 @@ const ID_RE = /^[A-Za-z0-9_-]{1,32}$/
 const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
 const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded']
 const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover']
-const POOL_KEYS = ['upstreams', 'healthCheck', 'cooldown', 'slowStart']
+const POOL_KEYS = ['upstreams', 'healthCheck', 'cooldown', 'slowStart', 'strategy', 'loadFactor', 'overflow']
+const STRATEGIES = ['least-sessions', 'weighted-round-robin', 'random-two-choices', 'hash']
 const HEALTH_KEYS = ['path', 'interval', 'timeout', 'healthyThreshold', 'unhealthyThreshold']
 const COOKIE_KEYS = ['name', 'path', 'domain', 'maxAge', 'sameSite', 'secure', 'forward']
 const TIMEOUT_KEYS = ['connect', 'headers', 'body']
@@ -279,7 +315,7 @@ function resolveUpstreams (path: string, input: unknown): ResolvedUpstream[] {
   return list.map((entry: unknown, i): ResolvedUpstream => {
     const at = `${path}.upstreams[${i}]`
     if (!isRecord(entry)) fail(at, 'an object { id, url, weight? }', entry)
-    checkKeys(at, entry, ['id', 'url', 'weight'], (p) => fail(p, 'absent (known: id, url, weight)', entry[p.slice(at.length + 1)]))
+    checkKeys(at, entry, ['id', 'url', 'weight', 'maxSessions'], (p) => fail(p, 'absent (known: id, url, weight, maxSessions)', entry[p.slice(at.length + 1)]))
     if (typeof entry.id !== 'string' || !ID_RE.test(entry.id)) fail(`${at}.id`, 'a string of 1-32 characters [A-Za-z0-9_-]', entry.id)
     if (seen.has(entry.id)) fail(`${at}.id`, 'unique within the pool', entry.id)
     seen.add(entry.id)
@@ -290,7 +326,9 @@ function resolveUpstreams (path: string, input: unknown): ResolvedUpstream[] {
     }
     const weight = entry.weight ?? 1
     if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0 || weight > 1000) fail(`${at}.weight`, 'a number above 0 and at most 1000', weight)
-    return Object.freeze({ id: entry.id, url: url.origin, weight })
+    const maxSessions = entry.maxSessions ?? Infinity
+    if (maxSessions !== Infinity && (!Number.isSafeInteger(maxSessions) || (maxSessions as number) < 1)) fail(`${at}.maxSessions`, 'a positive integer', maxSessions)
+    return Object.freeze({ id: entry.id, url: url.origin, weight, maxSessions: maxSessions as number })
   })
 }
 
@@ -319,12 +357,29 @@ function resolvePool (path: string, input: unknown): Omit<ResolvedPool, 'cookieN
       unhealthyThreshold: positiveInteger(`${at}.unhealthyThreshold`, probe.unhealthyThreshold, 2)
     })
   }
+  const strategy = input.strategy ?? 'least-sessions'
+  if (!STRATEGIES.includes(strategy as string)) fail(`${path}.strategy`, STRATEGIES.map((n) => `'${n}'`).join(', '), strategy)
+  const loadFactor = input.loadFactor ?? 1.25
+  if (typeof loadFactor !== 'number' || !(loadFactor >= 1) || loadFactor > 100) fail(`${path}.loadFactor`, 'a number from 1 to 100', loadFactor)
+  const overflow = input.overflow ?? 'reject'
+  if (overflow !== 'reject' && overflow !== 'least-loaded') fail(`${path}.overflow`, "'reject' or 'least-loaded'", overflow)
   return {
+    strategy: strategy as StickyStrategy,
+    loadFactor,
+    overflow,
     upstreams,
     healthCheck,
     cooldownMs: duration(`${path}.cooldown`, input.cooldown, DEFAULT_COOLDOWN_MS),
     slowStartMs: input.slowStart === 0 ? 0 : duration(`${path}.slowStart`, input.slowStart, 0)
   }
+}
+
+/**
+ * Validates one upstream given at run time (`app.sticky.pool(name).add()`), by the same rules as the options.
+ * @throws FST_STICKY_INVALID_OPTION naming `path`
+ */
+export function resolveUpstream (path: string, input: unknown): ResolvedUpstream {
+  return resolveUpstreams(path, { upstreams: [input] })[0]
 }
 
 function resolveSecrets (input: unknown): string[] {
@@ -503,10 +558,7 @@ function mergeRouteConfig (
     onError('pool', `must name one of the pools (${poolNames.join(', ')})` +
       (pool === undefined ? ' when there is more than one' : `, got ${show(pool)}`))
   }
-  const key = merged.key ?? 'cookie'
-  if (key !== 'cookie' && key !== false) {
-    onError('key', `must be 'cookie' or false (other key kinds are not supported yet), got ${show(key)}`)
-  }
+  const key = resolveKeySources(merged.key ?? 'cookie', (path, message) => onError(path, message))
   const idle = merged.idleTimeout === undefined ? DEFAULT_IDLE_TIMEOUT_MS : parseDuration(merged.idleTimeout)
   if (idle === undefined) onError('idleTimeout', `must be a positive duration (ms, or '30s', '30m', '12h'), got ${show(merged.idleTimeout)}`)
   const lifetime = merged.maxLifetime === undefined ? DEFAULT_MAX_LIFETIME_MS : parseDuration(merged.maxLifetime)

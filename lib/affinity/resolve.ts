@@ -4,9 +4,10 @@
  */
 import type { ResolvedRouteConfig, ResolvedUpstream } from '../options'
 import type { UpstreamPool } from '../pool/upstream-pool'
-import type { BindingStore } from '../store/binding-store'
+import type { Binding, BindingStore } from '../store/binding-store'
 import type { TouchScheduler } from '../store/touch-scheduler'
 import type { StoreKeyIds } from './key-id'
+import { extractKey, MAX_KEY_LENGTH, type KeyInput, type ResolvedKeySource } from './keys'
 import { newBindingId, type RoutingCookieCodec, type RoutingCookieRejection, type RoutingToken } from './routing-cookie'
 
 /**
@@ -15,8 +16,8 @@ import { newBindingId, type RoutingCookieCodec, type RoutingCookieRejection, typ
  */
 export type StickyDecisionKind = 'hit' | 'new' | 'rebind' | 'degraded' | 'none'
 
-/** Why a client's routing cookie was ignored. */
-export type CookieRejection = RoutingCookieRejection | 'unknown-upstream'
+/** Why a client's routing cookie (or another key's value) was ignored. */
+export type CookieRejection = RoutingCookieRejection | 'unknown-upstream' | 'junk-key'
 
 /** The routing decision of one request, as `request.sticky` exposes it. */
 export interface StickyDecision {
@@ -30,11 +31,13 @@ export interface StickyDecision {
   readonly rebound: boolean
 }
 
-/** The binding behind a cookie decision, kept so a failed forward can move it. */
+/** The binding behind a decision, kept so a failed forward can move it. */
 export interface BindingContext {
   readonly keyId: string
-  readonly bindingId: string
-  readonly createdAt: number
+  /** What the `hash` strategy hashes for this binding. */
+  readonly hashKey: string
+  /** For routing-cookie bindings: what a re-issued cookie carries. */
+  readonly cookie: { readonly bindingId: string, readonly createdAt: number } | undefined
 }
 
 /** Why no upstream could be given: none can take the request, or a strict route's upstream is down. */
@@ -64,7 +67,13 @@ export interface AffinityStats {
   none: number
   /** Requests answered 503 because no upstream could take them (or a strict route's upstream was down). */
   unavailable: number
-  invalidCookie: Record<CookieRejection, number>
+  invalidCookie: Record<Exclude<CookieRejection, 'junk-key'>, number>
+  /** Requests whose only key values were refused (too long, not an address, a key function that threw). */
+  invalidKey: number
+  /** App session cookies bound from upstream responses (learn keys). */
+  learned: number
+  /** App session cookies deleted by upstream responses, their bindings forgotten. */
+  learnedForgotten: number
   storeErrors: number
 }
 
@@ -95,6 +104,9 @@ export class AffinityResolver {
     none: 0,
     unavailable: 0,
     invalidCookie: { oversized: 0, 'bad-signature': 0, garbled: 0, 'unknown-upstream': 0 },
+    invalidKey: 0,
+    learned: 0,
+    learnedForgotten: 0,
     storeErrors: 0
   }
 
@@ -131,6 +143,52 @@ export class AffinityResolver {
   }
 
   /**
+   * Resolves a request on a route with affinity: the route's key sources in order, the first that yields a key
+   * wins (the routing cookie always does). A request with no key is balanced as new, and nothing is bound.
+   * @param input - what the key sources read
+   * @param cookieValue - the routing cookie value, when the route uses the cookie
+   */
+  async resolve (route: ResolvedRouteConfig, sources: readonly ResolvedKeySource[], input: KeyInput, cookieValue: string | undefined): Promise<AffinityResult> {
+    let junk = false
+    for (const source of sources) {
+      if (source.kind === 'cookie') return this.resolveCookie(route, cookieValue)
+      const key = extractKey(source, input)
+      if (key.ok) return this.resolveKey(route, source, key.raw)
+      if (key.junk) junk = true
+    }
+    if (junk) this.stats.invalidKey++
+    const pool = this.pool(route)
+    const upstream = pool.pickForNewSession()
+    if (upstream === undefined) {
+      this.stats.unavailable++
+      return { sticky: null, failure: 'no-upstream', setCookie: undefined, rejected: undefined }
+    }
+    this.stats.none++
+    return { sticky: decided(pool, upstream, 'none', false), setCookie: undefined, rejected: junk ? 'junk-key' : undefined }
+  }
+
+  /**
+   * Affinity by a key read from the request (address, header, query parameter, app cookie, function): the key id
+   * is a keyed hash of it; an unbound key is bound race-free to the strategy's choice. While the store fails, keys
+   * are spread by rendezvous hashing over healthy upstreams, so every gateway still agrees.
+   */
+  async resolveKey (route: ResolvedRouteConfig, source: Exclude<ResolvedKeySource, { kind: 'cookie' }>, raw: string): Promise<AffinityResult> {
+    const pool = this.pool(route)
+    const namespaced = source.namespace + raw
+    const keyId = this.#deps.keyIds.derive(namespaced)
+    const binding: BindingContext | undefined = keyId === undefined ? undefined : { keyId, hashKey: namespaced, cookie: undefined }
+    const ttlMs = Math.min(route.idleTimeoutMs, route.maxLifetimeMs)
+    const outcome = await this.#bind(route, pool, keyId, ttlMs, namespaced, undefined, true)
+    if (outcome.failure !== undefined) return this.#unavailable(outcome.failure, binding)
+    if (outcome.decision === 'degraded') {
+      // Without the store, a key's upstream is a pure function of the key: every gateway computes the same.
+      const hashed = pool.hashPick(namespaced) ?? outcome.upstream
+      return this.#answer(pool, hashed, 'degraded', false, undefined, binding, outcome.storeError)
+    }
+    return this.#answer(pool, outcome.upstream, outcome.decision, outcome.rebound, undefined, binding)
+  }
+
+  /**
    * Cookie affinity. A verified cookie whose binding is alive routes to its upstream (moved first if that one is
    * down, unless the route is strict); one whose binding expired or was lost is bound again under the same
    * binding id, preferring the upstream it names (as a load balancer's inserted cookie would), until
@@ -139,11 +197,11 @@ export class AffinityResolver {
    * @param cookieValue - the raw routing cookie value, if the client sent one
    */
   async resolveCookie (route: ResolvedRouteConfig, cookieValue: string | undefined): Promise<AffinityResult> {
-    const { store, codec, keyIds, touches } = this.#deps
+    const { codec, keyIds } = this.#deps
     const pool = this.pool(route)
     let token: RoutingToken | undefined
     let renew = false
-    let rejected: CookieRejection | undefined
+    let rejected: Exclude<CookieRejection, 'junk-key'> | undefined
     if (cookieValue !== undefined && cookieValue !== '') {
       const check = codec.verify(cookieValue)
       if (!check.ok) {
@@ -163,75 +221,37 @@ export class AffinityResolver {
     const bindingId = token?.bindingId ?? newBindingId()
     const createdAt = token?.createdAt ?? now
     const keyId = keyIds.derive(bindingId)
-    const binding: BindingContext | undefined = keyId === undefined ? undefined : { bindingId, keyId, createdAt }
+    const binding: BindingContext | undefined = keyId === undefined ? undefined : { keyId, hashKey: bindingId, cookie: { bindingId, createdAt } }
     const ttlMs = Math.min(route.idleTimeoutMs, createdAt + route.maxLifetimeMs - now)
-    const answer = (upstream: ResolvedUpstream, decision: StickyDecisionKind, rebound: boolean, storeError?: unknown): AffinityResult => {
-      this.stats[decision === 'none' ? 'none' : decision]++
-      const setCookie = token === undefined || renew || token.upstreamId !== upstream.id
-        ? codec.sign({ bindingId, upstreamId: upstream.id, createdAt })
-        : undefined
-      return { sticky: decided(pool, upstream, decision, rebound), setCookie, rejected, binding, storeError }
-    }
-    const unavailable = (failure: AffinityFailure): AffinityResult => {
-      this.stats.unavailable++
-      return { sticky: null, failure, setCookie: undefined, rejected, binding }
-    }
     // The upstream the cookie names, when it can still serve (draining upstreams keep their sessions).
     const named = token === undefined ? undefined : pool.get(token.upstreamId)
     const namedUsable = named !== undefined && pool.state(named.id) !== 'down'
+    const cookieFor = (upstream: ResolvedUpstream): string | undefined =>
+      token === undefined || renew || token.upstreamId !== upstream.id
+        ? codec.sign({ bindingId, upstreamId: upstream.id, createdAt })
+        : undefined
 
-    try {
-      if (keyId === undefined) throw new Error('fastify-sticky: the store\'s shared salt is not loaded yet')
-      if (token !== undefined) {
-        const current = await store.get(pool.name, keyId)
-        const bound = current === null ? undefined : pool.get(current.upstreamId)
-        if (bound !== undefined && pool.state(bound.id) !== 'down') {
-          touches.schedule(pool.name, keyId, bound.id, route.idleTimeoutMs, ttlMs)
-          return answer(bound, 'hit', false)
-        }
-        if (bound !== undefined && route.failover === 'strict') return unavailable('strict-down')
-        if (current !== null) {
-          // Bound to an upstream that is down, or that this gateway's configuration no longer has: move it,
-          // agreeing with every other gateway through the compare-and-set.
-          const next = pool.pickForNewSession()
-          if (next === undefined) return unavailable('no-upstream')
-          const moved = await store.rebind(pool.name, keyId, current.upstreamId, next.id)
-          const upstream = moved.upstreamId === null ? undefined : pool.get(moved.upstreamId)
-          if (upstream !== undefined) {
-            touches.noteFresh(pool.name, keyId)
-            return answer(upstream, 'rebind', bound !== undefined)
-          }
-        }
-      }
-      if (named !== undefined && !namedUsable && route.failover === 'strict') return unavailable('strict-down')
-      const preferred = namedUsable ? named : pool.pickForNewSession()
-      if (preferred === undefined) return unavailable('no-upstream')
-      // A client without a cookie is on probation: its binding lives briefly until it comes back with the cookie
-      // (its first return touches it to the full idle timeout), so bots and one-off requests do not fill the store
-      // or skew the session counts. Should it return later, its cookie still leads it back to the same upstream.
-      const onProbation = token === undefined
-      const result = await store.bindIfAbsent(pool.name, keyId, preferred.id, onProbation ? Math.min(ttlMs, PROBATION_TTL_MS) : ttlMs)
-      // Another gateway may have won with an upstream only its configuration knows (a rolling config change).
-      const upstream = pool.get(result.upstreamId) ?? preferred
-      if (result.created) pool.noteBound(upstream.id)
-      if (!onProbation) touches.noteFresh(pool.name, keyId)
-      return answer(upstream, 'new', named !== undefined && !namedUsable)
-    } catch (storeError) {
-      this.stats.storeErrors++
-      if (named !== undefined && !namedUsable && route.failover === 'strict') return unavailable('strict-down')
-      const upstream = namedUsable ? named : pool.pickForNewSession()
-      if (upstream === undefined) return unavailable('no-upstream')
-      // Counts cannot be re-read from a failing store: count this gateway's own choices, so new clients spread.
-      if (!namedUsable) pool.noteBound(upstream.id)
-      return answer(upstream, 'degraded', named !== undefined && !namedUsable, storeError)
+    const namedDown = named !== undefined && !namedUsable
+    // A strict route never moves a session silently: with the named upstream down and no live binding elsewhere,
+    // the answer is 503 (the binding stays).
+    const strictDown = namedDown && route.failover === 'strict'
+    // A client without a cookie is on probation (see #bind); a returning one is not.
+    const outcome = await this.#bind(route, pool, keyId, ttlMs, bindingId, namedUsable ? named : undefined, token === undefined, token !== undefined, strictDown)
+    if (outcome.failure !== undefined) return this.#unavailable(outcome.failure, binding, rejected)
+    if (outcome.decision === 'degraded') {
+      if (strictDown) return this.#unavailable('strict-down', binding, rejected)
+      const upstream = namedUsable ? named : outcome.upstream
+      return this.#answer(pool, upstream, 'degraded', namedDown, cookieFor(upstream), binding, outcome.storeError, rejected)
     }
+    const rebound = outcome.rebound || (outcome.decision === 'new' && namedDown)
+    return this.#answer(pool, outcome.upstream, outcome.decision, rebound, cookieFor(outcome.upstream), binding, undefined, rejected)
   }
 
   /**
    * Moves a session off an upstream that just failed (already marked down): one compare-and-set, so every gateway
-   * ends on the same new upstream; a stateless request simply goes to the next upstream.
+   * ends on the same new upstream; a request without a binding simply goes to the next upstream.
    * @param failed - the upstream that failed
-   * @param binding - the binding of a cookie decision, or `undefined` for a request without affinity
+   * @param binding - the binding of the decision, or `undefined` for a request without one
    */
   async failover (route: ResolvedRouteConfig, failed: ResolvedUpstream, binding: BindingContext | undefined): Promise<AffinityResult> {
     const pool = this.pool(route)
@@ -239,18 +259,16 @@ export class AffinityResolver {
       const sticky = this.resolveWithoutAffinity(route)
       return sticky === null ? { sticky, failure: 'no-upstream', setCookie: undefined, rejected: undefined } : { sticky, setCookie: undefined, rejected: undefined }
     }
-    const next = pool.pickForNewSession()
-    if (next === undefined) {
-      this.stats.unavailable++
-      return { sticky: null, failure: 'no-upstream', setCookie: undefined, rejected: undefined, binding }
-    }
+    const next = pool.pickForNewSession(binding.hashKey)
+    if (next === undefined) return this.#unavailable('no-upstream', binding)
     let upstream = next
     let decision: StickyDecisionKind = 'rebind'
     let storeError: unknown
     try {
       const moved = await this.#deps.store.rebind(pool.name, binding.keyId, failed.id, next.id)
       if (moved.upstreamId === null) {
-        const ttlMs = Math.min(route.idleTimeoutMs, binding.createdAt + route.maxLifetimeMs - Date.now())
+        const createdAt = binding.cookie?.createdAt ?? Date.now()
+        const ttlMs = Math.min(route.idleTimeoutMs, createdAt + route.maxLifetimeMs - Date.now())
         upstream = pool.get((await this.#deps.store.bindIfAbsent(pool.name, binding.keyId, next.id, ttlMs)).upstreamId) ?? next
       } else {
         upstream = pool.get(moved.upstreamId) ?? next
@@ -261,8 +279,150 @@ export class AffinityResolver {
       decision = 'degraded'
       storeError = error
     }
+    const setCookie = binding.cookie === undefined
+      ? undefined
+      : this.#deps.codec.sign({ bindingId: binding.cookie.bindingId, upstreamId: upstream.id, createdAt: binding.cookie.createdAt })
+    return this.#answer(pool, upstream, decision, true, setCookie, binding, storeError)
+  }
+
+  /**
+   * The store walk shared by every key kind: an alive binding on a usable upstream is a hit; one on a down (or no
+   * longer configured) upstream is moved with a compare-and-set, or refused on strict routes; a missing one is
+   * bound race-free to `preferred` or the strategy's choice. A new binding made on probation lives
+   * {@link PROBATION_TTL_MS} until the key returns (its first return touches it to the idle timeout), so bots
+   * and one-off requests neither fill the store nor skew the session counts.
+   * @param keyId - `undefined` while the store's salt is unknown (treated as a store failure)
+   * @param hashKey - what the `hash` strategy hashes: the raw key (never stored) or the binding id, so every
+   *   gateway places a key alike even before they share a salt
+   * @param lookup - whether to read an existing binding first (a brand-new cookie cannot have one)
+   * @param refuseMissing - answer `strict-down` instead of binding a missing key
+   */
+  async #bind (
+    route: ResolvedRouteConfig, pool: UpstreamPool, keyId: string | undefined, ttlMs: number, hashKey: string,
+    preferred: ResolvedUpstream | undefined, onProbation: boolean, lookup = true, refuseMissing = false
+  ): Promise<BindOutcome> {
+    const { store, touches } = this.#deps
+    try {
+      if (keyId === undefined) throw new Error('fastify-sticky: the store\'s shared salt is not loaded yet')
+      if (lookup) {
+        const current = await store.get(pool.name, keyId)
+        const bound = current === null ? undefined : pool.get(current.upstreamId)
+        if (bound !== undefined && pool.state(bound.id) !== 'down') {
+          const remaining = Math.min(ttlMs, (current as Binding).createdAt + route.maxLifetimeMs - Date.now())
+          touches.schedule(pool.name, keyId, bound.id, route.idleTimeoutMs, remaining)
+          return { upstream: bound, decision: 'hit', rebound: false }
+        }
+        if (current !== null) {
+          if (bound !== undefined && route.failover === 'strict') return { failure: 'strict-down' }
+          // Bound to an upstream that is down, or that this gateway's configuration no longer has: move it,
+          // agreeing with every other gateway through the compare-and-set.
+          const next = pool.pickForNewSession(hashKey)
+          if (next === undefined) return { failure: 'no-upstream' }
+          const moved = await store.rebind(pool.name, keyId, current.upstreamId, next.id)
+          const upstream = moved.upstreamId === null ? undefined : pool.get(moved.upstreamId)
+          if (upstream !== undefined) {
+            touches.noteFresh(pool.name, keyId)
+            return { upstream, decision: 'rebind', rebound: true }
+          }
+        }
+      }
+      if (refuseMissing) return { failure: 'strict-down' }
+      const choice = preferred ?? pool.pickForNewSession(hashKey)
+      if (choice === undefined) return { failure: 'no-upstream' }
+      const result = await store.bindIfAbsent(pool.name, keyId, choice.id, onProbation ? Math.min(ttlMs, PROBATION_TTL_MS) : ttlMs)
+      // Another gateway may have won with an upstream only its configuration knows (a rolling config change).
+      const upstream = pool.get(result.upstreamId) ?? choice
+      if (result.created) pool.noteBound(upstream.id)
+      if (!onProbation) touches.noteFresh(pool.name, keyId)
+      return { upstream, decision: result.created || preferred !== undefined ? 'new' : 'hit', rebound: false }
+    } catch (storeError) {
+      this.stats.storeErrors++
+      const upstream = preferred ?? pool.pickForNewSession(hashKey)
+      if (upstream === undefined) return { failure: 'no-upstream' }
+      // Counts cannot be re-read from a failing store: count this gateway's own choices, so new clients spread.
+      if (preferred === undefined) pool.noteBound(upstream.id)
+      return { upstream, decision: 'degraded', rebound: false, storeError }
+    }
+  }
+
+  /**
+   * Learns the app's session cookie from an upstream response: a cookie it sets is bound to that upstream (the
+   * upstream that issued the session is the one that has it); one it deletes forgets the binding of the value the
+   * client sent. Resolves once the store has it, so the response can wait for it.
+   * @param requestValue - the app cookie the client sent, if any
+   * @param setCookie - the upstream's Set-Cookie header(s)
+   */
+  async learn (
+    route: ResolvedRouteConfig, source: Extract<ResolvedKeySource, { kind: 'learn' }>, requestValue: string | undefined,
+    upstream: ResolvedUpstream, setCookie: string | readonly string[] | undefined
+  ): Promise<void> {
+    if (setCookie === undefined) return
+    const { store, keyIds, touches } = this.#deps
+    const pool = this.pool(route)
+    for (const line of typeof setCookie === 'string' ? [setCookie] : setCookie) {
+      const learned = parseSetCookie(line, source.cookie)
+      if (learned === undefined) continue
+      if (learned.deleted) {
+        const keyId = requestValue === undefined || requestValue === '' ? undefined : keyIds.derive(source.namespace + requestValue)
+        if (keyId !== undefined) await store.delete(pool.name, keyId)
+        this.stats.learnedForgotten++
+        continue
+      }
+      if (learned.value.length > MAX_KEY_LENGTH) {
+        this.stats.invalidKey++
+        continue
+      }
+      const keyId = keyIds.derive(source.namespace + learned.value)
+      if (keyId === undefined) continue
+      const ttlMs = Math.min(route.idleTimeoutMs, route.maxLifetimeMs)
+      const result = await store.bindIfAbsent(pool.name, keyId, upstream.id, ttlMs)
+      if (result.upstreamId !== upstream.id) await store.rebind(pool.name, keyId, result.upstreamId, upstream.id)
+      if (result.created) pool.noteBound(upstream.id)
+      touches.noteFresh(pool.name, keyId)
+      this.stats.learned++
+    }
+  }
+
+  #answer (
+    pool: UpstreamPool, upstream: ResolvedUpstream, decision: Exclude<StickyDecisionKind, 'none'>, rebound: boolean,
+    setCookie: string | undefined, binding: BindingContext | undefined, storeError?: unknown, rejected?: CookieRejection
+  ): AffinityResult {
     this.stats[decision]++
-    const setCookie = this.#deps.codec.sign({ bindingId: binding.bindingId, upstreamId: upstream.id, createdAt: binding.createdAt })
-    return { sticky: decided(pool, upstream, decision, true), setCookie, rejected: undefined, binding, storeError }
+    return { sticky: decided(pool, upstream, decision, rebound), setCookie, rejected, binding, storeError }
+  }
+
+  #unavailable (failure: AffinityFailure, binding: BindingContext | undefined, rejected?: CookieRejection): AffinityResult {
+    this.stats.unavailable++
+    return { sticky: null, failure, setCookie: undefined, rejected, binding }
   }
 }
+
+/**
+ * Reads one Set-Cookie line for the named cookie.
+ * @returns its value and whether the line deletes it (empty value, `Max-Age<=0`, or `Expires` in the past)
+ */
+export function parseSetCookie (line: string, name: string): { value: string, deleted: boolean } | undefined {
+  const parts = line.split(';')
+  const first = parts[0]
+  const eq = first.indexOf('=')
+  if (eq < 0 || first.slice(0, eq).trim() !== name) return undefined
+  let value = first.slice(eq + 1).trim()
+  if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1)
+  let maxAge: number | undefined
+  let expires: number | undefined
+  for (let i = 1; i < parts.length; i++) {
+    const attribute = parts[i].trim()
+    const sep = attribute.indexOf('=')
+    const key = (sep < 0 ? attribute : attribute.slice(0, sep)).trim().toLowerCase()
+    const text = sep < 0 ? '' : attribute.slice(sep + 1).trim()
+    if (key === 'max-age' && /^-?\d+$/.test(text)) maxAge = Number(text)
+    else if (key === 'expires' && Number.isFinite(Date.parse(text))) expires = Date.parse(text)
+  }
+  // Max-Age wins over Expires (RFC 6265 §5.3).
+  const deleted = value === '' || (maxAge !== undefined ? maxAge <= 0 : expires !== undefined && expires <= Date.now())
+  return { value, deleted }
+}
+
+type BindOutcome =
+  | { readonly failure: AffinityFailure, readonly upstream?: undefined, readonly decision?: undefined, readonly rebound?: undefined, readonly storeError?: undefined }
+  | { readonly failure?: undefined, readonly upstream: ResolvedUpstream, readonly decision: 'hit' | 'new' | 'rebind' | 'degraded', readonly rebound: boolean, readonly storeError?: unknown }

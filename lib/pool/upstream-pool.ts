@@ -10,8 +10,28 @@ export const SESSION_COUNT_REFRESH_MS = 1000
 // A ramping upstream still gets a trickle, so slow start never starves it completely.
 const SLOW_START_FLOOR = 0.05
 
-/** An upstream's state as routing sees it: `down` wins over `draining`. */
-export type UpstreamState = 'active' | 'draining' | 'down'
+/** An upstream's state as routing sees it: `removed` wins over `down`, which wins over `draining`. */
+export type UpstreamState = 'active' | 'draining' | 'down' | 'removed'
+
+// FNV-1a: a fast, well-spread 32-bit hash; rendezvous scores need spread, not secrecy.
+function fnv1a (text: string): number {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return hash >>> 0
+}
+
+/** Weighted rendezvous score of an upstream for a key: the highest score wins (`-w / ln(u)`, u uniform in (0,1)). */
+function rendezvousScore (key: string, upstream: ResolvedUpstream, weight = upstream.weight): number {
+  // Mixing the id in after the key and finalising again keeps similar ids from producing similar scores.
+  let h = fnv1a(key + '\0' + upstream.id)
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0
+  h = (h ^ (h >>> 16)) >>> 0
+  return -weight / Math.log((h + 0.5) / 4294967296)
+}
 
 const ACTIVE_UP: UpstreamStatus = Object.freeze({ admin: 'active', down: false, changedAt: 0 })
 
@@ -19,14 +39,14 @@ const ACTIVE_UP: UpstreamStatus = Object.freeze({ admin: 'active', down: false, 
 export class UpstreamPool {
   /** The pool's name. */
   readonly name: string
-  /** Its upstreams, in configured order. */
-  readonly upstreams: readonly ResolvedUpstream[]
-  /** Its validated settings (health checks, cool-down, slow start). */
+  /** Its validated settings (health checks, cool-down, slow start, configured upstreams). */
   readonly config: ResolvedPool
-  readonly #byId: ReadonlyMap<string, ResolvedUpstream>
+  #members: readonly ResolvedUpstream[]
+  #byId: ReadonlyMap<string, ResolvedUpstream>
   readonly #store: BindingStore
   readonly #counts = new Map<string, number>()
   readonly #currentWeight = new Map<string, number>()
+  readonly #newSessionWeights = new Map<string, number>()
   #statuses = new Map<string, UpstreamStatus>()
   #countsReadAt = 0
   #refreshing: Promise<void> | undefined
@@ -40,13 +60,18 @@ export class UpstreamPool {
   constructor (name: string, config: ResolvedPool, store: BindingStore) {
     this.name = name
     this.config = config
-    this.upstreams = config.upstreams
+    this.#members = config.upstreams
     this.#byId = new Map(config.upstreams.map((u) => [u.id, u]))
     this.#store = store
     for (const u of config.upstreams) {
       this.#counts.set(u.id, 0)
       this.#currentWeight.set(u.id, 0)
     }
+  }
+
+  /** Its current members: the configured upstreams that were not removed, then those added at run time. */
+  get upstreams (): readonly ResolvedUpstream[] {
+    return this.#members
   }
 
   /** @returns the upstream with this id, or `undefined` when the pool has none */
@@ -59,47 +84,107 @@ export class UpstreamPool {
     return this.#statuses.get(id) ?? ACTIVE_UP
   }
 
-  /** @returns `down`, `draining` or `active` */
+  /** @returns `removed`, `down`, `draining` or `active` */
   state (id: string): UpstreamState {
     const status = this.status(id)
-    return status.down ? 'down' : status.admin
+    return status.admin === 'removed' ? 'removed' : status.down ? 'down' : status.admin
   }
 
   /** Replaces the known shared states with what the store holds (called about once a second). */
   applyStates (statuses: Record<string, UpstreamStatus>): void {
     this.#statuses = new Map(Object.entries(statuses))
+    this.#rebuildMembers()
   }
 
   /** Applies a change locally at once, ahead of the next read from the store. */
   applyLocalChange (id: string, change: UpstreamStateChange, now = Date.now()): void {
     const current = this.status(id)
-    const admin = change.admin ?? current.admin
-    const down = change.down ?? current.down
-    if (admin !== current.admin || down !== current.down) this.#statuses.set(id, { admin, down, changedAt: now })
+    const next: UpstreamStatus = {
+      admin: change.admin ?? current.admin,
+      down: change.down ?? current.down,
+      changedAt: now,
+      ...(change.url ?? current.url) === undefined ? {} : { url: change.url ?? current.url },
+      ...(change.weight ?? current.weight) === undefined ? {} : { weight: change.weight ?? current.weight }
+    }
+    if (next.admin === current.admin && next.down === current.down && next.url === current.url && next.weight === current.weight) return
+    this.#statuses.set(id, next)
+    this.#rebuildMembers()
+  }
+
+  // Members = configured upstreams not removed + upstreams added at run time (their URL lives in the store).
+  #rebuildMembers (): void {
+    const members = this.config.upstreams.filter((u) => this.#statuses.get(u.id)?.admin !== 'removed')
+    const configured = new Set(this.config.upstreams.map((u) => u.id))
+    for (const [id, status] of this.#statuses) {
+      if (configured.has(id) || status.url === undefined || status.admin === 'removed') continue
+      const known = this.#byId.get(id)
+      const weight = status.weight ?? 1
+      members.push(known !== undefined && known.url === status.url && known.weight === weight
+        ? known
+        : Object.freeze({ id, url: status.url, weight, maxSessions: Infinity }))
+    }
+    const changed = members.length !== this.#members.length || members.some((u, i) => u !== this.#members[i])
+    if (!changed) return
+    this.#members = members
+    this.#byId = new Map(members.map((u) => [u.id, u]))
+    void this.refreshCounts() // a new member's share is judged against fresh counts
   }
 
   /**
-   * Chooses the upstream for a new session among active, up upstreams: fewest live sessions relative to its
-   * weight (scaled down during slow start), store-wide. Counts are re-read from the store at most once a second,
-   * in the background; bindings this gateway makes in between are added locally, so a burst is spread.
+   * Chooses the upstream for a new session among active, up upstreams that are not full, by the pool's strategy
+   * (least-sessions by default: fewest live sessions relative to weight, store-wide). Weights are scaled down
+   * during slow start. Counts are re-read from the store at most once a second, in the background; bindings this
+   * gateway makes in between are added locally, so a burst is spread.
+   * @param hashKey - what identifies the session (the `hash` strategy hashes it)
    * @returns the upstream, or `undefined` when none can take new sessions
    */
-  pickForNewSession (): ResolvedUpstream | undefined {
+  pickForNewSession (hashKey?: string): ResolvedUpstream | undefined {
     const now = Date.now()
     if (now - this.#countsReadAt > SESSION_COUNT_REFRESH_MS) void this.refreshCounts()
-    const list = this.upstreams
-    // Ties (an empty pool, equal loads) rotate, so equal upstreams take turns.
-    const start = this.#tieBreak++ % list.length
-    let best: ResolvedUpstream | undefined
-    let bestLoad = Infinity
-    for (let i = 0; i < list.length; i++) {
-      const candidate = list[(start + i) % list.length]
-      const weight = this.#effectiveWeight(candidate, now)
+    const candidates: ResolvedUpstream[] = []
+    const weights: number[] = []
+    let blockedByLimit = false
+    for (const u of this.upstreams) {
+      const weight = this.#effectiveWeight(u, now)
       if (weight === 0) continue
-      const load = ((this.#counts.get(candidate.id) ?? 0) + 1) / weight
-      if (load < bestLoad) {
-        best = candidate
-        bestLoad = load
+      if ((this.#counts.get(u.id) ?? 0) >= u.maxSessions) {
+        blockedByLimit = true
+        continue
+      }
+      candidates.push(u)
+      weights.push(weight)
+    }
+    if (candidates.length === 0) {
+      return blockedByLimit && this.config.overflow === 'least-loaded' ? this.#leastLoaded(this.#activeUp(now), now) : undefined
+    }
+    switch (this.config.strategy) {
+      case 'weighted-round-robin':
+        return this.#smoothRoundRobin(candidates, weights, this.#newSessionWeights)
+      case 'random-two-choices':
+        return this.#twoChoices(candidates, weights)
+      case 'hash':
+        return this.#boundedRendezvous(candidates, weights, hashKey ?? String(Math.random()))
+      default:
+        return this.#leastLoaded(candidates, now)
+    }
+  }
+
+  /**
+   * Rendezvous (highest random weight) hashing of a key over active, up upstreams, ignoring session counts:
+   * every gateway computes the same answer without asking the store, which is what routing needs while the store
+   * is unreachable.
+   * @returns the upstream, or `undefined` when none is active and up
+   */
+  hashPick (key: string): ResolvedUpstream | undefined {
+    const now = Date.now()
+    const candidates = this.#activeUp(now)
+    let best: ResolvedUpstream | undefined
+    let bestScore = -Infinity
+    for (const u of candidates) {
+      const score = rendezvousScore(key, u)
+      if (score > bestScore) {
+        best = u
+        bestScore = score
       }
     }
     return best
@@ -111,28 +196,14 @@ export class UpstreamPool {
   }
 
   /**
-   * Smooth weighted round robin (as nginx does it) over active, up upstreams: over any window of
-   * `sum(weights)` picks each is chosen in proportion to its weight, interleaved rather than in runs.
+   * Smooth weighted round robin (as nginx does it) over active, up upstreams, for requests without affinity:
+   * over any window of `sum(weights)` picks each is chosen in proportion to its weight, interleaved.
    * @returns the upstream, or `undefined` when none is active and up
    */
   nextRoundRobin (): ResolvedUpstream | undefined {
     const now = Date.now()
-    let best: ResolvedUpstream | undefined
-    let bestWeight = -Infinity
-    let total = 0
-    for (const u of this.upstreams) {
-      const weight = this.#effectiveWeight(u, now)
-      if (weight === 0) continue
-      total += weight
-      const current = (this.#currentWeight.get(u.id) ?? 0) + weight
-      this.#currentWeight.set(u.id, current)
-      if (current > bestWeight) {
-        best = u
-        bestWeight = current
-      }
-    }
-    if (best !== undefined) this.#currentWeight.set(best.id, bestWeight - total)
-    return best
+    const candidates = this.#activeUp(now)
+    return this.#smoothRoundRobin(candidates, candidates.map((u) => this.#effectiveWeight(u, now)), this.#currentWeight)
   }
 
   /**
@@ -148,6 +219,84 @@ export class UpstreamPool {
       })
       .finally(() => { this.#refreshing = undefined })
     return this.#refreshing
+  }
+
+  #activeUp (now: number): ResolvedUpstream[] {
+    return this.upstreams.filter((u) => this.#effectiveWeight(u, now) > 0)
+  }
+
+  #load (u: ResolvedUpstream, weight: number): number {
+    return ((this.#counts.get(u.id) ?? 0) + 1) / weight
+  }
+
+  #leastLoaded (candidates: readonly ResolvedUpstream[], now: number): ResolvedUpstream | undefined {
+    if (candidates.length === 0) return undefined
+    // Ties (an empty pool, equal loads) rotate, so equal upstreams take turns.
+    const start = this.#tieBreak++ % candidates.length
+    let best: ResolvedUpstream | undefined
+    let bestLoad = Infinity
+    for (let i = 0; i < candidates.length; i++) {
+      const candidate = candidates[(start + i) % candidates.length]
+      const load = this.#load(candidate, this.#effectiveWeight(candidate, now))
+      if (load < bestLoad) {
+        best = candidate
+        bestLoad = load
+      }
+    }
+    return best
+  }
+
+  #smoothRoundRobin (candidates: readonly ResolvedUpstream[], weights: readonly number[], state: Map<string, number>): ResolvedUpstream | undefined {
+    let best = -1
+    let bestWeight = -Infinity
+    let total = 0
+    for (let i = 0; i < candidates.length; i++) {
+      total += weights[i]
+      const current = (state.get(candidates[i].id) ?? 0) + weights[i]
+      state.set(candidates[i].id, current)
+      if (current > bestWeight) {
+        best = i
+        bestWeight = current
+      }
+    }
+    if (best < 0) return undefined
+    state.set(candidates[best].id, bestWeight - total)
+    return candidates[best]
+  }
+
+  // Power of two choices: two weighted random picks, the less loaded wins; nearly as even as least-sessions
+  // without every gateway herding to the same minimum between count refreshes.
+  #twoChoices (candidates: readonly ResolvedUpstream[], weights: readonly number[]): ResolvedUpstream {
+    const total = weights.reduce((a, b) => a + b, 0)
+    const draw = (): number => {
+      let r = Math.random() * total
+      for (let i = 0; i < weights.length; i++) {
+        r -= weights[i]
+        if (r < 0) return i
+      }
+      return weights.length - 1
+    }
+    const a = draw()
+    let b = draw()
+    if (candidates.length > 1) for (let tries = 0; b === a && tries < 4; tries++) b = draw()
+    return this.#load(candidates[a], weights[a]) <= this.#load(candidates[b], weights[b]) ? candidates[a] : candidates[b]
+  }
+
+  // Consistent hashing with bounded loads, rendezvous style: upstreams in the key's hash order, the first whose
+  // load stays within loadFactor of the weighted mean takes the session.
+  #boundedRendezvous (candidates: readonly ResolvedUpstream[], weights: readonly number[], key: string): ResolvedUpstream {
+    const order = candidates.map((u, i) => ({ u, w: weights[i], score: rendezvousScore(key, u, weights[i]) }))
+      .sort((x, y) => y.score - x.score)
+    let sessions = 0
+    let weightSum = 0
+    for (const { u, w } of order) {
+      sessions += this.#counts.get(u.id) ?? 0
+      weightSum += w
+    }
+    // Rounded up, as consistent hashing with bounded loads does, so small pools are not diverted needlessly.
+    const bound = Math.ceil(this.config.loadFactor * (sessions + 1) / weightSum)
+    for (const { u, w } of order) if (((this.#counts.get(u.id) ?? 0) + 1) / w <= bound) return u
+    return order[0].u
   }
 
   // 0 for upstreams that take no new sessions; a ramp while slow start lasts after one became active again.

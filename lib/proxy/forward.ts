@@ -9,6 +9,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import type { AffinityFailure, AffinityResolver, AffinityResult, BindingContext } from '../affinity/resolve'
 import { BadGatewayError, NoUpstreamError, UpstreamTimeoutError } from '../errors'
+import type { ResolvedKeySource } from '../affinity/keys'
 import type { ResolvedRouteConfig } from '../options'
 import type { HealthMonitor } from '../pool/health'
 
@@ -18,7 +19,11 @@ export interface ForwardState {
   binding: BindingContext | undefined
   retried: boolean
   source: string | undefined
+  /** On routes that learn the app's session cookie: which, and the value the client sent (if any). */
+  readonly learn: { readonly source: LearnSource, readonly requestValue: string | undefined } | undefined
 }
+
+type LearnSource = Extract<ResolvedKeySource, { kind: 'learn' }>
 
 const kForwardState = Symbol('fastify-sticky.forwardState')
 
@@ -164,11 +169,28 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
 
   const sharedOptions = Object.freeze({ getUpstream: upstreamOf, onError, rewriteRequestHeaders, rewriteHeaders }) as unknown as FastifyReplyFromHooks
 
+  // On learn routes the response waits for its Set-Cookie to be bound in the store, so the client's next request,
+  // through any gateway, finds the binding.
+  function onLearnResponse (request: FastifyRequest, reply: FastifyReply, res: { headers: Record<string, unknown>, stream: unknown }): void {
+    const state = forwardStateOf(request)
+    const sticky = request.sticky
+    const learn = state?.learn
+    if (state === undefined || learn === undefined || sticky === null) {
+      reply.send(res.stream)
+      return
+    }
+    resolver.learn(state.route, learn.source, learn.requestValue, sticky.upstream, res.headers['set-cookie'] as string | string[] | undefined)
+      .catch((error: unknown) => { request.log.debug({ err: error }, 'fastify-sticky: could not learn the app session cookie') })
+      .finally(() => reply.send(res.stream))
+  }
+  const learnOptions = Object.freeze({ ...sharedOptions, onResponse: onLearnResponse }) as unknown as FastifyReplyFromHooks
+
   // A body buffered for replay is handed over as is; anything else (none, parsed, stream) goes through reply-from's own path.
   function optionsFor (request: FastifyRequest): FastifyReplyFromHooks {
+    const base = forwardStateOf(request)?.learn === undefined ? sharedOptions : learnOptions
     const body = request.body
-    if (!Buffer.isBuffer(body)) return sharedOptions
-    return { ...sharedOptions, body, contentType: request.headers['content-type'] ?? 'application/octet-stream' } as unknown as FastifyReplyFromHooks
+    if (!Buffer.isBuffer(body)) return base
+    return { ...base, body, contentType: request.headers['content-type'] ?? 'application/octet-stream' } as unknown as FastifyReplyFromHooks
   }
 
   function applyResult (request: FastifyRequest, reply: FastifyReply, state: ForwardState, result: AffinityResult): boolean {
@@ -230,7 +252,7 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
       const decision = resolver.resolveWithoutAffinity(route)
       if (decision === null) return sendUnavailable(this, route.pool, 'no-upstream')
       request.sticky = decision
-      state = { route, binding: undefined, retried: false, source }
+      state = { route, binding: undefined, retried: false, source, learn: undefined }
       setForwardState(request, state)
     } else if (state !== undefined) {
       state.source = source

@@ -49,23 +49,33 @@ export interface Invalidation {
   readonly keyId: string
 }
 
-/** The operator's intent for an upstream: `draining` keeps its bound sessions but takes no new ones. */
-export type UpstreamAdminState = 'active' | 'draining'
+/**
+ * The operator's intent for an upstream: `draining` keeps its bound sessions but takes no new ones; `removed`
+ * takes it out of the pool (its sessions move on their next request).
+ */
+export type UpstreamAdminState = 'active' | 'draining' | 'removed'
 
 /** An upstream's shared state, as every gateway on the store sees it. */
 export interface UpstreamStatus {
-  /** Set by drain/undrain. */
+  /** Set by drain/undrain/add/remove. */
   readonly admin: UpstreamAdminState
   /** Set by health checks (passive or active) on any gateway. */
   readonly down: boolean
   /** When `admin` or `down` last changed, in ms since the epoch (store clock); drives slow start and cool-down. */
   readonly changedAt: number
+  /** For an upstream added at run time: its URL (configured upstreams have none here). */
+  readonly url?: string
+  /** For an upstream added at run time: its weight. */
+  readonly weight?: number
 }
 
 /** A change to an upstream's shared state; omitted fields are left as they are. */
 export interface UpstreamStateChange {
   readonly admin?: UpstreamAdminState
   readonly down?: boolean
+  /** Membership of an upstream added at run time. */
+  readonly url?: string
+  readonly weight?: number
 }
 
 /** A map of key ids to upstream ids shared by every gateway that uses the same store. */

@@ -135,11 +135,13 @@ export class MemoryBindingStore implements BindingStore {
       states = new Map()
       this.#upstreams.set(pool, states)
     }
-    const current = states.get(upstreamId) ?? { admin: 'active', down: false, changedAt: 0 }
+    const current: UpstreamStatus = states.get(upstreamId) ?? { admin: 'active', down: false, changedAt: 0 }
     const admin = change.admin ?? current.admin
     const down = change.down ?? current.down
-    if (admin === current.admin && down === current.down && states.has(upstreamId)) return current
-    const next = { admin, down, changedAt: Date.now() }
+    const url = change.url ?? current.url
+    const weight = change.weight ?? current.weight
+    if (admin === current.admin && down === current.down && url === current.url && weight === current.weight && states.has(upstreamId)) return current
+    const next: UpstreamStatus = { admin, down, changedAt: Date.now(), ...(url === undefined ? {} : { url }), ...(weight === undefined ? {} : { weight }) }
     states.set(upstreamId, next)
     return next
   }

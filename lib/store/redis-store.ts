@@ -4,17 +4,24 @@
  * Key layout (all key strings are built here and nowhere else):
  * - binding  `<prefix>{<pool>:<shard>}:b:<keyId>` → `<upstreamId>|<createdAtMs>`, PX = remaining TTL
  * - index    `<prefix>{<pool>:<shard>}:z:<upstreamId>` ZSET keyId → expiry ms (exact live counts, lazily trimmed)
- * - upstreams `<prefix>{<pool>}:u` HASH upstreamId → `<admin>|<down 0/1>|<changedAtMs>` (shared state)
+ * - upstreams `<prefix>{<pool>}:u` HASH upstreamId → `<admin>|<down 0/1>|<changedAtMs>|<url>|<weight>` (shared
+ *   state; url and weight only for upstreams added at run time)
  * - salt     `<prefix>salt` (SET NX once; every gateway derives the same key ids)
  * - channel  `<prefix>inv` invalidations, message `<pool>\n<keyId>`
  * A binding and its index entry share one hash tag, so each script touches a single Cluster slot, while
  * the shard number spreads one pool's bindings over the cluster.
+ *
+ * Invalidations travel over a subscriber connection of their own. On a Cluster it is a plain connection to one
+ * node (classic PUBLISH reaches every node through the cluster bus), managed here rather than by ioredis' cluster
+ * subscriber, so that a dropped subscription is always seen: {@link RedisBindingStore.invalidationsLive} turns
+ * false at once, and a near cache stops trusting itself until it is back.
  */
 import { randomBytes } from 'node:crypto'
-import Redis, { Cluster } from 'ioredis'
+import Redis, { Cluster, type ClusterOptions, type RedisOptions } from 'ioredis'
 import type {
   Binding, BindResult, BindingStore, Invalidation, RebindResult, TouchRequest, UpstreamStateChange, UpstreamStatus
 } from './binding-store'
+import type { CacheableBindingStore, ExpiringBinding } from './near-cache'
 
 /** Default key prefix. */
 export const DEFAULT_REDIS_PREFIX = 'sticky:'
@@ -25,10 +32,52 @@ const SALT_CHECK_INTERVAL_MS = 10_000
 /** Default per-command timeout; a gateway must not wait on a slow Redis for long. */
 export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 250
 
+/** A Redis address. */
+export interface RedisAddress {
+  readonly host: string
+  readonly port: number
+}
+
+/** Credentials and transport shared by the connection forms the store creates itself. */
+interface RedisAuthOptions {
+  /** ACL user name. */
+  readonly username?: string
+  /** Password of the Redis servers. */
+  readonly password?: string
+  /** Connect with TLS (certificates verified). @defaultValue false */
+  readonly tls?: boolean
+}
+
+/** Redis behind Sentinel: the store asks the sentinels for the master of `name` and follows its failovers. */
+export interface RedisSentinelConnection extends RedisAuthOptions {
+  /** Some or all of the sentinels (ioredis discovers the rest). */
+  readonly sentinels: readonly RedisAddress[]
+  /** The master group's name, as in `sentinel monitor <name> ...`. */
+  readonly name: string
+  /** Password of the sentinels themselves, when they require one. */
+  readonly sentinelPassword?: string
+  /** ACL user name on the sentinels. */
+  readonly sentinelUsername?: string
+  /** Database number. @defaultValue 0 */
+  readonly db?: number
+}
+
+/** Redis Cluster: some of its nodes (the client discovers the others). */
+export interface RedisClusterConnection extends RedisAuthOptions {
+  /** Startup nodes. */
+  readonly cluster: readonly RedisAddress[]
+}
+
+/**
+ * Where the store's Redis is: a `redis://`/`rediss://` URL, sentinel or cluster addresses (the store creates and owns
+ * a fail-fast client for these), or an ioredis `Redis`/`Cluster` instance (the caller owns it and chose its options).
+ */
+export type RedisConnection = string | Redis | Cluster | RedisSentinelConnection | RedisClusterConnection
+
 /** Options of {@link RedisBindingStore}. */
 export interface RedisBindingStoreOptions {
-  /** A `redis://` URL (the store creates and owns the client) or an ioredis `Redis`/`Cluster` instance (the caller owns it). */
-  redis: string | Redis | Cluster
+  /** See {@link RedisConnection}. */
+  redis: RedisConnection
   /**
    * Prefix of every key and of the invalidation channel.
    * @defaultValue `'sticky:'`
@@ -96,18 +145,22 @@ redis.call('ZREM', ARGV[2] .. bound, ARGV[1])                -- same slot as KEY
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1`
 
-// KEYS[1] upstream state hash; ARGV: upstreamId, admin ('' = keep), down ('' | '0' | '1')
-// → '<admin>|<down>|<changedAt>' after the change
+// KEYS[1] upstream state hash; ARGV: upstreamId, admin ('' = keep), down ('' | '0' | '1'), url ('' = keep),
+// weight ('' = keep) → '<admin>|<down>|<changedAt>|<url>|<weight>' after the change
 const SET_UPSTREAM_STATE_LUA = `${NOW_LUA}
-local admin, down, at = 'active', '0', '0'
+local admin, down, at, url, weight = 'active', '0', '0', '', ''
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current then
-  admin, down, at = string.match(current, '^([^|]*)|([^|]*)|([^|]*)$')
+  admin, down, at, url, weight = string.match(current .. '||', '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)')
 end
 local nextAdmin = ARGV[2] ~= '' and ARGV[2] or admin
 local nextDown = ARGV[3] ~= '' and ARGV[3] or down
-if current and nextAdmin == admin and nextDown == down then return current end  -- no change: keep changedAt
-local value = nextAdmin .. '|' .. nextDown .. '|' .. string.format('%d', now)
+local nextUrl = ARGV[4] ~= '' and ARGV[4] or url
+local nextWeight = ARGV[5] ~= '' and ARGV[5] or weight
+if current and nextAdmin == admin and nextDown == down and nextUrl == url and nextWeight == weight then
+  return current                                              -- no change: keep changedAt
+end
+local value = nextAdmin .. '|' .. nextDown .. '|' .. string.format('%d', now) .. '|' .. nextUrl .. '|' .. nextWeight
 redis.call('HSET', KEYS[1], ARGV[1], value)
 return value`
 
@@ -128,10 +181,63 @@ interface StickyCommands {
   stickyTouch (binding: string, index: string, upstreamId: string, ttlMs: number, keyId: string): Promise<number>
   stickyDelete (binding: string, keyId: string, indexPrefix: string, channel: string, message: string): Promise<number>
   stickyCount (numberOfKeys: number, ...indexes: string[]): Promise<number[]>
-  stickySetUpstreamState (states: string, upstreamId: string, admin: string, down: string): Promise<string>
+  stickySetUpstreamState (states: string, upstreamId: string, admin: string, down: string, url: string, weight: string): Promise<string>
 }
 
 type StickyClient = (Redis | Cluster) & StickyCommands
+
+// Fail fast: a request must never queue behind a Redis that is not there.
+function failFast (commandTimeoutMs: number): RedisOptions {
+  return {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: commandTimeoutMs,
+    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2000)
+  }
+}
+
+function authOptions (connection: RedisAuthOptions): RedisOptions {
+  return {
+    ...(connection.username === undefined ? {} : { username: connection.username }),
+    ...(connection.password === undefined ? {} : { password: connection.password }),
+    ...(connection.tls === true ? { tls: {} } : {})
+  }
+}
+
+/** Creates the client for a connection form the store owns; `undefined` for a caller's instance. */
+function createClient (connection: RedisConnection, commandTimeoutMs: number): Redis | Cluster | undefined {
+  if (typeof connection === 'string') return new Redis(connection, failFast(commandTimeoutMs))
+  if (connection instanceof Redis || connection instanceof Cluster) return undefined
+  if ('sentinels' in connection) {
+    return new Redis({
+      ...failFast(commandTimeoutMs),
+      ...authOptions(connection),
+      sentinels: connection.sentinels.map(({ host, port }) => ({ host, port })),
+      name: connection.name,
+      db: connection.db ?? 0,
+      ...(connection.sentinelPassword === undefined ? {} : { sentinelPassword: connection.sentinelPassword }),
+      ...(connection.sentinelUsername === undefined ? {} : { sentinelUsername: connection.sentinelUsername }),
+      ...(connection.tls === true ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+      sentinelCommandTimeout: commandTimeoutMs * 4,
+      // Sentinels announce a failover at once (+switch-master): move to the new master without waiting for the old
+      // connection to fail.
+      failoverDetector: true
+    })
+  }
+  const { lazyConnect, enableOfflineQueue, retryStrategy, ...nodeOptions } = failFast(commandTimeoutMs)
+  const options: ClusterOptions = {
+    lazyConnect,
+    enableOfflineQueue,
+    clusterRetryStrategy: retryStrategy,
+    redisOptions: { ...nodeOptions, ...authOptions(connection) },
+    // A moved slot or a failover is retried within the command timeout, not queued for long.
+    retryDelayOnFailover: 50,
+    retryDelayOnClusterDown: 50,
+    retryDelayOnTryAgain: 50
+  }
+  return new Cluster(connection.cluster.map(({ host, port }) => ({ host, port })), options)
+}
 
 function defineCommands (client: Redis | Cluster): StickyClient {
   const commands = client as unknown as Record<string, unknown>
@@ -147,8 +253,14 @@ function defineCommands (client: Redis | Cluster): StickyClient {
 }
 
 function parseUpstreamStatus (value: string): UpstreamStatus {
-  const [admin, down, changedAt] = value.split('|')
-  return { admin: admin === 'draining' ? 'draining' : 'active', down: down === '1', changedAt: Number(changedAt) || 0 }
+  const [admin, down, changedAt, url, weight] = value.split('|')
+  return {
+    admin: admin === 'draining' || admin === 'removed' ? admin : 'active',
+    down: down === '1',
+    changedAt: Number(changedAt) || 0,
+    ...(url === undefined || url === '' ? {} : { url }),
+    ...(weight === undefined || weight === '' || !(Number(weight) > 0) ? {} : { weight: Number(weight) })
+  }
 }
 
 function parseBinding (value: string): Binding | null {
@@ -159,15 +271,21 @@ function parseBinding (value: string): Binding | null {
   return { upstreamId: value.slice(0, sep), createdAt }
 }
 
-/** A {@link BindingStore} in Redis or Redis Cluster, shared by every gateway using the same prefix. */
-export class RedisBindingStore implements BindingStore {
+/**
+ * A {@link BindingStore} in Redis, Redis Cluster or Redis behind Sentinel, shared by every gateway using the same
+ * prefix. It also offers what a {@link NearCacheStore} in front of it needs (reads with the remaining TTL, and the
+ * state of the invalidation subscription).
+ */
+export class RedisBindingStore implements BindingStore, CacheableBindingStore {
   readonly #client: StickyClient
   readonly #ownsClient: boolean
   readonly #prefix: string
   readonly #shards: number
   readonly #channel: string
   readonly #listeners = new Set<(change: Invalidation) => void>()
-  #subscriber: Redis | Cluster | undefined
+  readonly #liveListeners = new Set<(live: boolean) => void>()
+  #subscriber: InvalidationSubscriber | undefined
+  #closed = false
   #salt: string | undefined
   #initialized: Promise<void> | undefined
   readonly #saltListeners = new Set<(salt: string) => void>()
@@ -180,20 +298,9 @@ export class RedisBindingStore implements BindingStore {
     this.#prefix = options.prefix ?? DEFAULT_REDIS_PREFIX
     this.#shards = options.shards ?? DEFAULT_REDIS_SHARDS
     this.#channel = this.#prefix + 'inv'
-    if (typeof options.redis === 'string') {
-      this.#client = defineCommands(new Redis(options.redis, {
-        lazyConnect: true,
-        // Fail fast: a request must never queue behind a Redis that is not there.
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 1,
-        commandTimeout: options.commandTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
-        retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2000)
-      }))
-      this.#ownsClient = true
-    } else {
-      this.#client = defineCommands(options.redis)
-      this.#ownsClient = false
-    }
+    const created = createClient(options.redis, options.commandTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS)
+    this.#client = defineCommands(created ?? options.redis as Redis | Cluster)
+    this.#ownsClient = created !== undefined
     // An 'error' listener keeps ioredis from printing every reconnect failure of our own client; failed commands
     // still reject. A caller's client keeps whatever error handling its owner gave it.
     if (this.#ownsClient) this.#client.on('error', this.#onError)
@@ -250,6 +357,24 @@ export class RedisBindingStore implements BindingStore {
   async get (pool: string, keyId: string): Promise<Binding | null> {
     const value = await this.#client.get(this.bindingKey(pool, keyId))
     return value === null ? null : parseBinding(value)
+  }
+
+  /**
+   * Reads a binding and its remaining TTL in one round trip (`GET` and `PTTL`, pipelined: two commands, which is
+   * why {@link RedisBindingStore.get} does not). Used by a near cache, so an entry never outlives the binding.
+   * @returns the binding and its remaining time-to-live in ms (`Infinity` without expiry), or `null`
+   */
+  async getWithTtl (pool: string, keyId: string): Promise<ExpiringBinding | null> {
+    const key = this.bindingKey(pool, keyId)
+    const replies = await this.#client.pipeline().get(key).pttl(key).exec()
+    if (replies === null) throw new Error('fastify-sticky: Redis pipeline aborted')
+    for (const [error] of replies) if (error !== null) throw error
+    const value = replies[0][1] as string | null
+    const ttl = Number(replies[1][1])
+    // PTTL -2: the key expired between the two commands (they are not atomic); -1: no expiry (never written so).
+    if (value === null || ttl === -2) return null
+    const binding = parseBinding(value)
+    return binding === null ? null : { ...binding, ttlMs: ttl < 0 ? Infinity : ttl }
   }
 
   async bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number): Promise<BindResult> {
@@ -309,51 +434,80 @@ export class RedisBindingStore implements BindingStore {
 
   async setUpstreamState (pool: string, upstreamId: string, change: UpstreamStateChange): Promise<UpstreamStatus> {
     const down = change.down === undefined ? '' : change.down ? '1' : '0'
-    const value = await this.#client.stickySetUpstreamState(this.#prefix + '{' + pool + '}:u', upstreamId, change.admin ?? '', down)
+    const value = await this.#client.stickySetUpstreamState(this.#prefix + '{' + pool + '}:u', upstreamId, change.admin ?? '', down,
+      change.url ?? '', change.weight === undefined ? '' : String(change.weight))
     return parseUpstreamStatus(value)
   }
 
   onInvalidate (listener: (change: Invalidation) => void): () => void {
     this.#listeners.add(listener)
-    if (this.#subscriber === undefined) {
-      // Subscribed connections cannot run other commands: invalidations get a connection of their own.
-      // The subscriber may queue its SUBSCRIBE until connected (unlike request-path commands), and
-      // ioredis re-subscribes by itself after a reconnect.
-      const overrides = { enableOfflineQueue: true, lazyConnect: false }
-      const subscriber = this.#client instanceof Cluster
-        ? this.#client.duplicate(undefined, overrides)
-        : (this.#client as Redis).duplicate(overrides)
-      this.#subscriber = subscriber
-      subscriber.on('error', () => {})
-      subscriber.on('message', (channel: string, message: string) => {
-        if (channel !== this.#channel) return
-        const sep = message.indexOf('\n')
-        if (sep < 0) return
-        const change = { pool: message.slice(0, sep), keyId: message.slice(sep + 1) }
-        for (const each of this.#listeners) each(change)
+    if (this.#subscriber === undefined && !this.#closed) {
+      this.#subscriber = new InvalidationSubscriber(this.#client, this.#channel, {
+        message: (message) => {
+          const sep = message.indexOf('\n')
+          if (sep < 0) return
+          const change = { pool: message.slice(0, sep), keyId: message.slice(sep + 1) }
+          for (const each of this.#listeners) each(change)
+        },
+        live: (live) => {
+          for (const each of this.#liveListeners) each(live)
+        }
       })
-      subscriber.subscribe(this.#channel).catch(() => {})
     }
     return () => { this.#listeners.delete(listener) }
   }
 
   /**
-   * Resolves once the invalidation subscription is active (tests, and callers that must not miss a change).
+   * `true` while the invalidation subscription is active. While it is not (never started, connecting, dropped),
+   * changes made by other gateways may go unseen.
    */
-  async invalidationsReady (): Promise<void> {
-    if (this.#subscriber === undefined) return
-    await this.#subscriber.subscribe(this.#channel)
+  get invalidationsLive (): boolean {
+    return this.#subscriber?.live ?? false
+  }
+
+  /**
+   * Listens for changes of {@link RedisBindingStore.invalidationsLive}: `false` as soon as the subscriber
+   * connection drops, `true` once it is subscribed again.
+   * @returns a function that unsubscribes
+   */
+  onInvalidationsLive (listener: (live: boolean) => void): () => void {
+    this.#liveListeners.add(listener)
+    return () => { this.#liveListeners.delete(listener) }
+  }
+
+  /**
+   * Resolves once the invalidation subscription is active (tests, and callers that must not miss a change).
+   * @param timeoutMs - how long to wait
+   * @throws Error when it is not active within `timeoutMs`, or nobody subscribed yet
+   */
+  async invalidationsReady (timeoutMs = 5000): Promise<void> {
+    if (this.#subscriber === undefined) throw new Error('fastify-sticky: no invalidation listener registered')
+    if (this.invalidationsLive) return
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        stop()
+        reject(new Error(`fastify-sticky: the invalidation subscription is not active after ${timeoutMs} ms`))
+      }, timeoutMs)
+      const stop = this.onInvalidationsLive((live) => {
+        if (!live) return
+        clearTimeout(timer)
+        stop()
+        resolve()
+      })
+    })
   }
 
   async close (): Promise<void> {
+    this.#closed = true
     clearInterval(this.#saltTimer)
     this.#client.off('ready', this.#onReady)
     this.#client.off('error', this.#onError)
     this.#saltListeners.clear()
     this.#listeners.clear()
+    this.#liveListeners.clear()
     const subscriber = this.#subscriber
     this.#subscriber = undefined
-    subscriber?.disconnect()
+    subscriber?.close()
     if (this.#ownsClient) this.#client.disconnect()
   }
 
@@ -369,5 +523,106 @@ export class RedisBindingStore implements BindingStore {
   #tag (pool: string, keyId: string): string {
     const shard = ((keyId.charCodeAt(0) << 6) + keyId.charCodeAt(1)) % this.#shards
     return this.#prefix + '{' + pool + ':' + shard + '}'
+  }
+}
+
+/** How many times a Cluster subscriber retries its node before moving to another one. */
+const SUBSCRIBER_NODE_ATTEMPTS = 3
+
+/**
+ * The invalidation subscription: one connection in subscriber mode, re-subscribed after every reconnect, whose
+ * state (`live`) is reported as it changes. A plain or Sentinel client gets a duplicate of itself (which follows
+ * failovers like the original); a Cluster gets a plain connection to one of its nodes, moved to another node when
+ * that one stays unreachable.
+ */
+class InvalidationSubscriber {
+  #live = false
+  #closed = false
+  #connection: Redis | undefined
+  #nodeCursor = 0
+  readonly #client: Redis | Cluster
+  readonly #channel: string
+  readonly #on: { message: (message: string) => void, live: (live: boolean) => void }
+  #waitForCluster: (() => void) | undefined
+
+  constructor (client: Redis | Cluster, channel: string, on: { message: (message: string) => void, live: (live: boolean) => void }) {
+    this.#client = client
+    this.#channel = channel
+    this.#on = on
+    this.#open()
+  }
+
+  get live (): boolean {
+    return this.#live
+  }
+
+  close (): void {
+    this.#closed = true
+    if (this.#waitForCluster !== undefined) this.#client.off('ready', this.#waitForCluster)
+    this.#connection?.disconnect()
+    this.#connection = undefined
+    this.#setLive(false)
+  }
+
+  #setLive (live: boolean): void {
+    if (this.#live === live) return
+    this.#live = live
+    this.#on.live(live)
+  }
+
+  #open (): void {
+    if (this.#closed) return
+    // Subscribed connections cannot run other commands, and must not give up while Redis is away: they queue their
+    // SUBSCRIBE until connected and reconnect by themselves. Re-subscribing is done here, on every 'ready', so
+    // `live` turns true only once Redis has confirmed the subscription.
+    const overrides: RedisOptions = {
+      lazyConnect: false,
+      enableOfflineQueue: true,
+      autoResubscribe: false,
+      maxRetriesPerRequest: null,
+      commandTimeout: 5000
+    }
+    let connection: Redis
+    if (this.#client instanceof Cluster) {
+      const nodes = this.#client.nodes('all')
+      if (nodes.length === 0) {
+        // Not connected yet: the node list comes with the cluster's first 'ready'.
+        this.#waitForCluster = () => {
+          this.#waitForCluster = undefined
+          this.#open()
+        }
+        this.#client.once('ready', this.#waitForCluster)
+        return
+      }
+      const node = nodes[this.#nodeCursor++ % nodes.length].options
+      const { redisOptions } = this.#client.options
+      connection = new Redis({
+        ...redisOptions,
+        ...overrides,
+        host: node.host,
+        port: node.port,
+        // A node that stays away is left for another one (each node relays every classic PUBLISH).
+        retryStrategy: (attempt) => attempt > SUBSCRIBER_NODE_ATTEMPTS ? null : 50 * 2 ** attempt
+      })
+      connection.once('end', () => {
+        if (this.#connection === connection) this.#open()
+      })
+    } else {
+      connection = this.#client.duplicate(overrides)
+    }
+    this.#connection = connection
+    connection.on('error', () => {})
+    connection.on('close', () => { if (this.#connection === connection) this.#setLive(false) })
+    connection.on('ready', () => {
+      connection.subscribe(this.#channel).then(() => {
+        if (this.#connection === connection && connection.status === 'ready') this.#setLive(true)
+      }, () => {
+        // The connection dropped meanwhile (its next 'ready' subscribes again), or Redis refused: start over.
+        if (this.#connection === connection && connection.status === 'ready') connection.disconnect(true)
+      })
+    })
+    connection.on('message', (channel: string, message: string) => {
+      if (channel === this.#channel) this.#on.message(message)
+    })
   }
 }

@@ -28,6 +28,8 @@ t.test('readGatewayEnv: defaults and every variable', async (t) => {
   t.same(full.plugin.defaults, { pool: 'default', key: 'cookie', idleTimeout: 90_000, maxLifetime: '2h' })
   t.equal(readGatewayEnv({ UPSTREAMS: 'a=http://x:1', TRUST_PROXY: '10.0.0.0/8, ::1' }).trustProxy, '10.0.0.0/8,::1')
   t.equal(readGatewayEnv({ UPSTREAMS: 'a=http://x:1', TRUST_PROXY: '2' }).trustProxy, 2, 'a number is a hop count')
+  const keyOf = (STICKY_KEY: string): unknown => readGatewayEnv({ UPSTREAMS: 'a=http://x:1', STICKY_KEY }).plugin.defaults?.key
+  t.same(['ip', 'header:X-Tenant', 'query:room', 'learn:JSESSIONID'].map(keyOf), ['ip', { header: 'X-Tenant' }, { query: 'room' }, { learn: 'JSESSIONID' }])
 })
 
 t.test('readGatewayEnv: a bad value is one line naming the variable', async (t) => {
@@ -41,8 +43,8 @@ t.test('readGatewayEnv: a bad value is one line naming the variable', async (t) 
     [{ REDIS_URL: 'localhost', STICKY_SECRET: SECRET }, /^REDIS_URL must be a redis:\/\//],
     [{ STICKY_PREFIX: 'a b' }, /^STICKY_PREFIX must be/],
     [{ STICKY_COOKIE: 'a;b' }, /^STICKY_COOKIE must be a cookie name/],
-    [{ STICKY_KEY: 'ip' }, /^STICKY_KEY=ip is not supported yet/],
-    [{ STICKY_KEY: 'header:x-tenant' }, /^STICKY_KEY=header:x-tenant is not supported yet/],
+    [{ STICKY_KEY: 'header:' }, /^STICKY_KEY must be/],
+    [{ STICKY_KEY: 'header:a b' }, /^STICKY_KEY must be/],
     [{ STICKY_KEY: 'magic' }, /^STICKY_KEY must be 'cookie', 'ip'/],
     [{ TRUST_PROXY: 'maybe' }, /^TRUST_PROXY must be/],
     [{ TRUST_PROXY: '999.1.1.1' }, /^TRUST_PROXY must be/],

@@ -32,6 +32,7 @@ export const MAX_ECHO_BODY_BYTES = 1024 * 1024
 // Matched at the end of the path, so they also work behind a gateway prefix (`/shop/status/503`).
 const SET_COOKIE_PATH = /\/set-cookie\/([^/]+)\/([^/]+)$/
 const STATUS_PATH = /\/status\/([2-5]\d\d)$/
+const DELETE_COOKIE_PATH = /\/delete-cookie\/([^/]+)$/
 
 /**
  * Starts one echo server per id on 127.0.0.1 (free ports), closed at `t` teardown.
@@ -74,6 +75,8 @@ async function startUpstream (id: string): Promise<TestUpstream> {
       if (statusMatch !== null) status = Number(statusMatch[1])
       const cookieMatch = SET_COOKIE_PATH.exec(path)
       if (cookieMatch !== null) res.setHeader('set-cookie', `${cookieMatch[1]}=${cookieMatch[2]}; Path=/`)
+      const deleteMatch = DELETE_COOKIE_PATH.exec(path)
+      if (deleteMatch !== null) res.setHeader('set-cookie', `${deleteMatch[1]}=gone; Max-Age=0; Path=/`)
 
       res.setHeader('x-upstream-id', id)
       if (status === 204 || status === 304) {

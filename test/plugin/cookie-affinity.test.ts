@@ -88,7 +88,7 @@ t.test('forged, garbled, oversized and unknown-upstream cookies: 2xx and a fresh
   t.ok(rejected['bad-signature'] + rejected.oversized + rejected['unknown-upstream'] + rejected.garbled >= bad.length - 2, 'counted')
   t.ok(rejected.oversized >= 2, 'oversized counted')
   t.ok(rejected['unknown-upstream'] >= 1, 'unknown upstream counted')
-  t.ok(logs.some((l) => l.includes('routing cookie ignored')), 'logged at debug')
+  t.ok(logs.some((l) => l.includes('affinity key ignored')), 'logged at debug')
   // repeated cookie names and raw junk in the Cookie header
   for (const header of ['sticky=a; sticky=b', 'sticky', ';;;', 'sticky=%E0%A4%A']) {
     const response = await get(`${gateway.url}/x`, { headers: { cookie: header } })

@@ -29,7 +29,7 @@ t.test('bad options fail at register with FST_STICKY_INVALID_OPTION naming the o
     ['bad prefix', { ...base, prefix: 'a{b}' }, /prefix must be/],
     ['bad idle', { ...base, defaults: { idleTimeout: '30 minutes' } }, /defaults\.idleTimeout must be a positive duration/],
     ['negative lifetime', { ...base, defaults: { maxLifetime: -1 } }, /defaults\.maxLifetime must be a positive duration/],
-    ['bad default key', { ...base, defaults: { key: 'ip' } }, /defaults\.key must be 'cookie' or false/],
+    ['bad default key', { ...base, defaults: { key: 'magic' } }, /defaults\.key must be 'cookie', 'ip', \{ ip \}, \{ header \}/],
     ['unknown default', { ...base, defaults: { keys: 'cookie' } }, /defaults\.keys is not a known option/],
     ['bad default pool', { ...base, defaults: { pool: 'nope' } }, /defaults\.pool must name one of the pools \(shop\), got "nope"/],
     ['bad cookie name', { ...base, cookie: { name: 'a b' } }, /cookie\.name must be a cookie name token/],
@@ -52,7 +52,11 @@ t.test('bad options fail at register with FST_STICKY_INVALID_OPTION naming the o
     ['bad healthCheck', { ...base, pools: { shop: { ...base.pools.shop, healthCheck: { path: 'health' } } } }, /pools\.shop\.healthCheck\.path must be a path starting with "\/"/],
     ['bad healthCheck threshold', { ...base, pools: { shop: { ...base.pools.shop, healthCheck: { path: '/h', healthyThreshold: 0 } } } }, /healthCheck\.healthyThreshold must be a positive integer/],
     ['unknown healthCheck option', { ...base, pools: { shop: { ...base.pools.shop, healthCheck: { path: '/h', every: 1 } } } }, /healthCheck\.every must be absent/],
-    ['bad failover', { ...base, defaults: { failover: 'retry' } }, /defaults\.failover must be 'rebind' or 'strict'/]
+    ['bad failover', { ...base, defaults: { failover: 'retry' } }, /defaults\.failover must be 'rebind' or 'strict'/],
+    ['bad strategy', { ...base, pools: { shop: { ...base.pools.shop, strategy: 'fastest' } } }, /pools\.shop\.strategy must be 'least-sessions', 'weighted-round-robin', 'random-two-choices', 'hash'/],
+    ['bad loadFactor', { ...base, pools: { shop: { ...base.pools.shop, loadFactor: 0.5 } } }, /pools\.shop\.loadFactor must be a number from 1 to 100/],
+    ['bad overflow', { ...base, pools: { shop: { ...base.pools.shop, overflow: 'drop' } } }, /pools\.shop\.overflow must be 'reject' or 'least-loaded'/],
+    ['bad maxSessions', { ...base, pools: { shop: { upstreams: [{ id: 'a', url: 'http://x:1', maxSessions: 0 }] } } }, /upstreams\[0\]\.maxSessions must be a positive integer/]
   ]
   for (const [name, options, message] of cases) {
     const app = Fastify()
@@ -71,7 +75,7 @@ t.test('resolveOptions fills defaults, freezes, does not mutate its input', asyn
   t.same(resolved.cookie, { name: 'sticky', path: '/', domain: undefined, maxAgeSeconds: undefined, sameSite: 'lax', secure: 'auto', forward: false })
   t.same(resolved.timeouts, { connectMs: 5000, headersMs: 60000, bodyMs: 60000 })
   t.same(resolved.secrets, [TEST_SECRET])
-  t.same(resolved.pools.shop, { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1', weight: 1 }], healthCheck: undefined, cooldownMs: 10_000, slowStartMs: 0, cookieName: 'sticky' })
+  t.same(resolved.pools.shop, { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1', weight: 1, maxSessions: Infinity }], healthCheck: undefined, cooldownMs: 10_000, slowStartMs: 0, strategy: 'least-sessions', loadFactor: 1.25, overflow: 'reject', cookieName: 'sticky' })
   t.same([resolved.reboundHeader, resolved.replayBodyLimit, resolved.xForwarded], ['x-sticky-rebound', 65536, true])
   const two = resolveOptions({ ...base, pools: { shop: base.pools.shop, models: base.pools.shop }, defaults: { pool: 'models' } })
   t.same([two.pools.models.cookieName, two.pools.shop.cookieName], ['sticky', 'sticky-shop'], 'the default pool keeps the plain cookie name')
@@ -81,7 +85,13 @@ t.test('a bad route config fails naming the route and the option', async (t) => 
   const cases: Array<[unknown, RegExp]> = [
     ['yes', /route GET \/x: config\.sticky must be true, false or an object, got "yes"/],
     [{ pool: 'nope' }, /route GET \/x: config\.sticky\.pool must name one of the pools \(shop\), got "nope"/],
-    [{ key: 'header' }, /config\.sticky\.key must be 'cookie' or false/],
+    [{ key: 'header' }, /config\.sticky\.key must be 'cookie', 'ip'/],
+    [{ key: { header: 'a b' } }, /config\.sticky\.key\.header must be a header name/],
+    [{ key: ['cookie', 'ip'] }, /config\.sticky\.key\[0\] 'cookie' always yields a key .* must come last/],
+    [{ key: [] }, /config\.sticky\.key must name at least one key source/],
+    [{ key: { ip: { ipv6Prefix: 129 } } }, /config\.sticky\.key\.ip\.ipv6Prefix must be a whole number from 0 to 128/],
+    [{ key: { nope: 'x' } }, /unknown key source "nope"/],
+    [{ key: [{ learn: 'A' }, { learn: 'B' }] }, /may learn one app cookie only/],
     [{ idleTimeout: 'forever' }, /config\.sticky\.idleTimeout must be a positive duration/],
     [{ maxLifetime: {} }, /config\.sticky\.maxLifetime must be a positive duration/],
     [{ colour: 'red' }, /config\.sticky\.colour is not a known option/]
