@@ -8,6 +8,7 @@ import fastifyCookie from '@fastify/cookie'
 import fastifyReplyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
+import type { Duplex } from 'node:stream'
 import { StoreKeyIds } from './affinity/key-id'
 import type { ResolvedKeySource } from './affinity/keys'
 import { AffinityResolver, type AffinityStats, type StickyDecision } from './affinity/resolve'
@@ -22,6 +23,7 @@ import { UpstreamPool, type UpstreamState } from './pool/upstream-pool'
 import { findReplyFromBase } from './proxy/reply-from-base'
 import { bufferReplayableBody, createForwarder, setForwardState } from './proxy/forward'
 import { HealthMonitor } from './pool/health'
+import { installUpgradeRouting, isUpgrade } from './proxy/websocket'
 import type { BindingStore, UpstreamStateChange } from './store/binding-store'
 import { MemoryBindingStore } from './store/memory-store'
 import { RedisBindingStore } from './store/redis-store'
@@ -119,6 +121,7 @@ declare module 'fastify' {
 }
 
 const STORE_WARN_INTERVAL_MS = 10_000
+const kUpgradeCookie = Symbol('fastify-sticky.upgradeCookie')
 
 function createStore (options: ResolvedOptions): { store: BindingStore, owned: boolean } {
   if (options.store !== undefined) return { store: options.store, owned: false }
@@ -244,14 +247,25 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
 
   const cookie = options.cookie
   const setRoutingCookie = (request: FastifyRequest, reply: FastifyReply, pool: string, value: string): void => {
-    reply.setCookie(options.pools[pool].cookieName, value, {
+    const attributes = {
       path: cookie.path,
       domain: cookie.domain,
       maxAge: cookie.maxAgeSeconds,
       sameSite: cookie.sameSite,
       httpOnly: true,
       secure: cookie.secure === 'auto' ? request.protocol === 'https' : cookie.secure
-    })
+    } as const
+    if (isUpgrade(request)) {
+      // An upgrade's answer is the upstream's 101, written by the tunnel, not by Fastify: keep the cookie for it
+      // (the last one wins, as a failover may replace it).
+      (request as unknown as Record<symbol, string>)[kUpgradeCookie] = fastify.serializeCookie(options.pools[pool].cookieName, value, attributes)
+      return
+    }
+    reply.setCookie(options.pools[pool].cookieName, value, attributes)
+  }
+  const upgradeCookies = (request: FastifyRequest): readonly string[] => {
+    const value = (request as unknown as Record<symbol, string | undefined>)[kUpgradeCookie]
+    return value === undefined ? [] : [value]
   }
 
   // reply.forward() outside sticky routes balances over the default pool, when one can be named.
@@ -261,6 +275,7 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
   } catch {
     defaultRoute = null
   }
+  const tunnelSockets = new Set<Duplex>()
   const forwarder = createForwarder({
     resolver,
     health,
@@ -268,8 +283,14 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
     defaultRoute,
     setRoutingCookie,
     stripCookies: cookie.forward ? [] : Object.values(options.pools).map((pool) => pool.cookieName),
-    xForwarded: options.xForwarded
+    xForwarded: options.xForwarded,
+    tunnels: {
+      options: options.websocket === false ? { handshakeTimeoutMs: 0, idleTimeoutMs: 0 } : options.websocket,
+      sockets: tunnelSockets,
+      setCookies: upgradeCookies
+    }
   })
+  if (options.websocket !== false) installUpgradeRouting(fastify, tunnelSockets)
   fastify.decorateReply('forward', forwarder.forward)
 
   const makeHook = (route: ResolvedRouteConfig): onRequestAsyncHookHandler => {
@@ -326,6 +347,12 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
     if (route === null) return
     routeOptions.onRequest = appendHook(routeOptions.onRequest, makeHook(route))
     if (replayBodyLimit > 0) routeOptions.preHandler = appendHook(routeOptions.preHandler, bufferBody)
+  })
+
+  // Open tunnels would keep server.close() waiting: end them as the gateway closes.
+  fastify.addHook('preClose', async () => {
+    for (const socket of tunnelSockets) socket.destroy()
+    tunnelSockets.clear()
   })
 
   fastify.addHook('onClose', async () => {

@@ -141,6 +141,11 @@ export interface StickyRouteConfig {
   maxLifetime?: Duration
   /** @defaultValue `'rebind'` */
   failover?: StickyFailoverPolicy
+  /**
+   * This route's upstream response timeout (headers, and the longest pause between body chunks), overriding the
+   * plugin's `timeouts`; `0` disables it, for long polling and Server-Sent Events without heartbeats.
+   */
+  timeout?: Duration | 0
 }
 
 /** Attributes of the routing cookie. */
@@ -204,6 +209,12 @@ export interface StickyPluginOptions {
   replayBodyLimit?: number
   /** Add `X-Forwarded-For` (appending the client address), `X-Forwarded-Proto` and `X-Forwarded-Host` to forwarded requests. @defaultValue true */
   xForwarded?: boolean
+  /**
+   * WebSocket (upgrade) proxying on routes that call `reply.forward()`; `false` leaves upgrades alone (for
+   * example to @fastify/websocket).
+   * @defaultValue `{ handshakeTimeout: '10s', idleTimeout: '15m' }`
+   */
+  websocket?: false | { handshakeTimeout?: Duration, idleTimeout?: Duration | 0 }
 }
 
 /** A pool after validation. */
@@ -245,6 +256,8 @@ export interface ResolvedRouteConfig {
   readonly idleTimeoutMs: number
   readonly maxLifetimeMs: number
   readonly failover: StickyFailoverPolicy
+  /** This route's own upstream response timeout in ms (0: none), or `undefined` for the plugin's. */
+  readonly timeoutMs: number | undefined
 }
 
 /** Plugin options after validation, with every default filled in. Frozen. */
@@ -269,12 +282,13 @@ export interface ResolvedOptions {
   readonly reboundHeader: string | false
   readonly replayBodyLimit: number
   readonly xForwarded: boolean
+  readonly websocket: false | { readonly handshakeTimeoutMs: number, readonly idleTimeoutMs: number }
 }
 
 const ID_RE = /^[A-Za-z0-9_-]{1,32}$/
 const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
-const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded']
-const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover']
+const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded', 'websocket']
+const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover', 'timeout']
 const POOL_KEYS = ['upstreams', 'healthCheck', 'cooldown', 'slowStart', 'strategy', 'loadFactor', 'overflow']
 const STRATEGIES = ['least-sessions', 'weighted-round-robin', 'random-two-choices', 'hash']
 const HEALTH_KEYS = ['path', 'interval', 'timeout', 'healthyThreshold', 'unhealthyThreshold']
@@ -434,6 +448,22 @@ function resolveTimeouts (input: unknown): ResolvedOptions['timeouts'] {
   })
 }
 
+/** Default longest wait for an upstream's 101 Switching Protocols. */
+export const DEFAULT_WS_HANDSHAKE_TIMEOUT_MS = 10_000
+/** Default idle time after which a WebSocket tunnel is closed. */
+export const DEFAULT_WS_IDLE_TIMEOUT_MS = 15 * 60_000
+
+function resolveWebSocket (input: unknown): ResolvedOptions['websocket'] {
+  if (input === false) return false
+  const ws = input ?? {}
+  if (!isRecord(ws)) fail('websocket', 'false or an object { handshakeTimeout?, idleTimeout? }', input)
+  checkKeys('websocket', ws, ['handshakeTimeout', 'idleTimeout'], (p) => fail(p, 'absent (known: handshakeTimeout, idleTimeout)', ws[p.slice(10)]))
+  return Object.freeze({
+    handshakeTimeoutMs: duration('websocket.handshakeTimeout', ws.handshakeTimeout, DEFAULT_WS_HANDSHAKE_TIMEOUT_MS),
+    idleTimeoutMs: ws.idleTimeout === 0 ? 0 : duration('websocket.idleTimeout', ws.idleTimeout, DEFAULT_WS_IDLE_TIMEOUT_MS)
+  })
+}
+
 function isRedisClient (value: unknown): boolean {
   return isRecord(value) && typeof value.defineCommand === 'function' && typeof value.duplicate === 'function'
 }
@@ -500,6 +530,8 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
   const xForwarded = input.xForwarded ?? true
   if (typeof xForwarded !== 'boolean') fail('xForwarded', 'a boolean', xForwarded)
 
+  const websocket = resolveWebSocket(input.websocket)
+
   const resolved: ResolvedOptions = {
     secrets: Object.freeze(secrets),
     pools: Object.freeze(resolvedPools),
@@ -512,7 +544,8 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
     maxBindings,
     reboundHeader: reboundHeader === false ? false : reboundHeader.toLowerCase(),
     replayBodyLimit,
-    xForwarded
+    xForwarded,
+    websocket
   }
   const defaults = input.defaults ?? {}
   // Defaults are checked with the route rules now, so a bad default fails at register, not at the first route.
@@ -565,5 +598,8 @@ function mergeRouteConfig (
   if (lifetime === undefined) onError('maxLifetime', `must be a positive duration (ms, or '30s', '30m', '12h'), got ${show(merged.maxLifetime)}`)
   const failover = merged.failover ?? 'rebind'
   if (failover !== 'rebind' && failover !== 'strict') onError('failover', `must be 'rebind' or 'strict', got ${show(failover)}`)
-  return Object.freeze({ pool: pool as string, key, idleTimeoutMs: idle, maxLifetimeMs: lifetime, failover })
+  const timeout = merged.timeout
+  const timeoutMs = timeout === undefined ? undefined : timeout === 0 ? 0 : parseDuration(timeout)
+  if (timeoutMs === undefined && timeout !== undefined) onError('timeout', `must be a positive duration or 0, got ${show(timeout)}`)
+  return Object.freeze({ pool: pool as string, key, idleTimeoutMs: idle, maxLifetimeMs: lifetime, failover, timeoutMs })
 }

@@ -4,7 +4,7 @@
  * with one compare-and-set and retries once when the request can be replayed. Answers are 502/503/504 with a short
  * JSON body; never a 500, never an internal address.
  */
-import { Readable } from 'node:stream'
+import { Readable, type Duplex } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import type { AffinityFailure, AffinityResolver, AffinityResult, BindingContext } from '../affinity/resolve'
@@ -12,6 +12,7 @@ import { BadGatewayError, NoUpstreamError, UpstreamTimeoutError } from '../error
 import type { ResolvedKeySource } from '../affinity/keys'
 import type { ResolvedRouteConfig } from '../options'
 import type { HealthMonitor } from '../pool/health'
+import { isUpgrade, openTunnel, type TunnelFailure, type TunnelOptions } from './websocket'
 
 /** Per-request routing state kept between the affinity hook and the forward. */
 export interface ForwardState {
@@ -70,6 +71,12 @@ export interface ForwarderDeps {
   readonly stripCookies: readonly string[]
   /** Whether to add X-Forwarded-For/-Proto/-Host. */
   readonly xForwarded: boolean
+  /** WebSocket tunnels: settings, the open client sockets, and the routing cookies an upgrade's 101 must carry. */
+  readonly tunnels: {
+    readonly options: TunnelOptions
+    readonly sockets: Set<Duplex>
+    readonly setCookies: (request: FastifyRequest) => readonly string[]
+  }
 }
 
 /**
@@ -186,8 +193,20 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
   const learnOptions = Object.freeze({ ...sharedOptions, onResponse: onLearnResponse }) as unknown as FastifyReplyFromHooks
 
   // A body buffered for replay is handed over as is; anything else (none, parsed, stream) goes through reply-from's own path.
+  const routeOptions = new WeakMap<ResolvedRouteConfig, FastifyReplyFromHooks>()
   function optionsFor (request: FastifyRequest): FastifyReplyFromHooks {
-    const base = forwardStateOf(request)?.learn === undefined ? sharedOptions : learnOptions
+    const state = forwardStateOf(request)
+    let base = state?.learn === undefined ? sharedOptions : learnOptions
+    const timeoutMs = state?.route.timeoutMs
+    if (timeoutMs !== undefined) {
+      // A route with its own response timeout (long polling, Server-Sent Events): one frozen options object per route.
+      let own = routeOptions.get((state as ForwardState).route)
+      if (own === undefined) {
+        own = Object.freeze({ ...base, timeout: timeoutMs }) as unknown as FastifyReplyFromHooks
+        routeOptions.set((state as ForwardState).route, own)
+      }
+      base = own
+    }
     const body = request.body
     if (!Buffer.isBuffer(body)) return base
     return { ...base, body, contentType: request.headers['content-type'] ?? 'application/octet-stream' } as unknown as FastifyReplyFromHooks
@@ -257,6 +276,10 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     } else if (state !== undefined) {
       state.source = source
     }
+    if (isUpgrade(request)) {
+      tunnel(this)
+      return this
+    }
     try {
       return this.from(source, optionsFor(request))
     } catch (error) {
@@ -265,6 +288,42 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
       request.log.debug({ err: error }, 'fastify-sticky: request target refused')
       return sendProblem(this, 400, 'FST_STICKY_BAD_REQUEST_TARGET', 'Bad Request', 'Bad Request: the request target cannot be forwarded')
     }
+  }
+
+  function tunnel (reply: FastifyReply): void {
+    const request = reply.request
+    const sticky = request.sticky as NonNullable<FastifyRequest['sticky']>
+    const headers = rewriteRequestHeaders(request, { ...request.headers })
+    openTunnel(reply, sticky.upstream.url, headers, deps.tunnels.setCookies(request), deps.tunnels.options, deps.tunnels.sockets, (failure) => {
+      tunnelFailed(reply, failure).catch((error: unknown) => { sendUpstreamError(reply, error) })
+    })
+  }
+
+  // An upstream that cannot be reached before its 101 fails over like an HTTP request: an upgrade carries no
+  // body, so it can always be sent again.
+  async function tunnelFailed (reply: FastifyReply, failure: TunnelFailure): Promise<void> {
+    const request = reply.request
+    const state = forwardStateOf(request)
+    const sticky = request.sticky as NonNullable<FastifyRequest['sticky']>
+    const error = Object.assign(new Error('upstream upgrade failed'), { code: failure.code })
+    const notReached = failure.code !== undefined && NOT_REACHED_CODES.has(failure.code)
+    if (state === undefined || !notReached) {
+      sendUpstreamError(reply, error)
+      return
+    }
+    const pool = resolver.pool(state.route)
+    await health.setDown(pool, sticky.upstream, true, failure.code ?? 'connection failed')
+    if (state.retried) {
+      sendUpstreamError(reply, error)
+      return
+    }
+    state.retried = true
+    if (state.route.failover === 'strict' && state.binding !== undefined) {
+      sendUnavailable(reply, pool.name, 'strict-down')
+      return
+    }
+    if (!applyResult(request, reply, state, await resolver.failover(state.route, sticky.upstream, state.binding))) return
+    tunnel(reply)
   }
 
   return { forward, sendUnavailable }

@@ -1,0 +1,319 @@
+/**
+ * The opt-in admin API under a prefix (default `/_sticky`), in its own encapsulated context: upstreams and their
+ * states, drain/undrain, Prometheus metrics, binding look-up/move/evict, and the status page. Every route but the
+ * page (with token auth) needs the bearer token, or passes the user's own `onRequest` hook instead; without it
+ * the answer is 401 and nothing else. Admin routes carry no `config.sticky`: they are never sticky, never
+ * forwarded, and a catch-all under the prefix keeps unknown admin paths from reaching a sticky `/*` route.
+ */
+import type {
+  FastifyError, FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, onRequestHookHandler
+} from 'fastify'
+import fp from 'fastify-plugin'
+import type { Registry } from 'prom-client'
+import type { UpstreamPool, UpstreamState } from '../pool/upstream-pool'
+import type { Binding, BindingStore } from '../store/binding-store'
+import { resolveAdminOptions, type ResolvedAdminOptions } from './admin-options'
+import { bearerAuthHook } from './bearer-auth'
+import { parseBindingKey, routingCookieKeys, type BindingKeyMatch, type BindingKeyParser, type VerifiedRoutingCookie } from './binding-keys'
+import { renderStatusPage, sendStatusPage } from './status-page'
+
+/** Largest request body the admin API reads (a move is `{"upstream":"<id>"}`). */
+export const ADMIN_BODY_LIMIT = 1024
+
+/** What the admin API needs of `app.sticky`. */
+export interface AdminApi {
+  readonly store: BindingStore
+  readonly pools: ReadonlyMap<string, UpstreamPool>
+  sessionCounts (pool: string): Promise<Record<string, number>>
+  drain (pool: string, upstreamId: string): Promise<void>
+  undrain (pool: string, upstreamId: string): Promise<void>
+  state (pool: string, upstreamId: string): UpstreamState
+}
+
+/** Options of {@link adminRoutes}. */
+export interface AdminRoutesOptions {
+  /**
+   * Path prefix of every admin route.
+   * @defaultValue `'/_sticky'`
+   */
+  readonly prefix?: string
+  /** Bearer token (at least 16 characters), compared in constant time. Give this or `authHook`. */
+  readonly token?: string
+  /** Your own `onRequest` hook, run before every admin route (the status page included) instead of the token check. */
+  readonly authHook?: onRequestHookHandler | onRequestAsyncHookHandler
+  /** The plugin's API (`app.sticky`). */
+  readonly api: AdminApi
+  /** Verifies a routing cookie value (signature and format); `null` when it does not verify. */
+  readonly verifyRoutingCookie: (value: string) => VerifiedRoutingCookie | null
+  /** Derives the store's key id of a raw affinity key; `undefined` while the store's salt is not known. */
+  readonly keyIdOf: (rawKey: string) => string | undefined
+  /** Further kinds of keys `/bindings/:key` recognises, tried after the routing cookie. */
+  readonly keyParsers?: readonly BindingKeyParser[]
+  /** The registry `/metrics` serves; without one, `/metrics` answers 404. */
+  readonly registry?: Registry
+}
+
+/** One upstream, as `GET /upstreams` lists it. */
+export interface AdminUpstreamView {
+  readonly pool: string
+  readonly id: string
+  readonly url: string
+  readonly state: UpstreamState
+  /** Live sessions store-wide; `null` when the store could not be asked. */
+  readonly sessions: number | null
+  readonly weight: number
+}
+
+/** A binding, as `/bindings/:key` shows it. */
+export interface AdminBindingView {
+  readonly pool: string
+  /** The kind of key that named it, e.g. `cookie`. */
+  readonly key: string
+  /** The store's key id (a keyed hash; the raw key is never shown). */
+  readonly keyId: string
+  /** The upstream it is bound to now. */
+  readonly upstream: string
+  readonly state: UpstreamState | null
+  /** When it was first made (ISO 8601). */
+  readonly createdAt: string
+  /** The upstream the routing cookie names (it may differ from `upstream` until the client's next request). */
+  readonly cookieUpstream?: string
+}
+
+interface PoolQuery { pool?: string }
+interface IdParams { id: string }
+// A wildcard, not `:key`: routing cookie values hold `/` and `+`, and an operator pastes them as they are.
+interface KeyParams { '*': string }
+interface MoveBody { upstream: string }
+
+/** An answer other than 2xx, carried to the error handler. */
+class AdminAnswer extends Error {
+  constructor (readonly statusCode: number, message: string, readonly extra: Record<string, unknown> = {}) {
+    super(message)
+  }
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 503: 'Service Unavailable'
+}
+
+async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutesOptions): Promise<void> {
+  const { prefix } = resolveAdminOptions({ prefix: options.prefix, token: options.token, authHook: options.authHook }) as ResolvedAdminOptions
+  const { api, keyIdOf, registry } = options
+  const parsers = [routingCookieKeys(options.verifyRoutingCookie), ...(options.keyParsers ?? [])]
+  const auth = options.authHook ?? bearerAuthHook(options.token as string)
+  const page = renderStatusPage(options.authHook === undefined ? 'token' : 'hook', registry !== undefined)
+
+  await fastify.register(async function stickyAdmin (admin) {
+    // Only JSON, and only small: this context does not inherit a gateway's pass-through body parsers.
+    admin.removeAllContentTypeParsers()
+    admin.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: ADMIN_BODY_LIMIT }, (_request, body, done) => {
+      try {
+        done(null, body === '' ? undefined : JSON.parse(body as string))
+      } catch {
+        done(new AdminAnswer(400, 'the body is not valid JSON'), undefined)
+      }
+    })
+    admin.addHook('onRequest', (_request, reply, done) => {
+      reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff')
+      done()
+    })
+    admin.setErrorHandler((error: FastifyError | AdminAnswer, request, reply) => {
+      const status = error.statusCode ?? 500
+      if (status >= 500 && !(error instanceof AdminAnswer)) {
+        request.log.error({ err: error }, 'fastify-sticky: admin request failed')
+        return reply.code(500).send({ statusCode: 500, error: 'Internal Server Error', message: 'Internal Server Error' })
+      }
+      const extra = error instanceof AdminAnswer ? error.extra : {}
+      return reply.code(status).send({ statusCode: status, error: STATUS_TEXT[status] ?? 'Error', message: error.message, ...extra })
+    })
+
+    const guarded = { onRequest: [auth as onRequestHookHandler] }
+    // Binding routes carry a cookie value in their path: keep Fastify's request logs (which print the URL) quiet.
+    const quiet = { ...guarded, logLevel: 'warn' as const }
+    const log = fastify.log
+
+    admin.get('/', options.authHook === undefined ? {} : guarded, async (_request, reply) => sendStatusPage(reply, page))
+    // The prefix itself answers only GET (and HEAD); other methods must not fall through to a sticky catch-all.
+    admin.route({
+      method: admin.supportedMethods.filter((method) => method !== 'GET' && method !== 'HEAD'),
+      url: '/',
+      ...guarded,
+      handler: async () => { throw new AdminAnswer(404, 'no such admin route') }
+    })
+
+    admin.get('/upstreams', guarded, async () => listUpstreams(api))
+
+    const setState = (action: 'drain' | 'undrain') => async (request: FastifyRequest<{ Params: IdParams, Querystring: PoolQuery }>): Promise<AdminUpstreamView> => {
+      const pool = findUpstream(api, request.params.id, request.query.pool)
+      try {
+        await api[action](pool.name, request.params.id)
+      } catch (error) {
+        request.log.warn({ err: error }, `fastify-sticky: admin ${action} failed`)
+        throw new AdminAnswer(503, 'the binding store did not take the change; try again')
+      }
+      return (await viewsOf(api, pool)).find((u) => u.id === request.params.id) as AdminUpstreamView
+    }
+    const poolQuery = { type: 'object', properties: { pool: { type: 'string', maxLength: 128 } } }
+    admin.post<{ Params: IdParams, Querystring: PoolQuery }>('/upstreams/:id/drain', { ...guarded, schema: { querystring: poolQuery } }, setState('drain'))
+    admin.post<{ Params: IdParams, Querystring: PoolQuery }>('/upstreams/:id/undrain', { ...guarded, schema: { querystring: poolQuery } }, setState('undrain'))
+
+    admin.get('/metrics', guarded, async (_request, reply) => {
+      if (registry === undefined) throw new AdminAnswer(404, 'metrics are not enabled')
+      const text = await registry.metrics()
+      return reply.header('content-type', registry.contentType).send(text)
+    })
+
+    const lookUp = async (request: FastifyRequest<{ Params: KeyParams, Querystring: PoolQuery }>): Promise<Found> => {
+      const match = parseBindingKey(parsers, request.params['*'])
+      if (match === null) throw new AdminAnswer(404, 'not a routing cookie value nor a known affinity key')
+      const keyId = keyIdOf(match.rawKey)
+      if (keyId === undefined) throw new AdminAnswer(503, 'the binding store is not reachable yet')
+      return findBinding(api, match, keyId, request.query.pool)
+    }
+    admin.get<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...quiet, schema: { querystring: poolQuery } }, async (request) => {
+      const found = await lookUp(request)
+      return viewOf(api, found)
+    })
+    admin.put<{ Params: KeyParams, Querystring: PoolQuery, Body: MoveBody }>('/bindings/*', {
+      ...quiet,
+      schema: {
+        querystring: poolQuery,
+        body: { type: 'object', required: ['upstream'], properties: { upstream: { type: 'string', minLength: 1, maxLength: 64 } } }
+      }
+    }, async (request) => {
+      const found = await lookUp(request)
+      const { pool, keyId, binding } = found
+      const target = pool.get(request.body.upstream)
+      if (target === undefined) throw new AdminAnswer(400, `pool "${pool.name}" has no upstream "${request.body.upstream}"`)
+      if (api.state(pool.name, target.id) === 'down') throw new AdminAnswer(409, `upstream "${target.id}" is down`)
+      if (binding.upstreamId === target.id) return viewOf(api, found)
+      const moved = await storeCall(() => api.store.rebind(pool.name, keyId, binding.upstreamId, target.id))
+      if (!moved.swapped) {
+        throw new AdminAnswer(409, 'the binding changed meanwhile; look it up again', { upstream: moved.upstreamId })
+      }
+      log.info({ reqId: request.id, pool: pool.name, keyId, from: binding.upstreamId, to: target.id }, 'fastify-sticky: admin moved a binding')
+      return viewOf(api, { ...found, binding: { ...binding, upstreamId: target.id } })
+    })
+    admin.delete<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...quiet, schema: { querystring: poolQuery } }, async (request, reply) => {
+      const { pool, keyId, binding } = await lookUp(request)
+      const deleted = await storeCall(() => api.store.delete(pool.name, keyId))
+      if (!deleted) throw new AdminAnswer(404, 'no binding for this key')
+      log.info({ reqId: request.id, pool: pool.name, keyId, upstream: binding.upstreamId }, 'fastify-sticky: admin evicted a binding')
+      return reply.code(204).send()
+    })
+
+    // Anything else under the prefix: 401 without auth, 404 with it; never a sticky catch-all's business.
+    admin.all('/*', guarded, async () => { throw new AdminAnswer(404, 'no such admin route') })
+  }, { prefix })
+}
+
+interface Found {
+  readonly pool: UpstreamPool
+  readonly keyId: string
+  readonly match: BindingKeyMatch
+  readonly binding: Binding
+}
+
+async function storeCall<T> (call: () => Promise<T>): Promise<T> {
+  try {
+    return await call()
+  } catch {
+    throw new AdminAnswer(503, 'the binding store did not answer; try again')
+  }
+}
+
+/**
+ * @param poolName - the `?pool=` the operator gave, if any
+ * @returns the pool that has the upstream
+ * @throws AdminAnswer 404 (unknown pool or upstream), 409 (the id is in several pools and no pool was given)
+ */
+function findUpstream (api: AdminApi, id: string, poolName: string | undefined): UpstreamPool {
+  if (poolName !== undefined) {
+    const pool = api.pools.get(poolName)
+    if (pool === undefined) throw new AdminAnswer(404, `no pool "${poolName}"`)
+    if (pool.get(id) === undefined) throw new AdminAnswer(404, `pool "${poolName}" has no upstream "${id}"`)
+    return pool
+  }
+  const pools = [...api.pools.values()].filter((pool) => pool.get(id) !== undefined)
+  if (pools.length === 0) throw new AdminAnswer(404, `no upstream "${id}"`)
+  if (pools.length > 1) {
+    throw new AdminAnswer(409, `upstream "${id}" is in several pools (${pools.map((p) => p.name).join(', ')}): add ?pool=`, { pools: pools.map((p) => p.name) })
+  }
+  return pools[0]
+}
+
+async function findBinding (api: AdminApi, match: BindingKeyMatch, keyId: string, poolName: string | undefined): Promise<Found> {
+  let pools: UpstreamPool[]
+  if (poolName !== undefined) {
+    const pool = api.pools.get(poolName)
+    if (pool === undefined) throw new AdminAnswer(404, `no pool "${poolName}"`)
+    pools = [pool]
+  } else {
+    pools = match.pools === undefined
+      ? [...api.pools.values()]
+      : match.pools.map((name) => api.pools.get(name)).filter((pool): pool is UpstreamPool => pool !== undefined)
+  }
+  // A binding id is random per pool cookie, so at most one pool has it; the store is asked in each, together.
+  const bindings = await storeCall(() => Promise.all(pools.map((pool) => api.store.get(pool.name, keyId))))
+  const found = pools.flatMap((pool, i) => bindings[i] === null ? [] : [{ pool, keyId, match, binding: bindings[i] as Binding }])
+  if (found.length === 0) throw new AdminAnswer(404, 'no binding for this key')
+  if (found.length > 1) {
+    throw new AdminAnswer(409, `the key is bound in several pools (${found.map((f) => f.pool.name).join(', ')}): add ?pool=`, { pools: found.map((f) => f.pool.name) })
+  }
+  return found[0]
+}
+
+function viewOf (api: AdminApi, found: Found): AdminBindingView {
+  const { pool, keyId, match, binding } = found
+  return {
+    pool: pool.name,
+    key: match.kind,
+    keyId,
+    upstream: binding.upstreamId,
+    state: pool.get(binding.upstreamId) === undefined ? null : api.state(pool.name, binding.upstreamId),
+    createdAt: new Date(binding.createdAt).toISOString(),
+    ...(match.upstreamHint === undefined ? {} : { cookieUpstream: match.upstreamHint })
+  }
+}
+
+async function viewsOf (api: AdminApi, pool: UpstreamPool): Promise<AdminUpstreamView[]> {
+  let counts: Record<string, number> | undefined
+  try {
+    counts = await api.sessionCounts(pool.name)
+  } catch {
+    counts = undefined // shown as unknown; the state and the rest still help an operator during a store outage
+  }
+  return pool.upstreams.map((u) => ({
+    pool: pool.name,
+    id: u.id,
+    url: u.url,
+    state: api.state(pool.name, u.id),
+    sessions: counts === undefined ? null : counts[u.id] ?? 0,
+    weight: u.weight
+  }))
+}
+
+/** @returns every upstream of every pool, with its state and live session count */
+export async function listUpstreams (api: AdminApi): Promise<AdminUpstreamView[]> {
+  return (await Promise.all([...api.pools.values()].map((pool) => viewsOf(api, pool)))).flat()
+}
+
+/**
+ * The admin API as a Fastify plugin. It opens its own encapsulated context under `prefix` (Fastify's own
+ * `prefix` register option is not used: the plugin is not encapsulated itself).
+ * @throws FST_STICKY_INVALID_OPTION when the prefix is malformed, or neither (or both) of token and authHook is given
+ * @example
+ * await app.register(sticky, options)
+ * await app.register(adminRoutes, {
+ *   token: process.env.ADMIN_TOKEN,
+ *   api: app.sticky,
+ *   verifyRoutingCookie: (value) => { const c = codec.verify(value); return c.ok ? c.token : null },
+ *   keyIdOf: (rawKey) => keyIds.derive(rawKey)
+ * })
+ */
+export const adminRoutes = fp(adminRoutesPlugin, { fastify: '5.x', name: 'fastify-sticky-admin' })
+
+export { adminRoutesPlugin }
+export { DEFAULT_ADMIN_PREFIX } from './admin-options'
+export { routingCookieKeys, type BindingKeyMatch, type BindingKeyParser, type VerifiedRoutingCookie } from './binding-keys'
