@@ -159,26 +159,6 @@ t.test('stateless routes: key:false and sticky:false balance round robin without
   t.same((await get(gateway.url + '/local')).json(), { sticky: null }, 'routes that do not forward are untouched')
 })
 
-t.test('several pools; route config picks the pool', async (t) => {
-  const upstreams = await startUpstreams(t, ['a', 'b', 'm1', 'm2'])
-  const gateway = await startGateway(t, {
-    pools: {
-      shop: { upstreams: [{ id: 'a', url: upstreams[0].url }, { id: 'b', url: upstreams[1].url }] },
-      models: { upstreams: [{ id: 'm1', url: upstreams[2].url }, { id: 'm2', url: upstreams[3].url }] }
-    },
-    defaults: { pool: 'shop' },
-    routes (app) {
-      app.all('/shop/*', { config: { sticky: true } }, (_request, reply) => reply.forward())
-      app.all('/models/*', { config: { sticky: { pool: 'models', idleTimeout: '5m' } } }, (_request, reply) => reply.forward())
-    }
-  })
-  const jar = new CookieJar()
-  const shop = (await get(`${gateway.url}/shop/x`, { jar })).json().upstream
-  t.ok(['a', 'b'].includes(shop))
-  const models = await get(`${gateway.url}/models/x`, { jar })
-  t.ok(['m1', 'm2'].includes(models.json().upstream), 'models route goes to the models pool')
-})
-
 t.test('upstream failures answer 502/503/504 with a short JSON body, never a 500 or an address', async (t) => {
   const upstreams = await startUpstreams(t, ['a'])
   const down = await startGateway(t, { upstreams })

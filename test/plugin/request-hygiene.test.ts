@@ -36,6 +36,7 @@ t.test('one routing cookie per pool: switching pools keeps both bindings', async
   const jar = new CookieJar()
   const shop = (await get(`${gateway.url}/shop/1`, { jar })).json().upstream
   const models = (await get(`${gateway.url}/models/1`, { jar })).json().upstream
+  t.ok(['a', 'b'].includes(shop) && ['m1', 'm2'].includes(models), 'each route reaches its own pool')
   t.ok(jar.has('sticky') && jar.has('sticky-models'), 'the default pool uses `sticky`, the other `sticky-models`')
   for (let i = 0; i < 3; i++) {
     const a = await get(`${gateway.url}/shop/${i}`, { jar })
