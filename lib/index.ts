@@ -11,20 +11,20 @@ import fp from 'fastify-plugin'
 import type { Duplex } from 'node:stream'
 import { StoreKeyIds } from './affinity/key-id'
 import type { ResolvedKeySource } from './affinity/keys'
-import { AffinityResolver, type AffinityStats, type StickyDecision } from './affinity/resolve'
+import { AffinityResolver, type StickyDecision } from './affinity/resolve'
 import { createRoutingCookieCodec } from './affinity/routing-cookie'
 import { ReplyFromBaseError } from './errors'
 import {
-  resolveOptions, resolveRouteConfig, resolveUpstream,
-  type ResolvedOptions, type ResolvedRouteConfig, type ResolvedUpstream, type StickyPluginOptions, type StickyRouteConfig,
-  type StickyUpstreamOptions
+  resolveOptions, resolveRouteConfig,
+  type ResolvedOptions, type ResolvedRouteConfig, type StickyPluginOptions, type StickyRouteConfig
 } from './options'
-import { UpstreamPool, type UpstreamState } from './pool/upstream-pool'
+import { UpstreamPool } from './pool/upstream-pool'
+import { createStickyApi, type StickyApi } from './sticky-api'
 import { findReplyFromBase } from './proxy/reply-from-base'
 import { bufferReplayableBody, createForwarder, setForwardState } from './proxy/forward'
 import { HealthMonitor } from './pool/health'
 import { installUpgradeRouting, isUpgrade } from './proxy/websocket'
-import type { BindingStore, UpstreamStateChange } from './store/binding-store'
+import type { BindingStore } from './store/binding-store'
 import { MemoryBindingStore } from './store/memory-store'
 import { RedisBindingStore } from './store/redis-store'
 import { TouchScheduler } from './store/touch-scheduler'
@@ -40,60 +40,10 @@ export type {
   UpstreamAdminState
 } from './store/binding-store'
 export type { UpstreamState } from './pool/upstream-pool'
+export type { StickyApi, StickyPoolHandle } from './sticky-api'
 export { MemoryBindingStore, type MemoryBindingStoreOptions } from './store/memory-store'
 export { RedisBindingStore, type RedisBindingStoreOptions } from './store/redis-store'
 export { UpstreamPool } from './pool/upstream-pool'
-
-/** The programmatic API, as `app.sticky`. */
-export interface StickyApi {
-  /** The binding store every sticky route uses. */
-  readonly store: BindingStore
-  /** The pools, by name. */
-  readonly pools: ReadonlyMap<string, UpstreamPool>
-  /** Decision and refused-input counters since the plugin started. */
-  readonly stats: Readonly<AffinityStats>
-  /**
-   * Live sessions per upstream of a pool, counted over the whole store (every gateway together).
-   * @throws Error when the pool does not exist
-   */
-  sessionCounts (pool: string): Promise<Record<string, number>>
-  /**
-   * Live sessions bound to one upstream (store-wide); what a `preStop` hook waits on while draining.
-   * @throws Error when the pool or upstream does not exist
-   */
-  sessions (pool: string, upstreamId: string): Promise<number>
-  /**
-   * Drains an upstream on every gateway: it keeps its bound sessions and gets no new ones.
-   * @throws Error when the pool or upstream does not exist (or the store fails)
-   */
-  drain (pool: string, upstreamId: string): Promise<void>
-  /** Makes a drained upstream take new sessions again (slow start applies). @throws as {@link StickyApi.drain} */
-  undrain (pool: string, upstreamId: string): Promise<void>
-  /** @returns `active`, `draining`, `down` or `removed`, as this gateway knows it now */
-  state (pool: string, upstreamId: string): UpstreamState
-  /**
-   * Runtime membership of a pool, shared through the store: every gateway sees a change within about a second.
-   * @throws Error when the pool does not exist
-   */
-  pool (name: string): StickyPoolHandle
-}
-
-/** Runtime membership of one pool (`app.sticky.pool(name)`). */
-export interface StickyPoolHandle {
-  /** The pool's current members. */
-  readonly upstreams: readonly ResolvedUpstream[]
-  /**
-   * Adds an upstream on every gateway. Moves no existing session; new sessions go to it until its share is even
-   * (least-sessions), ramped by slow start when configured.
-   * @throws FST_STICKY_INVALID_OPTION for a bad upstream; Error when the id is already a member
-   */
-  add (upstream: StickyUpstreamOptions): Promise<void>
-  /**
-   * Removes an upstream on every gateway; its sessions move, each on its next request (the app is told).
-   * @throws Error when the id is not a member
-   */
-  remove (upstreamId: string): Promise<void>
-}
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -183,65 +133,7 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
   if (!fastify.hasPlugin('@fastify/cookie')) await fastify.register(fastifyCookie)
   await registerReplyFrom(fastify, options)
 
-  const upstreamOf = (name: string, upstreamId: string): { pool: UpstreamPool, upstream: ResolvedUpstream } => {
-    const pool = pools.get(name)
-    if (pool === undefined) throw new Error(`fastify-sticky: no pool named "${name}"`)
-    const upstream = pool.get(upstreamId)
-    if (upstream === undefined) throw new Error(`fastify-sticky: pool "${name}" has no upstream "${upstreamId}"`)
-    return { pool, upstream }
-  }
-  const setAdmin = async (name: string, upstreamId: string, admin: 'active' | 'draining'): Promise<void> => {
-    const { pool } = upstreamOf(name, upstreamId)
-    await store.setUpstreamState(name, upstreamId, { admin })
-    pool.applyStates(await store.upstreamStates(name))
-    fastify.log.info({ pool: name, upstream: upstreamId }, admin === 'draining' ? 'fastify-sticky: upstream draining' : 'fastify-sticky: upstream undrained')
-  }
-  const api: StickyApi = {
-    store,
-    pools,
-    stats: resolver.stats,
-    async sessionCounts (name) {
-      const pool = pools.get(name)
-      if (pool === undefined) throw new Error(`fastify-sticky: no pool named "${name}"`)
-      return store.sessionCounts(name, pool.upstreams.map((u) => u.id))
-    },
-    async sessions (name, upstreamId) {
-      upstreamOf(name, upstreamId)
-      return (await store.sessionCounts(name, [upstreamId]))[upstreamId]
-    },
-    drain: (name, upstreamId) => setAdmin(name, upstreamId, 'draining'),
-    undrain: (name, upstreamId) => setAdmin(name, upstreamId, 'active'),
-    state: (name, upstreamId) => {
-      const pool = pools.get(name)
-      if (pool === undefined) throw new Error(`fastify-sticky: no pool named "${name}"`)
-      if (pool.get(upstreamId) === undefined && pool.state(upstreamId) !== 'removed') throw new Error(`fastify-sticky: pool "${name}" has no upstream "${upstreamId}"`)
-      return pool.state(upstreamId)
-    },
-    pool (name) {
-      const pool = pools.get(name)
-      if (pool === undefined) throw new Error(`fastify-sticky: no pool named "${name}"`)
-      const change = async (upstreamId: string, next: UpstreamStateChange): Promise<void> => {
-        pool.applyLocalChange(upstreamId, next)
-        await store.setUpstreamState(name, upstreamId, next)
-        pool.applyStates(await store.upstreamStates(name))
-      }
-      return {
-        get upstreams () { return pool.upstreams },
-        async add (input) {
-          const upstream = resolveUpstream(`pool("${name}").add()`, input)
-          if (pool.get(upstream.id) !== undefined) throw new Error(`fastify-sticky: pool "${name}" already has an upstream "${upstream.id}"`)
-          const configured = pool.config.upstreams.some((u) => u.id === upstream.id)
-          await change(upstream.id, configured ? { admin: 'active' } : { admin: 'active', url: upstream.url, weight: upstream.weight })
-          fastify.log.info({ pool: name, upstream: upstream.id }, 'fastify-sticky: upstream added')
-        },
-        async remove (upstreamId) {
-          upstreamOf(name, upstreamId)
-          await change(upstreamId, { admin: 'removed' })
-          fastify.log.info({ pool: name, upstream: upstreamId }, 'fastify-sticky: upstream removed')
-        }
-      }
-    }
-  }
+  const api = createStickyApi({ store, pools, stats: resolver.stats, log: fastify.log })
   fastify.decorate('sticky', api)
   fastify.decorateRequest('sticky', null)
 

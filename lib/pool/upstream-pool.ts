@@ -47,6 +47,7 @@ export class UpstreamPool {
   readonly #counts = new Map<string, number>()
   readonly #currentWeight = new Map<string, number>()
   readonly #newSessionWeights = new Map<string, number>()
+  readonly #boundDuringRefresh = new Map<string, number>()
   #statuses = new Map<string, UpstreamStatus>()
   #countsReadAt = 0
   #refreshing: Promise<void> | undefined
@@ -193,6 +194,8 @@ export class UpstreamPool {
   /** Records a binding this gateway just made, until the next store-wide count replaces the figure. */
   noteBound (upstreamId: string): void {
     this.#counts.set(upstreamId, (this.#counts.get(upstreamId) ?? 0) + 1)
+    // A read in flight may have been answered before this binding: it is added on top when the read lands.
+    if (this.#refreshing !== undefined) this.#boundDuringRefresh.set(upstreamId, (this.#boundDuringRefresh.get(upstreamId) ?? 0) + 1)
   }
 
   /**
@@ -212,12 +215,15 @@ export class UpstreamPool {
   refreshCounts (): Promise<void> {
     this.#refreshing ??= this.#store.sessionCounts(this.name, this.upstreams.map((u) => u.id))
       .then((counts) => {
-        for (const [id, count] of Object.entries(counts)) this.#counts.set(id, count)
+        for (const [id, count] of Object.entries(counts)) this.#counts.set(id, count + (this.#boundDuringRefresh.get(id) ?? 0))
         this.#countsReadAt = Date.now()
       }, () => {
         this.#countsReadAt = Date.now() // a failing store is not asked again on every new session
       })
-      .finally(() => { this.#refreshing = undefined })
+      .finally(() => {
+        this.#refreshing = undefined
+        this.#boundDuringRefresh.clear()
+      })
     return this.#refreshing
   }
 

@@ -1,0 +1,121 @@
+/**
+ * The programmatic API, `app.sticky`: pools, counts, draining and runtime membership. Every change goes to the
+ * store first, so every gateway on it sees the same within about a second.
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import type { AffinityStats } from './affinity/resolve'
+import { resolveUpstream, type ResolvedUpstream, type StickyUpstreamOptions } from './options'
+import type { UpstreamPool, UpstreamState } from './pool/upstream-pool'
+import type { BindingStore, UpstreamStateChange } from './store/binding-store'
+
+/** The programmatic API, as `app.sticky`. */
+export interface StickyApi {
+  /** The binding store every sticky route uses. */
+  readonly store: BindingStore
+  /** The pools, by name. */
+  readonly pools: ReadonlyMap<string, UpstreamPool>
+  /** Decision and refused-input counters since the plugin started. */
+  readonly stats: Readonly<AffinityStats>
+  /**
+   * Live sessions per upstream of a pool, counted over the whole store (every gateway together).
+   * @throws Error when the pool does not exist
+   */
+  sessionCounts (pool: string): Promise<Record<string, number>>
+  /**
+   * Live sessions bound to one upstream (store-wide); what a `preStop` hook waits on while draining.
+   * @throws Error when the pool or upstream does not exist
+   */
+  sessions (pool: string, upstreamId: string): Promise<number>
+  /**
+   * Drains an upstream on every gateway: it keeps its bound sessions and gets no new ones.
+   * @throws Error when the pool or upstream does not exist (or the store fails)
+   */
+  drain (pool: string, upstreamId: string): Promise<void>
+  /** Makes a drained upstream take new sessions again (slow start applies). @throws as {@link StickyApi.drain} */
+  undrain (pool: string, upstreamId: string): Promise<void>
+  /** @returns `active`, `draining`, `down` or `removed`, as this gateway knows it now */
+  state (pool: string, upstreamId: string): UpstreamState
+  /**
+   * Runtime membership of a pool, shared through the store: every gateway sees a change within about a second.
+   * @throws Error when the pool does not exist
+   */
+  pool (name: string): StickyPoolHandle
+}
+
+/** Runtime membership of one pool (`app.sticky.pool(name)`). */
+export interface StickyPoolHandle {
+  /** The pool's current members. */
+  readonly upstreams: readonly ResolvedUpstream[]
+  /**
+   * Adds an upstream on every gateway. Moves no existing session; new sessions go to it until its share is even
+   * (least-sessions), ramped by slow start when configured.
+   * @throws FST_STICKY_INVALID_OPTION for a bad upstream; Error when the id is already a member
+   */
+  add (upstream: StickyUpstreamOptions): Promise<void>
+  /**
+   * Removes an upstream on every gateway; its sessions move, each on its next request (the app is told).
+   * @throws Error when the id is not a member
+   */
+  remove (upstreamId: string): Promise<void>
+}
+
+/** What {@link createStickyApi} works with. */
+export interface StickyApiDeps {
+  readonly store: BindingStore
+  readonly pools: ReadonlyMap<string, UpstreamPool>
+  readonly stats: AffinityStats
+  readonly log: FastifyBaseLogger
+}
+
+/** Builds `app.sticky`. */
+export function createStickyApi ({ store, pools, stats, log }: StickyApiDeps): StickyApi {
+  const poolNamed = (name: string): UpstreamPool => {
+    const pool = pools.get(name)
+    if (pool === undefined) throw new Error(`fastify-sticky: no pool named "${name}"`)
+    return pool
+  }
+  const memberOf = (name: string, upstreamId: string): UpstreamPool => {
+    const pool = poolNamed(name)
+    if (pool.get(upstreamId) === undefined) throw new Error(`fastify-sticky: pool "${name}" has no upstream "${upstreamId}"`)
+    return pool
+  }
+  // Applied here at once, then written to the store, then read back (another gateway may have changed more).
+  const change = async (pool: UpstreamPool, upstreamId: string, next: UpstreamStateChange, message: string): Promise<void> => {
+    pool.applyLocalChange(upstreamId, next)
+    await store.setUpstreamState(pool.name, upstreamId, next)
+    pool.applyStates(await store.upstreamStates(pool.name))
+    log.info({ pool: pool.name, upstream: upstreamId }, `fastify-sticky: upstream ${message}`)
+  }
+  return {
+    store,
+    pools,
+    stats,
+    async sessionCounts (name) {
+      return store.sessionCounts(name, poolNamed(name).upstreams.map((u) => u.id))
+    },
+    async sessions (name, upstreamId) {
+      memberOf(name, upstreamId)
+      return (await store.sessionCounts(name, [upstreamId]))[upstreamId]
+    },
+    drain: async (name, upstreamId) => change(memberOf(name, upstreamId), upstreamId, { admin: 'draining' }, 'draining'),
+    undrain: async (name, upstreamId) => change(memberOf(name, upstreamId), upstreamId, { admin: 'active' }, 'undrained'),
+    state (name, upstreamId) {
+      const pool = poolNamed(name)
+      if (pool.get(upstreamId) === undefined && pool.state(upstreamId) !== 'removed') memberOf(name, upstreamId)
+      return pool.state(upstreamId)
+    },
+    pool (name) {
+      const pool = poolNamed(name)
+      return {
+        get upstreams () { return pool.upstreams },
+        async add (input) {
+          const upstream = resolveUpstream(`pool("${name}").add()`, input)
+          if (pool.get(upstream.id) !== undefined) throw new Error(`fastify-sticky: pool "${name}" already has an upstream "${upstream.id}"`)
+          const configured = pool.config.upstreams.some((u) => u.id === upstream.id)
+          await change(pool, upstream.id, configured ? { admin: 'active' } : { admin: 'active', url: upstream.url, weight: upstream.weight }, 'added')
+        },
+        remove: async (upstreamId) => change(memberOf(name, upstreamId), upstreamId, { admin: 'removed' }, 'removed')
+      }
+    }
+  }
+}
