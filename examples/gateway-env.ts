@@ -116,13 +116,17 @@ export function readGatewayEnv (env: NodeJS.ProcessEnv): GatewaySettings {
   const cookieName = env.STICKY_COOKIE === undefined || env.STICKY_COOKIE === '' ? undefined : env.STICKY_COOKIE
   if (cookieName !== undefined && !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/.test(cookieName)) bad('STICKY_COOKIE', 'a cookie name (letters, digits, -_.)', cookieName)
 
+  const adminToken = env.ADMIN_TOKEN === undefined || env.ADMIN_TOKEN === '' ? undefined : env.ADMIN_TOKEN
+  // The length only: a token is never echoed.
+  if (adminToken !== undefined && adminToken.length < 16) bad('ADMIN_TOKEN', 'at least 16 characters (it guards the admin API)', `${adminToken.length} characters`)
+
   const key = parseKey(env.STICKY_KEY)
   return {
     host,
     port,
     trustProxy: parseTrustProxy(env.TRUST_PROXY),
     logLevel,
-    adminToken: env.ADMIN_TOKEN === '' ? undefined : env.ADMIN_TOKEN,
+    adminToken,
     generatedSecret,
     plugin: {
       secret: secrets,
@@ -130,6 +134,7 @@ export function readGatewayEnv (env: NodeJS.ProcessEnv): GatewaySettings {
       ...(redis === undefined ? {} : { redis }),
       ...(prefix === undefined ? {} : { prefix }),
       ...(cookieName === undefined ? {} : { cookie: { name: cookieName } }),
+      ...(adminToken === undefined ? {} : { admin: { token: adminToken } }),
       defaults: {
         pool: 'default',
         key,

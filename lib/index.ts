@@ -9,6 +9,10 @@ import fastifyReplyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Duplex } from 'node:stream'
+import { Registry } from 'prom-client'
+import { instrumentStore } from './admin/instrumented-store'
+import { StickyMetrics } from './admin/metrics'
+import { adminRoutes } from './admin/routes'
 import { StoreKeyIds } from './affinity/key-id'
 import type { ResolvedKeySource } from './affinity/keys'
 import { AffinityResolver, type StickyDecision } from './affinity/resolve'
@@ -99,7 +103,13 @@ async function registerReplyFrom (fastify: FastifyInstance, options: ResolvedOpt
 
 async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOptions): Promise<void> {
   const options = resolveOptions(input)
-  const { store, owned } = createStore(options)
+  // Metrics when asked for, and always behind the admin API (then in a registry of their own unless one was named).
+  const metrics = options.metrics !== false || options.admin !== undefined
+    ? new StickyMetrics({ registry: options.metrics === false ? new Registry() : options.metrics.registry })
+    : undefined
+  const created = createStore(options)
+  const owned = created.owned
+  const store = metrics === undefined ? created.store : instrumentStore(created.store, metrics)
   const keyIds = new StoreKeyIds(() => store.sharedSalt())
   const stopSaltWatch = store.onSaltChange((salt) => {
     keyIds.useSalt(salt)
@@ -119,10 +129,11 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
   const pools = new Map(Object.entries(options.pools).map(([name, pool]) => [name, new UpstreamPool(name, pool, store)]))
   let lastStoreWarning = 0
   const touches = new TouchScheduler(store, (error) => { fastify.log.debug({ err: error }, 'fastify-sticky: touching bindings failed') })
+  const codec = createRoutingCookieCodec(options.secrets)
   const resolver = new AffinityResolver({
     store,
     pools,
-    codec: createRoutingCookieCodec(options.secrets),
+    codec,
     keyIds,
     touches
   })
@@ -136,6 +147,20 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
   const api = createStickyApi({ store, pools, stats: resolver.stats, log: fastify.log })
   fastify.decorate('sticky', api)
   fastify.decorateRequest('sticky', null)
+  metrics?.attach(api)
+  if (options.admin !== undefined) {
+    await fastify.register(adminRoutes, {
+      prefix: options.admin.prefix,
+      ...(options.admin.authHook === undefined ? { token: options.admin.token } : { authHook: options.admin.authHook }),
+      api,
+      verifyRoutingCookie: (value) => {
+        const check = codec.verify(value)
+        return check.ok ? check.token : null
+      },
+      keyIdOf: (rawKey) => keyIds.derive(rawKey),
+      registry: metrics?.registry
+    })
+  }
 
   const cookie = options.cookie
   const setRoutingCookie = (request: FastifyRequest, reply: FastifyReply, pool: string, value: string): void => {
@@ -180,7 +205,8 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
       options: options.websocket === false ? { handshakeTimeoutMs: 0, idleTimeoutMs: 0 } : options.websocket,
       sockets: tunnelSockets,
       setCookies: upgradeCookies
-    }
+    },
+    onForwardError: metrics?.onForwardError
   })
   if (options.websocket !== false) installUpgradeRouting(fastify, tunnelSockets)
   fastify.decorateReply('forward', forwarder.forward)
@@ -220,6 +246,7 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
       }
       if (result.sticky === null) return forwarder.sendUnavailable(reply, route.pool, result.failure ?? 'no-upstream')
       request.sticky = result.sticky
+      request.log.debug({ pool: route.pool, upstream: result.sticky.upstream.id, decision: result.sticky.decision }, 'fastify-sticky: routed')
       setForwardState(request, {
         route,
         binding: result.binding,
@@ -238,6 +265,7 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
     const route = resolveRouteConfig(`${methods} ${routeOptions.url}`, routeOptions.config?.sticky, options)
     if (route === null) return
     routeOptions.onRequest = appendHook(routeOptions.onRequest, makeHook(route))
+    if (metrics !== undefined) routeOptions.onResponse = appendHook(routeOptions.onResponse, metrics.responseHook(routeOptions.url, route.pool))
     if (replayBodyLimit > 0) routeOptions.preHandler = appendHook(routeOptions.preHandler, bufferBody)
   })
 
@@ -252,6 +280,7 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
     health.stop()
     await touches.flush()
     if (owned) await store.close()
+    metrics?.unregister()
   })
 }
 

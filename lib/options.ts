@@ -5,6 +5,10 @@
 import type { FastifyRequest } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
 import { resolveKeySources, type ResolvedKeySource, type StickyKeySource } from './affinity/keys'
+import {
+  resolveAdminOptions, resolveMetricsOptions,
+  type ResolvedAdminOptions, type ResolvedMetricsOptions, type StickyAdminOptions, type StickyMetricsOption
+} from './admin/admin-options'
 import { InvalidOptionError, InvalidRouteConfigError } from './errors'
 import { parseDuration, type Duration } from './duration'
 import type { BindingStore } from './store/binding-store'
@@ -209,6 +213,10 @@ export interface StickyPluginOptions {
   replayBodyLimit?: number
   /** Add `X-Forwarded-For` (appending the client address), `X-Forwarded-Proto` and `X-Forwarded-Host` to forwarded requests. @defaultValue true */
   xForwarded?: boolean
+  /** The admin API and status page under `prefix` (default `/_sticky`), behind `token` or your own `authHook`. Off by default. */
+  admin?: StickyAdminOptions
+  /** Prometheus metrics: `true` (prom-client's global registry) or `{ registry }`. @defaultValue false */
+  metrics?: StickyMetricsOption
   /**
    * WebSocket (upgrade) proxying on routes that call `reply.forward()`; `false` leaves upgrades alone (for
    * example to @fastify/websocket).
@@ -282,12 +290,15 @@ export interface ResolvedOptions {
   readonly reboundHeader: string | false
   readonly replayBodyLimit: number
   readonly xForwarded: boolean
+  /** `undefined` when the admin API is off. */
+  readonly admin: ResolvedAdminOptions | undefined
+  readonly metrics: ResolvedMetricsOptions
   readonly websocket: false | { readonly handshakeTimeoutMs: number, readonly idleTimeoutMs: number }
 }
 
 const ID_RE = /^[A-Za-z0-9_-]{1,32}$/
 const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
-const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded', 'websocket']
+const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded', 'websocket', 'admin', 'metrics']
 const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover', 'timeout']
 const POOL_KEYS = ['upstreams', 'healthCheck', 'cooldown', 'slowStart', 'strategy', 'loadFactor', 'overflow']
 const STRATEGIES = ['least-sessions', 'weighted-round-robin', 'random-two-choices', 'hash']
@@ -545,7 +556,9 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
     reboundHeader: reboundHeader === false ? false : reboundHeader.toLowerCase(),
     replayBodyLimit,
     xForwarded,
-    websocket
+    websocket,
+    admin: resolveAdminOptions(input.admin),
+    metrics: resolveMetricsOptions(input.metrics)
   }
   const defaults = input.defaults ?? {}
   // Defaults are checked with the route rules now, so a bad default fails at register, not at the first route.

@@ -314,6 +314,5 @@ export async function listUpstreams (api: AdminApi): Promise<AdminUpstreamView[]
  */
 export const adminRoutes = fp(adminRoutesPlugin, { fastify: '5.x', name: 'fastify-sticky-admin' })
 
-export { adminRoutesPlugin }
 export { DEFAULT_ADMIN_PREFIX } from './admin-options'
 export { routingCookieKeys, type BindingKeyMatch, type BindingKeyParser, type VerifiedRoutingCookie } from './binding-keys'

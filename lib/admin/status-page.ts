@@ -32,12 +32,12 @@ th { color: var(--muted); font-weight: 500; font-size: 12px; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.url { color: var(--muted); font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; max-width: 260px; overflow: hidden; text-overflow: ellipsis; }
 .state { display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 12px; font-weight: 600; color: #fff; }
-.state.active { background: var(--active); } .state.draining { background: var(--draining); } .state.down { background: var(--down); }
+.state.active { background: var(--active); } .state.draining { background: var(--draining); } .state.down { background: var(--down); } .state.removed { background: #8a94a3; }
 button { font: inherit; font-size: 12px; padding: 4px 11px; border-radius: 5px; border: 1px solid var(--line); background: #fff; color: var(--fg); cursor: pointer; }
 button:hover { border-color: var(--accent); } button:disabled { opacity: .5; cursor: default; }
 .chart-title { color: var(--muted); font-size: 12px; margin: 0 0 4px; }
 svg text { font: 12px system-ui, -apple-system, "DejaVu Sans", sans-serif; fill: var(--fg); }
-svg .bar.active { fill: var(--active); } svg .bar.draining { fill: var(--draining); } svg .bar.down { fill: var(--down); }
+svg .bar.active { fill: var(--active); } svg .bar.draining { fill: var(--draining); } svg .bar.down { fill: var(--down); } svg .bar.removed { fill: #8a94a3; }
 svg .track { fill: #edf0f5; }
 #login { max-width: 380px; margin: 12vh auto; }
 #login label { display: block; color: var(--muted); margin-bottom: 6px; }

@@ -77,6 +77,8 @@ export interface ForwarderDeps {
     readonly sockets: Set<Duplex>
     readonly setCookies: (request: FastifyRequest) => readonly string[]
   }
+  /** Told of every answer the gateway makes itself because forwarding failed (metrics). */
+  readonly onForwardError?: (pool: string, status: 502 | 503 | 504) => void
 }
 
 /**
@@ -123,7 +125,8 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     const sticky = reply.request.sticky
     reply.request.log.warn({ pool: sticky?.pool, upstream: sticky?.upstream.id, code: codes[codes.length - 1], statusCode: problem.statusCode },
       'fastify-sticky: upstream request failed')
-    const status = problem.statusCode ?? 502
+    const status = problem.statusCode === 504 ? 504 : 502
+    deps.onForwardError?.(sticky?.pool ?? '', status)
     sendProblem(reply, status, problem.code, status === 504 ? 'Gateway Timeout' : 'Bad Gateway', problem.message)
   }
 
@@ -135,6 +138,7 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     const message = failure === 'strict-down'
       ? 'Service Unavailable: the upstream this session is bound to is down'
       : problem.message
+    deps.onForwardError?.(pool, 503)
     return sendProblem(reply, 503, problem.code, 'Service Unavailable', message)
   }
 

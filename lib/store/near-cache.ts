@@ -35,6 +35,12 @@ export const DEFAULT_NEAR_CACHE_MAX_ENTRIES = 100_000
 /** Default safety TTL of a cached binding, in ms. */
 export const DEFAULT_NEAR_CACHE_TTL_MS = 10_000
 
+/** Told of every `get`: answered by the cache (`hit`) or passed on to the store (`miss`, bypasses included). */
+export interface NearCacheObserver {
+  hit (pool: string): void
+  miss (pool: string): void
+}
+
 /** Options of {@link NearCacheStore}. */
 export interface NearCacheOptions {
   /**
@@ -49,6 +55,8 @@ export interface NearCacheOptions {
    * @defaultValue 10000
    */
   ttlMs?: number
+  /** Told of every lookup, e.g. the admin metrics' `nearCache()` counters. */
+  observer?: NearCacheObserver
 }
 
 /** Counters of a {@link NearCacheStore}, since it was created. */
@@ -102,6 +110,7 @@ export class NearCacheStore implements BindingStore {
   readonly #inner: CacheableBindingStore
   readonly #maxEntries: number
   readonly #ttlMs: number
+  readonly #observer: NearCacheObserver | undefined
   // Insertion order doubles as LRU order: a hit re-inserts the entry at the end.
   readonly #entries = new Map<string, Entry>()
   readonly #reads = new Map<string, Read>()
@@ -119,6 +128,7 @@ export class NearCacheStore implements BindingStore {
     this.#inner = inner
     this.#maxEntries = positiveInteger('maxEntries', options.maxEntries ?? DEFAULT_NEAR_CACHE_MAX_ENTRIES)
     this.#ttlMs = positiveInteger('ttlMs', options.ttlMs ?? DEFAULT_NEAR_CACHE_TTL_MS)
+    this.#observer = options.observer
   }
 
   /**
@@ -167,6 +177,7 @@ export class NearCacheStore implements BindingStore {
         if (entry.expiresAt > Date.now()) {
           this.#entries.set(id, entry)
           this.stats.hits++
+          this.#observer?.hit(pool)
           return { upstreamId: entry.upstreamId, createdAt: entry.createdAt }
         }
       }
@@ -174,6 +185,7 @@ export class NearCacheStore implements BindingStore {
     } else {
       this.stats.bypassed++
     }
+    this.#observer?.miss(pool)
     const started = Date.now()
     const read = this.#beginRead(id)
     try {

@@ -20,9 +20,9 @@ t.test('readGatewayEnv: defaults and every variable', async (t) => {
   const full = readGatewayEnv({
     UPSTREAMS: 'a=http://127.0.0.1:4001', PORT: '8080', HOST: '0.0.0.0', REDIS_URL: 'redis://127.0.0.1:6390',
     STICKY_SECRET: `${SECRET},${SECRET}-old`, STICKY_KEY: 'cookie', STICKY_COOKIE: 'route', STICKY_PREFIX: 'gw:',
-    TRUST_PROXY: 'true', STICKY_IDLE_TIMEOUT: '90', STICKY_MAX_LIFETIME: '2h', ADMIN_TOKEN: 'tok', LOG_LEVEL: 'warn'
+    TRUST_PROXY: 'true', STICKY_IDLE_TIMEOUT: '90', STICKY_MAX_LIFETIME: '2h', ADMIN_TOKEN: 'tok-0123456789abcdef', LOG_LEVEL: 'warn'
   })
-  t.same([full.port, full.host, full.trustProxy, full.logLevel, full.adminToken, full.generatedSecret], [8080, '0.0.0.0', true, 'warn', 'tok', false])
+  t.same([full.port, full.host, full.trustProxy, full.logLevel, full.adminToken, full.generatedSecret], [8080, '0.0.0.0', true, 'warn', 'tok-0123456789abcdef', false])
   t.same(full.plugin.secret, [SECRET, `${SECRET}-old`])
   t.same([full.plugin.redis, full.plugin.prefix, full.plugin.cookie], ['redis://127.0.0.1:6390', 'gw:', { name: 'route' }])
   t.same(full.plugin.defaults, { pool: 'default', key: 'cookie', idleTimeout: 90_000, maxLifetime: '2h' })
