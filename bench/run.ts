@@ -1,0 +1,772 @@
+/**
+ * `npm run bench`: fastify-sticky against plain @fastify/reply-from, measured in one run, interleaved and
+ * paired per round (see shared/PERF-ANCHORS.md for why). Starts its own upstreams, Redis servers and
+ * gateways, all on 127.0.0.1; stops exactly the processes it started.
+ *
+ *   npm run bench                   default: 5 rounds, under 5 minutes on 2 cores
+ *   npm run bench -- --quick        3 short rounds, under 1 minute (smoke test, indicative figures)
+ *   npm run bench -- --self-check   plain vs a second plain gateway: every ratio should be ≈ 1.0
+ *   options: --rounds N --measure S --warmup S --later-warmup S --connections N --scale N|0
+ *            --loadgen wrk|autocannon --no-readme
+ *            --wait-quiet S  first wait up to S s for other processes on the host to go quiet (not counted
+ *                            in the run's time budget)
+ *   npm run bench -- --cpu-prof     instead of rounds: hit-path CPU profiles of the plain and each sticky
+ *                                   gateway → bench/results/profile.md (latest.* untouched)
+ *
+ * Layout (2 cores): core 0 runs the gateways (one Node process each, only one under load at a time) and the
+ * seeding client; core 1 runs the load generator, the upstreams, the Redis servers and this orchestrator.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem, release } from 'node:os'
+import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { loadGeneratorVersion, runLoad, wrkAvailable, type LoadGeneratorName, type LoadResult } from './load'
+import { bindThroughGateway, checkHitPath, checkNewPath, checkPlain, SanityError, servedByUpstreams } from './probe'
+import {
+  HAS_TASKSET, ROOT, TS_NODE_ARGS, freePort, killAllNow, loadAverage1, ownCpuSeconds, processCpuSeconds,
+  readCoreTimes, reapedChildrenCpuSeconds, repin, repoFileExists, runToEnd, runningProcesses, startProcess, stopAll,
+  stopProcess, type Started
+} from './processes'
+import { commandCounts, resetCommandStats, startRedis, type BenchRedis } from './redis'
+import {
+  fmt, isScriptCommand, judgeAtLeast, judgeAtMost, spread, summarise, writeReport,
+  type BenchReport, type ConfigSpec, type TargetVerdict, type WindowRecord
+} from './report'
+import type { SeedReport } from './seed'
+import { summariseProfile, type ProfileSummary } from './profile-summary'
+
+const GATEWAY_CORE = 0
+const LOAD_CORE = 1
+/** Pool name examples/gateway.ts gives its one pool (bindings seeded for the scale test must be in it). */
+const GATEWAY_POOL = 'default'
+const UPSTREAM_IDS = ['u1', 'u2', 'u3']
+const COOKIE_NAME = 'sticky'
+const PREFIX = 'bench:'
+/** Bindings made through each hit-path gateway before measuring, so the "small" store is not empty. */
+const SMALL_BINDINGS = 1000
+
+/**
+ * The sticky gateway modes. A mode that examples/gateway.ts cannot run yet is listed as not present; adding
+ * one (e.g. the near-cache) is one entry here.
+ */
+interface ModeSpec {
+  readonly name: string
+  readonly redis: boolean
+  readonly env: Readonly<Record<string, string>>
+  /** Whether this gateway can run the mode (checked against the gateway's source when not forced). */
+  readonly present: (gatewaySource: string) => boolean
+  /** Whether the hit path is measured again with a large store (the 1M vs 1k comparison). */
+  readonly scale: boolean
+}
+
+const MODES: readonly ModeSpec[] = [
+  { name: 'memory', redis: false, env: {}, present: () => true, scale: false },
+  { name: 'redis', redis: true, env: {}, present: () => true, scale: true },
+  { name: 'redis+near-cache', redis: true, env: { STICKY_NEAR_CACHE: '1' }, present: (source) => source.includes('STICKY_NEAR_CACHE'), scale: true }
+]
+
+interface Settings {
+  quick: boolean
+  selfCheck: boolean
+  rounds: number
+  measureS: number
+  warmupS: number
+  laterWarmupS: number
+  connections: number
+  scale: number
+  loadgen: LoadGeneratorName
+  cpuProf: boolean
+  readme: boolean
+  seedBudgetMs: number
+  /** Bindings made through the store API, at which Redis memory per binding is measured (issue #4: 100k). */
+  memoryAt: number
+  /** Pause letting in-flight requests finish before Redis counters are reset and read, ms. */
+  drainMs: number
+  /** The whole run should end by then (s); quiet-waits and re-measures only spend the slack left. */
+  deadlineS: number
+  /** Before starting, wait up to this long for the host to be quiet (other processes < 15% of a core for 3 s). */
+  waitQuietS: number
+}
+
+function parseArgs (argv: readonly string[]): Settings {
+  const quick = argv.includes('--quick')
+  const s: Settings = {
+    quick,
+    selfCheck: argv.includes('--self-check'),
+    rounds: quick ? 3 : 5,
+    measureS: quick ? 1 : 4,
+    warmupS: quick ? 1 : 2,
+    laterWarmupS: quick ? 0 : 1,
+    connections: 50,
+    scale: quick ? 100_000 : 1_000_000,
+    loadgen: wrkAvailable() ? 'wrk' : 'autocannon',
+    cpuProf: argv.includes('--cpu-prof'),
+    readme: !argv.includes('--no-readme'),
+    seedBudgetMs: quick ? 10_000 : 45_000,
+    memoryAt: quick ? 20_000 : 100_000,
+    drainMs: quick ? 80 : 150,
+    deadlineS: quick ? 50 : 280,
+    waitQuietS: 0
+  }
+  const value = (name: string): string | undefined => {
+    const i = argv.indexOf(name)
+    return i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith(name + '='))?.slice(name.length + 1)
+  }
+  const int = (name: string, min: number): number | undefined => {
+    const raw = value(name)
+    if (raw === undefined) return undefined
+    const n = Number(raw)
+    if (!Number.isInteger(n) || n < min) throw new Error(`bench: ${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw)}`)
+    return n
+  }
+  s.rounds = int('--rounds', 1) ?? s.rounds
+  s.measureS = int('--measure', 1) ?? s.measureS
+  s.warmupS = int('--warmup', 0) ?? s.warmupS
+  s.laterWarmupS = int('--later-warmup', 0) ?? s.laterWarmupS
+  s.connections = int('--connections', 1) ?? s.connections
+  s.scale = int('--scale', 0) ?? s.scale
+  s.waitQuietS = int('--wait-quiet', 0) ?? s.waitQuietS
+  // Profiling measures the hit path only: no large store to seed.
+  if (s.cpuProf) s.scale = 0
+  const loadgen = value('--loadgen')
+  if (loadgen !== undefined) {
+    if (loadgen !== 'wrk' && loadgen !== 'autocannon') throw new Error(`bench: --loadgen must be wrk or autocannon, got ${loadgen}`)
+    if (loadgen === 'wrk' && !wrkAvailable()) throw new Error('bench: --loadgen wrk, but wrk is not installed')
+    s.loadgen = loadgen
+  }
+  return s
+}
+
+/** A gateway process under test. */
+interface Gateway {
+  readonly name: string
+  readonly url: string
+  readonly proc: Started
+  readonly redis: BenchRedis | null
+  /** `name=value` of the routing cookie the hit path sends (set after the sanity probe). */
+  hitCookie?: string
+}
+
+const log = (line: string): void => { process.stdout.write(line + '\n') }
+
+function sleep (ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** CPU used by everything this benchmark started (tracked processes, itself, its reaped children), s. */
+function ourCpuSeconds (procs: readonly Started[]): number {
+  return procs.reduce((sum, p) => sum + (processCpuSeconds(p.pid) ?? 0), 0) + ownCpuSeconds() + reapedChildrenCpuSeconds()
+}
+
+/** @returns CPU used over `ms` by processes the benchmark did not start, % of one core */
+async function otherCpuNow (ms: number): Promise<number> {
+  const procs = runningProcesses()
+  const busy = (): number => readCoreTimes().reduce((sum, c) => sum + c.busy, 0)
+  const b0 = busy()
+  const o0 = ourCpuSeconds(procs)
+  const t0 = process.hrtime.bigint()
+  await sleep(ms)
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9
+  return Math.max(0, 100 * ((busy() - b0) - (ourCpuSeconds(procs) - o0)) / wall)
+}
+
+function formatCount (n: number): string {
+  return n >= 1e6 && n % 1e6 === 0 ? `${n / 1e6}M` : n >= 1000 && n % 1000 === 0 ? `${n / 1000}k` : String(n)
+}
+
+function machineFacts (loadgen: LoadGeneratorName, redisVersion: string): Record<string, string | number> {
+  const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown'
+  return {
+    // --all: this process may already be pinned to one core.
+    nproc: Number(spawnSync('nproc', ['--all'], { encoding: 'utf8' }).stdout.trim()) || cpus().length,
+    cpuModel,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: `Linux ${release()}`,
+    node: process.version,
+    redis: redisVersion,
+    loadGenerator: loadGeneratorVersion(loadgen),
+    taskset: HAS_TASKSET ? 'yes' : 'no (processes not pinned)'
+  }
+}
+
+/** A fixed CPU loop run pinned on one core: how fast the host is right now (ms; lower is faster). */
+async function hostSpeed (core: number): Promise<number> {
+  const code = 'const t=process.hrtime.bigint();let x=0;for(let i=0;i<3e7;i++)x=(x*31+i)|0;process.stdout.write(String(Number(process.hrtime.bigint()-t)/1e6)+" "+x)'
+  const out = await runToEnd({ name: `host-speed-${core}`, command: process.execPath, args: ['-e', code], core, timeoutMs: 10_000 })
+  return Number(out.stdout.split(' ')[0])
+}
+
+async function main (): Promise<void> {
+  const settings = parseArgs(process.argv.slice(2))
+  if (settings.waitQuietS > 0) {
+    const until = Date.now() + settings.waitQuietS * 1000
+    let quietFor = 0
+    let last = -1
+    while (quietFor < 3 && Date.now() < until) {
+      last = await otherCpuNow(1000)
+      quietFor = last <= 15 ? quietFor + 1 : 0
+    }
+    log(quietFor >= 3 ? 'bench: host is quiet' : `bench: host still busy after ${settings.waitQuietS} s (${last.toFixed(0)}% of a core used by others); starting anyway`)
+  }
+  const started = Date.now()
+  const notes: string[] = []
+  if (HAS_TASKSET) {
+    // This orchestrator only waits and samples, but it shares the load core, never the gateway's.
+    spawnSync('taskset', ['-a', '-pc', String(LOAD_CORE), String(process.pid)])
+  } else {
+    notes.push('taskset not available: nothing was pinned, gateways share cores with the load generator')
+  }
+  const gatewayPath = 'examples/gateway.ts'
+  if (!settings.selfCheck && !repoFileExists(gatewayPath)) {
+    throw new Error(`bench: ${gatewayPath} not found; run with --self-check to test the harness against plain gateways only`)
+  }
+  const gatewaySource = settings.selfCheck ? '' : readFileSync(join(ROOT, gatewayPath), 'utf8')
+  const modes = settings.selfCheck ? [] : MODES
+  const presentModes = modes.filter((mode) => mode.present(gatewaySource))
+  const redisVersion = (spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout ?? '').match(/v=(\S+)/)?.[1] ?? 'not installed'
+  const needsRedis = presentModes.some((mode) => mode.redis)
+  if (needsRedis && redisVersion === 'not installed') throw new Error('bench: redis-server is not installed (needed for the Redis modes)')
+  const machine = machineFacts(settings.loadgen, redisVersion)
+  log(`bench: ${machine.nproc} cores (${machine.cpuModel}), node ${machine.node}, ${machine.loadGenerator}, taskset ${machine.taskset}`)
+  log(`bench: modes ${modes.map((m) => `${m.name}${presentModes.includes(m) ? '' : ' (not present)'}`).join(', ') || 'self-check (plain vs plain)'}; ` +
+    `${settings.rounds} rounds × ${settings.measureS} s windows${settings.quick ? ' (--quick)' : ''}`)
+
+  // Upstreams and Redis servers (core 1), started together; one Redis per gateway, so that each gateway's
+  // command counters and key count are its own.
+  const redisFor = new Map<string, BenchRedis>()
+  const redisRoles = presentModes.filter((m) => m.redis).flatMap((m) => ['hit', 'new', ...(m.scale && settings.scale > 0 ? ['large'] : [])].map((role) => `${m.name}/${role}`))
+  const [upstreamsStart] = await Promise.all([
+    startProcess({ name: 'upstreams', command: process.execPath, args: [...TS_NODE_ARGS, 'bench/upstreams.ts'], core: LOAD_CORE, readyLine: /^upstreams / }),
+    ...redisRoles.map(async (role) => { redisFor.set(role, await startRedis(`redis-server for ${role}`, LOAD_CORE)) })
+  ])
+  const upstreamList = upstreamsStart.line.replace(/^upstreams /, '').trim()
+  const upstreamUrls = upstreamList.split(',').map((entry) => entry.slice(entry.indexOf('=') + 1))
+
+  const secret = randomBytes(36).toString('base64url')
+  const baseEnv: Record<string, string | undefined> = {
+    HOST: '127.0.0.1',
+    UPSTREAMS: upstreamList,
+    STICKY_SECRET: secret,
+    STICKY_KEY: 'cookie',
+    STICKY_COOKIE: COOKIE_NAME,
+    STICKY_PREFIX: PREFIX,
+    LOG_LEVEL: 'warn',
+    NODE_ENV: 'production',
+    REDIS_URL: undefined,
+    STICKY_NEAR_CACHE: undefined,
+    NODE_OPTIONS: undefined
+  }
+  const startGateway = async (name: string, script: string, env: Record<string, string>, redis: BenchRedis | null, extraNodeArgs: string[] = []): Promise<Gateway> => {
+    const port = await freePort()
+    const { proc } = await startProcess({
+      name,
+      command: process.execPath,
+      args: [...extraNodeArgs, ...TS_NODE_ARGS, script],
+      // Started on both cores (compiling TypeScript is the slow part), pinned once listening.
+      core: null,
+      env: { ...baseEnv, ...env, PORT: String(port), ...(redis === null ? {} : { REDIS_URL: redis.url }) },
+      readyLine: /listening/,
+      readyTimeoutMs: 30_000
+    })
+    repin(proc, GATEWAY_CORE)
+    return { name, url: `http://127.0.0.1:${port}`, proc, redis }
+  }
+
+  // Configs, blocks and gateways.
+  const hitSpecs: ConfigSpec[] = [{ config: 'plain/hit', mode: 'plain', path: 'hit', bindings: '–', baseline: null }]
+  const newSpecs: ConfigSpec[] = [{ config: 'plain/new', mode: 'plain', path: 'new', bindings: '–', baseline: null }]
+  const gatewayOf = new Map<string, Gateway>()
+  const pending: Array<Promise<void>> = []
+  pending.push(startGateway('plain', 'bench/plain-gateway.ts', {}, null).then((g) => {
+    gatewayOf.set('plain/hit', g)
+    gatewayOf.set('plain/new', g)
+  }))
+  const scaleLabel = formatCount(settings.scale)
+  const scaleTargets: Array<{ mode: ModeSpec, redis: BenchRedis }> = []
+  if (settings.selfCheck) {
+    pending.push(startGateway('plain-b', 'bench/plain-gateway.ts', {}, null).then((g) => {
+      gatewayOf.set('plain-b/hit', g)
+      gatewayOf.set('plain-b/new', g)
+    }))
+    hitSpecs.push({ config: 'plain-b/hit', mode: 'plain-b', path: 'hit', bindings: '–', baseline: 'plain/hit' })
+    newSpecs.push({ config: 'plain-b/new', mode: 'plain-b', path: 'new', bindings: '–', baseline: 'plain/new' })
+  }
+  for (const mode of presentModes) {
+    const makeRedis = (role: string): BenchRedis | null => redisFor.get(`${mode.name}/${role}`) ?? null
+    const hitRedis = makeRedis('hit')
+    const newRedis = makeRedis('new')
+    pending.push(startGateway(`${mode.name}-hit`, gatewayPath, mode.env, hitRedis).then((g) => { gatewayOf.set(`${mode.name}/hit`, g) }))
+    pending.push(startGateway(`${mode.name}-new`, gatewayPath, mode.env, newRedis).then((g) => { gatewayOf.set(`${mode.name}/new`, g) }))
+    hitSpecs.push({ config: `${mode.name}/hit`, mode: mode.name, path: 'hit', bindings: formatCount(SMALL_BINDINGS), baseline: 'plain/hit' })
+    newSpecs.push({ config: `${mode.name}/new`, mode: mode.name, path: 'new', bindings: 'grows', baseline: 'plain/new' })
+    if (mode.scale && settings.scale > 0) {
+      const largeRedis = makeRedis('large') as BenchRedis
+      scaleTargets.push({ mode, redis: largeRedis })
+      pending.push(startGateway(`${mode.name}-large`, gatewayPath, mode.env, largeRedis).then((g) => { gatewayOf.set(`${mode.name}/hit@large`, g) }))
+      hitSpecs.push({ config: `${mode.name}/hit@large`, mode: mode.name, path: 'hit', bindings: scaleLabel, baseline: 'plain/hit', scaleOf: `${mode.name}/hit` })
+    }
+  }
+  await Promise.all(pending)
+  const plain = gatewayOf.get('plain/hit') as Gateway
+  log(`bench: started ${gatewayOf.size} gateway endpoints on core ${GATEWAY_CORE}, ${redisFor.size} Redis + upstreams on core ${LOAD_CORE} (${((Date.now() - started) / 1000).toFixed(1)} s)`)
+
+  // Seeding of the large stores (client pinned to the idle gateway core; Redis on its own core).
+  let memory: Record<string, unknown> | null = null
+  for (const { mode, redis } of scaleTargets) {
+    log(`bench: seeding ${scaleLabel} bindings into ${redis.name}: ${formatCount(Math.min(settings.memoryAt, settings.scale))} through RedisBindingStore.bindIfAbsent, the rest in bulk (budget ${settings.seedBudgetMs / 1000} s)…`)
+    const out = await runToEnd({
+      name: 'seed',
+      command: process.execPath,
+      args: [...TS_NODE_ARGS, 'bench/seed.ts'],
+      core: GATEWAY_CORE,
+      env: {
+        SEED_REDIS_URL: redis.url,
+        SEED_PREFIX: PREFIX,
+        SEED_POOL: GATEWAY_POOL,
+        SEED_COUNT: String(settings.scale),
+        SEED_MEMORY_AT: String(Math.min(settings.memoryAt, settings.scale)),
+        SEED_UPSTREAMS: UPSTREAM_IDS.join(','),
+        SEED_BUDGET_MS: String(settings.seedBudgetMs)
+      },
+      timeoutMs: settings.seedBudgetMs + 60_000
+    })
+    const line = out.stdout.split('\n').find((each) => each.startsWith('SEED_JSON '))
+    if (out.code !== 0 || line === undefined) throw new Error(`bench: seeding failed (exit ${out.code}): ${out.stderr.trim().slice(-2000)}`)
+    const seed = JSON.parse(line.slice('SEED_JSON '.length)) as SeedReport
+    log(`bench: seeded ${seed.seeded} bindings in ${seed.seconds.toFixed(1)} s (${Math.round(seed.perSecond)}/s)${seed.stoppedByBudget ? ' — STOPPED BY TIME BUDGET' : ''}`)
+    if (seed.seeded < settings.scale) {
+      notes.push(`${mode.name}: seeding stopped at ${seed.seeded} of ${settings.scale} bindings (time budget); the large-store rows have ${formatCount(seed.seeded)} bindings`)
+      const spec = hitSpecs.find((s) => s.config === `${mode.name}/hit@large`)
+      if (spec !== undefined) hitSpecs[hitSpecs.indexOf(spec)] = { ...spec, bindings: formatCount(seed.seeded) }
+    }
+    if (memory === null) {
+      const sample = seed.memoryAtSample
+      memory = {
+        mode: mode.name,
+        seededThrough: `the first ${formatCount(seed.memoryAtSample?.bindings ?? seed.seeded)} through RedisBindingStore.bindIfAbsent (the real layout: binding string + index ZSET member; bytes per binding measured on these), ` +
+          'the rest in bulk (pipelined SET PX + ZADD, keys from store.bindingKey()), checked with store.get() and store.sessionCounts()',
+        seed,
+        bytesPerBinding: sample === null ? null : (sample.usedMemory - seed.memoryBefore) / sample.bindings,
+        bindingsAtSample: sample?.bindings ?? null,
+        bytesPerBindingAtEnd: (seed.memoryAtEnd - seed.memoryBefore) / seed.seeded,
+        bindingsAtEnd: seed.seeded
+      }
+      log(`bench: Redis used_memory per binding: ${fmt(memory.bytesPerBinding as number, 0)} B at ${formatCount(sample?.bindings ?? 0)}, ${fmt(memory.bytesPerBindingAtEnd as number, 0)} B at ${formatCount(seed.seeded)}` +
+        (seed.breakdown === null ? '' : ` (MEMORY USAGE: binding key ≈ ${fmt(seed.breakdown.bindingKeyBytes, 0)} B, index ZSET ≈ ${fmt(seed.breakdown.indexBytesPerBinding, 0)} B per binding)`))
+      if (seed.bulk !== null && (!seed.bulk.readBack || seed.bulk.counted < seed.seeded)) {
+        throw new SanityError(`bulk-seeded bindings do not match the store's layout (read back: ${seed.bulk.readBack}, counted ${seed.bulk.counted} of ${seed.seeded}); update bench/seed.ts`)
+      }
+      if (seed.breakdown !== null) {
+        notes.push(`Redis memory per binding ${fmt(memory.bytesPerBinding as number, 0)} B (used_memory at ${formatCount(sample?.bindings ?? 0)}); MEMORY USAGE puts ≈ ${fmt(seed.breakdown.bindingKeyBytes, 0)} B in the binding key and ≈ ${fmt(seed.breakdown.indexBytesPerBinding, 0)} B in the per-upstream index ZSETs, the rest in the keyspace/expires tables.`)
+      }
+    }
+  }
+
+  // Sanity probes, small-store bindings, hit cookies.
+  const sanity: Record<string, unknown> = {}
+  sanity.plain = await checkPlain(plain.url, COOKIE_NAME)
+  for (const spec of [...hitSpecs, ...newSpecs]) {
+    const gateway = gatewayOf.get(spec.config) as Gateway
+    if (spec.mode === 'plain' || spec.mode === 'plain-b') {
+      if (spec.mode === 'plain-b') sanity[spec.config] = await checkPlain(gateway.url, COOKIE_NAME)
+      continue
+    }
+    if (spec.path === 'new') {
+      sanity[spec.config] = { upstreamsOfThreeNewSessions: await checkNewPath(gateway.url, COOKIE_NAME) }
+      continue
+    }
+    if (spec.scaleOf === undefined) await bindThroughGateway(gateway.url, COOKIE_NAME, SMALL_BINDINGS)
+    const hit = await checkHitPath(gateway.url, COOKIE_NAME)
+    gateway.hitCookie = hit.cookie
+    sanity[spec.config] = { firstUpstream: hit.first, upstreamsWithCookie: hit.upstreams }
+    if (gateway.redis !== null) {
+      const keys = await gateway.redis.client.dbsize()
+      if (keys < 2) throw new SanityError(`${gateway.name}: its Redis holds ${keys} keys after probing; is REDIS_URL honoured?`)
+      // The large store was seeded into pool GATEWAY_POOL: check on the small store (few keys) that the
+      // gateway's own bindings are there too, i.e. that the seeded bindings sit beside real ones.
+      if (spec.scaleOf === undefined) {
+        const inPool = await gateway.redis.client.keys(`${PREFIX}{${GATEWAY_POOL}:*}:b:*`).then((k) => k.length)
+        if (inPool < SMALL_BINDINGS) {
+          throw new SanityError(`${gateway.name}: only ${inPool} of its bindings are in pool "${GATEWAY_POOL}" under prefix "${PREFIX}"; update GATEWAY_POOL in bench/run.ts to the pool examples/gateway.ts uses`)
+        }
+      }
+      ;(sanity[spec.config] as Record<string, unknown>).redisKeys = keys
+    }
+  }
+  // The plain baseline of the hit block sends the same Cookie header bytes as the sticky gateways.
+  const anyCookie = [...gatewayOf.values()].find((g) => g.hitCookie !== undefined)?.hitCookie ?? `${COOKIE_NAME}=1.${'A'.repeat(22)}.u1.selfcheck.${'B'.repeat(43)}`
+  for (const g of new Set(gatewayOf.values())) g.hitCookie ??= anyCookie
+  log(`bench: sanity ok — ${Object.entries(sanity).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('; ')}`)
+
+  if (settings.cpuProf) {
+    const profile = await profileHitPath(settings, startGateway, gatewayOf, presentModes, hitSpecs)
+    const dir = join(ROOT, 'bench', 'results')
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, 'profile.json'), JSON.stringify({ date: new Date().toISOString(), machine, ...profile }, null, 2) + '\n')
+    writeFileSync(join(dir, 'profile.md'), renderProfile(profile, machine))
+    log(readFileSync(join(dir, 'profile.md'), 'utf8'))
+    log('bench: wrote bench/results/profile.md and profile.json (latest.* untouched)')
+    return
+  }
+
+  // Rounds.
+  const estimate = settings.rounds * (hitSpecs.length + newSpecs.length) * (settings.measureS + settings.laterWarmupS + 0.4) +
+    (hitSpecs.length + newSpecs.length) * (settings.warmupS - settings.laterWarmupS)
+  log(`bench: measuring, about ${Math.round(estimate)} s (${Math.round((Date.now() - started) / 1000)} s so far)`)
+  const windows: WindowRecord[] = []
+  const hostSpeeds: Array<{ round: number, core0Ms: number, core1Ms: number }> = []
+  const warmed = new Set<string>()
+  let remeasures = 0
+
+  const windowCount = settings.rounds * (hitSpecs.length + newSpecs.length)
+  // Seconds a window takes besides waiting for quiet, learnt as the run goes (wrk start-up, drains, INFO).
+  let windowCostS = settings.measureS + settings.laterWarmupS + 1
+  let measuredWindows = 0
+  let measuringS = 0
+  const slackS = (windowsLeft: number): number =>
+    settings.deadlineS - (Date.now() - started) / 1000 - windowsLeft * windowCostS - (settings.quick ? 0 : settings.rounds - hostSpeeds.length) * 0.7
+  let quietWaitedS = 0
+  // Waits (within the slack) until nothing outside the benchmark uses more than 15% of a core.
+  const waitForQuiet = async (windowsLeft: number): Promise<number> => {
+    const t0 = Date.now()
+    for (;;) {
+      const other = await otherCpuNow(300)
+      if (other <= 15) break
+      if (slackS(windowsLeft) < 3 || Date.now() - t0 > 10_000) {
+        log(`  host busy (${other.toFixed(0)}% of a core used by processes not ours); measuring anyway`)
+        break
+      }
+      await sleep(700)
+    }
+    const waited = (Date.now() - t0) / 1000
+    quietWaitedS += waited
+    return waited
+  }
+
+  const measure = async (spec: ConfigSpec, round: number, order: number): Promise<WindowRecord> => {
+    const gateway = gatewayOf.get(spec.config) as Gateway
+    await waitForQuiet(windowCount - windows.length)
+    const windowStarted = Date.now()
+    const headers: Record<string, string> = spec.path === 'hit' ? { cookie: gateway.hitCookie as string } : {}
+    const load = (seconds: number): Promise<LoadResult> =>
+      runLoad(settings.loadgen, { url: gateway.url + '/bench', seconds, connections: settings.connections, headers, core: LOAD_CORE })
+    const warm = warmed.has(spec.config) ? settings.laterWarmupS : settings.warmupS
+    warmed.add(spec.config)
+    if (warm > 0) await load(warm)
+    // Redis figures are per request the upstreams served between the reset and the read, after in-flight
+    // requests have drained on both sides (wrk does not count the requests still in flight when it stops).
+    let served0 = 0
+    if (gateway.redis !== null) {
+      await sleep(settings.drainMs)
+      served0 = await servedByUpstreams(upstreamUrls)
+      await resetCommandStats(gateway.redis)
+    }
+    const steady = runningProcesses()
+    const before = {
+      at: process.hrtime.bigint(),
+      gateway: processCpuSeconds(gateway.proc.pid) ?? 0,
+      redis: gateway.redis === null ? 0 : processCpuSeconds(gateway.redis.proc.pid) ?? 0,
+      ours: ourCpuSeconds(steady),
+      cores: readCoreTimes(),
+      load1: loadAverage1()
+    }
+    const startedAt = new Date().toISOString()
+    const result = await load(settings.measureS)
+    const after = {
+      at: process.hrtime.bigint(),
+      gateway: processCpuSeconds(gateway.proc.pid) ?? 0,
+      redis: gateway.redis === null ? 0 : processCpuSeconds(gateway.redis.proc.pid) ?? 0,
+      ours: ourCpuSeconds(steady),
+      cores: readCoreTimes(),
+      load1: loadAverage1()
+    }
+    const wall = Number(after.at - before.at) / 1e9
+    let counts: Awaited<ReturnType<typeof commandCounts>> | null = null
+    let proxied: number | null = null
+    if (gateway.redis !== null) {
+      await sleep(settings.drainMs)
+      proxied = await servedByUpstreams(upstreamUrls) - served0
+      counts = await commandCounts(gateway.redis)
+    }
+    const cores = after.cores.map((c, i) => {
+      const b = before.cores[i]
+      const total = c.total - b.total || 1e-9
+      return { busyPct: 100 * (c.busy - b.busy) / total, irqPct: 100 * (c.irq - b.irq) / total, stealPct: 100 * (c.steal - b.steal) / total }
+    })
+    const busyAll = after.cores.reduce((sum, c, i) => sum + c.busy - before.cores[i].busy, 0)
+    const otherCpuPct = Math.max(0, 100 * (busyAll - (after.ours - before.ours)) / wall)
+    measuredWindows++
+    measuringS += (Date.now() - windowStarted) / 1000
+    windowCostS = Math.max(windowCostS, measuringS / measuredWindows)
+    const flags: string[] = []
+    if (result.badStatus + result.socketErrors > 0) flags.push(`errors: ${result.badStatus} bad status, ${result.socketErrors} socket`)
+    if (cores.some((c) => c.stealPct > 5)) flags.push('steal > 5%')
+    if (otherCpuPct > 20) flags.push(`other CPU ${otherCpuPct.toFixed(0)}%`)
+    const calls = counts === null ? 0 : Object.values(counts).reduce((sum, c) => sum + c.calls, 0)
+    const scripts = counts === null ? 0 : Object.entries(counts).filter(([name]) => isScriptCommand(name)).reduce((sum, [, c]) => sum + c.calls, 0)
+    return {
+      round,
+      order,
+      config: spec.config,
+      mode: spec.mode,
+      path: spec.path,
+      bindings: spec.bindings,
+      startedAt,
+      requests: result.requests,
+      durationS: result.durationS,
+      rps: result.rps,
+      p50Ms: result.p50Ms,
+      p99Ms: result.p99Ms,
+      badStatus: result.badStatus,
+      socketErrors: result.socketErrors,
+      gatewayCpuPct: 100 * (after.gateway - before.gateway) / wall,
+      gatewayCpuUsPerReq: 1e6 * (after.gateway - before.gateway) / Math.max(1, result.requests),
+      redisCpuUsPerReq: gateway.redis === null ? null : 1e6 * (after.redis - before.redis) / Math.max(1, result.requests),
+      proxiedRequests: proxied,
+      redisCommandsPerReq: counts === null ? null : calls / Math.max(1, proxied ?? 0),
+      redisScriptsPerReq: counts === null ? null : scripts / Math.max(1, proxied ?? 0),
+      redisCommands: counts,
+      cores,
+      otherCpuPct,
+      load1Before: before.load1,
+      load1After: after.load1,
+      flags
+    }
+  }
+
+  const rotate = <T>(list: readonly T[], by: number): T[] => list.map((_, i) => list[(i + by) % list.length])
+  for (let round = 1; round <= settings.rounds; round++) {
+    if (round === 1 || !settings.quick) {
+      const [core0Ms, core1Ms] = [await hostSpeed(GATEWAY_CORE), await hostSpeed(LOAD_CORE)]
+      hostSpeeds.push({ round, core0Ms, core1Ms })
+    }
+    const blocks = [rotate(hitSpecs, round - 1), rotate(newSpecs, round - 1)]
+    if (round % 2 === 0) blocks.reverse()
+    let order = 0
+    for (const spec of blocks.flat()) {
+      let w = await measure(spec, round, order++)
+      // One immediate re-measure of a window disturbed by something else on the host (never for errors).
+      if (w.flags.length > 0 && !w.flags.some((f) => f.startsWith('errors')) && remeasures < settings.rounds &&
+        slackS(windowCount - windows.length) > settings.measureS + settings.laterWarmupS + 2) {
+        remeasures++
+        log(`  round ${round} ${spec.config}: ${w.flags.join(', ')} — re-measuring`)
+        windows.push(w)
+        w = await measure(spec, round, order++)
+      }
+      windows.push(w)
+      const redis = w.redisCommandsPerReq === null ? '' : ` redis ${w.redisCommandsPerReq.toFixed(3)} cmd/req`
+      log(`  round ${round} ${spec.config.padEnd(26)} ${w.rps.toFixed(0).padStart(6)} req/s  p50 ${w.p50Ms.toFixed(2)} ms  p99 ${w.p99Ms.toFixed(2)} ms  gw cpu ${w.gatewayCpuPct.toFixed(0)}%${redis}${w.flags.length > 0 ? '  FLAGGED: ' + w.flags.join(', ') : ''}`)
+    }
+    // Windows re-measured are kept in the raw data but only the last one of a config per round counts.
+    const seen = new Set<string>()
+    for (let i = windows.length - 1; i >= 0 && windows[i].round === round; i--) {
+      const w = windows[i]
+      if (seen.has(w.config) && w.flags.length === 0) (w.flags as string[]).push('superseded by re-measure')
+      seen.add(w.config)
+    }
+    const hitRatio = (config: string): string => {
+      const s = windows.find((w) => w.round === round && w.config === config && w.flags.length === 0)
+      const p = windows.find((w) => w.round === round && w.config === (config.endsWith('/new') ? 'plain/new' : 'plain/hit') && w.flags.length === 0)
+      return s === undefined || p === undefined ? '–' : (s.rps / p.rps).toFixed(2)
+    }
+    log(`  round ${round} ratios: ` + [...hitSpecs, ...newSpecs].filter((s) => s.baseline !== null).map((s) => `${s.config} ${hitRatio(s.config)}`).join(', '))
+  }
+
+  // Figures.
+  const specs = [...hitSpecs, ...newSpecs]
+  const summaries = summarise(specs, windows)
+  const by = (config: string): ReturnType<typeof summarise>[number] | undefined => summaries.find((s) => s.config === config)
+  const redisHit = by('redis/hit')
+  const redisNew = by('redis/new')
+  const nearHit = by('redis+near-cache/hit')
+  const redisLarge = by('redis/hit@large')
+  const bytesPerBinding = (memory?.bytesPerBinding as number | null | undefined) ?? null
+  const nearPresent = presentModes.some((m) => m.name === 'redis+near-cache')
+  const targets: TargetVerdict[] = []
+  if (!settings.selfCheck) {
+    const disturbed = (configs: string[]): boolean => configs.some((c) => by(c)?.disturbed === true)
+    // Figures that had to include disturbed windows decide nothing: the gateway did not get its core.
+    const t = (name: string, target: string, value: string, judged: { verdict: TargetVerdict['verdict'], note: string }, configs: string[] = []): void => {
+      if (disturbed(configs) && judged.verdict !== 'not measured') {
+        targets.push({ name, target, value, verdict: 'inconclusive', note: `${judged.note}; median would be ${judged.verdict}, but too few undisturbed rounds (⚠)` })
+      } else {
+        targets.push({ name, target, value, verdict: judged.verdict, note: judged.note })
+      }
+    }
+    t('hit path req/s (Redis store)', '≥ 0.97× plain', fmt(redisHit?.ratio?.median, 2) + '×', judgeAtLeast(redisHit?.ratio ?? null, 0.97), ['redis/hit'])
+    t('hit path added p99 (Redis store)', '≤ 1 ms', fmt(redisHit?.p99AddedMs?.median, 2) + ' ms', judgeAtMost(redisHit?.p99AddedMs ?? null, 1, ' ms'), ['redis/hit'])
+    t('new-session path req/s (Redis store)', '≥ 0.75× plain', fmt(redisNew?.ratio?.median, 2) + '×', judgeAtLeast(redisNew?.ratio ?? null, 0.75), ['redis/new'])
+    // Command counts do not depend on how fast the host is: every error-free window counts, disturbed or not.
+    const perWindow = (config: string): ReturnType<typeof spread> => spread(windows.filter((w) => w.config === config && w.redisCommandsPerReq !== null &&
+      !w.flags.some((f) => f.startsWith('errors'))).map((w) => w.redisCommandsPerReq as number))
+    // Judged at the precision shown (3 decimals): the sliding-TTL touch of the one hot binding adds ~0.0003.
+    const atShown = (x: ReturnType<typeof spread>): ReturnType<typeof spread> => x === null ? null : { ...x, median: Math.round(x.median * 1000) / 1000, min: Math.round(x.min * 1000) / 1000, max: Math.round(x.max * 1000) / 1000 }
+    const mix = (config: string): string => Object.entries(by(config)?.redisCommandMix ?? {}).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n.toFixed(4)}`).join(', ')
+    const hitCmds = judgeAtMost(atShown(perWindow('redis/hit')), 1)
+    t('Redis commands/request, hit path, no near-cache', '≤ 1 (server-side, Lua inner calls included)', fmt(redisHit?.redisCommandsPerReq, 4), { ...hitCmds, note: `${hitCmds.note}; per request: ${mix('redis/hit')}` })
+    const newCmds = judgeAtMost(atShown(spread(windows.filter((w) => w.config === 'redis/new' && w.redisScriptsPerReq !== null && !w.flags.some((f) => f.startsWith('errors'))).map((w) => w.redisScriptsPerReq as number))), 1)
+    t('Redis round trips/request, new-session path', '≤ 1 (PERF-ANCHORS: 1 SET NX)', `${fmt(redisNew?.redisScriptsPerReq, 4)} script calls (${fmt(redisNew?.redisCommandsPerReq, 2)} commands server-side)`,
+      { ...newCmds, note: `${newCmds.note}; per request: ${mix('redis/new')}` })
+    if (nearPresent) {
+      t('Redis commands/request, hit path, near-cache', '≤ 0.05', fmt(nearHit?.redisCommandsPerReq, 3), judgeAtMost(perWindow('redis+near-cache/hit'), 0.05))
+    } else {
+      targets.push({ name: 'Redis commands/request, hit path, near-cache', target: '≤ 0.05', value: 'near-cache not present', verdict: 'not measured', note: '' })
+    }
+    const bytes = bytesPerBinding === null ? null : { median: bytesPerBinding, min: bytesPerBinding, max: bytesPerBinding, n: 1 }
+    const large = memory?.bytesPerBindingAtEnd as number | undefined
+    t(`Redis memory per binding (at ${formatCount(Number(memory?.bindingsAtSample ?? 0))})`, '≤ 200 B', fmt(bytesPerBinding, 0) + ' B',
+      { verdict: judgeAtMost(bytes, 200, ' B').verdict, note: `one used_memory difference; ${fmt(large, 0)} B at ${formatCount(Number(memory?.bindingsAtEnd ?? 0))}` })
+    t(`hit path with ${redisLarge?.bindings ?? scaleLabel} vs ${formatCount(SMALL_BINDINGS)} bindings (Redis store)`, 'within 5% (≥ 0.95×)', fmt(redisLarge?.scaleRatio?.median, 3) + '×', judgeAtLeast(redisLarge?.scaleRatio ?? null, 0.95), ['redis/hit@large'])
+  }
+  const flagged = windows.filter((w) => w.flags.length > 0 && !w.flags.includes('superseded by re-measure'))
+  if (flagged.length > 0) {
+    const reasons = new Map<string, number>()
+    for (const w of flagged) for (const f of w.flags) reasons.set(f.replace(/\d+%/, 'N%'), (reasons.get(f.replace(/\d+%/, 'N%')) ?? 0) + 1)
+    notes.push(`${flagged.length} of ${windows.length} windows flagged (${[...reasons].map(([r, n]) => `${n}× ${r}`).join(', ')}); flagged windows are left out of the figures, ` +
+      'except in rows marked ⚠ disturbed, which had too few clean rounds (under half) and so use every error-free window. Per-window flags are in latest.json.')
+  }
+  notes.push('Redis commands/request are counted server-side from INFO commandstats: a script call (EVALSHA) also counts the GET/SET/ZADD… it runs; "scripts" counts the EVALSHA calls alone.')
+  notes.push(`Each gateway is one long-lived process, reused across rounds (one per mode and path, so the hit-path stores hold a fixed ${formatCount(SMALL_BINDINGS)} bindings while the new-session stores grow); only one is under load at a time.`)
+  if (quietWaitedS >= 1) notes.push(`Waited ${quietWaitedS.toFixed(0)} s in all for other processes on the host to quiet down before windows (other CPU > 15% of a core).`)
+  const hs = spread(hostSpeeds.map((h) => h.core0Ms))
+  if (hs !== null) notes.push(`Host-speed probe on core ${GATEWAY_CORE} (fixed loop, lower is faster): ${fmt(hs.median, 0)} ms median, ${fmt(hs.min, 0)}–${fmt(hs.max, 0)} ms over the rounds.`)
+  for (const mode of modes.filter((m) => !presentModes.includes(m))) notes.push(`mode ${mode.name}: not present in examples/gateway.ts (not measured)`)
+
+  const coreNames = (core: number): string[] => runningProcesses().filter((p) => p.core === core).map((p) => p.name)
+  const placement: Record<string, string[]> = HAS_TASKSET
+    ? {
+        [`core ${GATEWAY_CORE}`]: [...new Set([...coreNames(GATEWAY_CORE).map((n) => `gateway ${n}`), 'seeding client', 'host-speed probe'])],
+        [`core ${LOAD_CORE}`]: [...new Set([`${machine.loadGenerator} (-c${settings.connections})`, 'upstreams (3 http servers, 1 process)', ...coreNames(LOAD_CORE).filter((n) => n.startsWith('redis')), 'bench orchestrator', 'host-speed probe'])]
+      }
+    : { unpinned: runningProcesses().map((p) => p.name) }
+  const report: BenchReport = {
+    schema: 1,
+    date: new Date().toISOString(),
+    durationS: Math.round((Date.now() - started) / 1000),
+    quick: settings.quick,
+    selfCheck: settings.selfCheck,
+    machine,
+    placement,
+    settings: {
+      rounds: settings.rounds,
+      warmupS: settings.warmupS,
+      laterWarmupS: settings.laterWarmupS,
+      measureS: settings.measureS,
+      connections: settings.connections,
+      loadGenerator: settings.loadgen,
+      scale: settings.scale,
+      smallBindings: SMALL_BINDINGS,
+      gatewayRunner: `node ${TS_NODE_ARGS.join(' ')} examples/gateway.ts`,
+      plainRunner: `node ${TS_NODE_ARGS.join(' ')} bench/plain-gateway.ts`
+    },
+    modes: modes.map((m) => ({ name: m.name, present: presentModes.includes(m), note: presentModes.includes(m) ? '' : 'not present in examples/gateway.ts' })),
+    ratio_hit: redisHit?.ratio?.median ?? null,
+    ratio_new: redisNew?.ratio?.median ?? null,
+    p99_added_hit_ms: redisHit?.p99AddedMs?.median ?? null,
+    p99_added_new_ms: redisNew?.p99AddedMs?.median ?? null,
+    redis_commands_per_request_hit: redisHit?.redisCommandsPerReq ?? null,
+    redis_commands_per_request_new: redisNew?.redisCommandsPerReq ?? null,
+    redis_commands_per_request_hit_near_cache: nearHit?.redisCommandsPerReq ?? null,
+    redis_bytes_per_binding: bytesPerBinding,
+    redis_bytes_per_binding_at_large: (memory?.bytesPerBindingAtEnd as number | undefined) ?? null,
+    scale_bindings_large: (memory?.bindingsAtEnd as number | undefined) ?? null,
+    ratio_large_vs_small_hit: redisLarge?.scaleRatio?.median ?? null,
+    summaries,
+    targets,
+    memory,
+    sanity,
+    hostSpeed: hostSpeeds,
+    windows,
+    notes,
+    profile: null
+  }
+  const written = writeReport(report, join(ROOT, 'bench', 'results'), settings.readme && !settings.quick && !settings.selfCheck ? join(ROOT, 'README.md') : null)
+  log('')
+  log(readFileSync(join(ROOT, 'bench', 'results', 'latest.md'), 'utf8'))
+  log(`bench: wrote ${written.map((p) => p.slice(ROOT.length + 1)).join(', ')} in ${report.durationS} s total`)
+}
+
+/**
+ * CPU-profiles the plain gateway and each sticky mode's hit path under the same load, then summarises the
+ * profiles by self time (fresh processes with --cpu-prof; the profile is written when they exit).
+ */
+async function profileHitPath (
+  settings: Settings,
+  startGateway: (name: string, script: string, env: Record<string, string>, redis: BenchRedis | null, extra?: string[]) => Promise<Gateway>,
+  gatewayOf: Map<string, Gateway>,
+  modes: readonly ModeSpec[],
+  hitSpecs: readonly ConfigSpec[]
+): Promise<HitProfiles> {
+  const dir = join(ROOT, 'bench', 'results', 'tmp')
+  const result: Record<string, ProfileSummary & { rps: number }> = {}
+  const targets: Array<{ name: string, script: string, env: Record<string, string>, redis: BenchRedis | null }> = [
+    { name: 'plain', script: 'bench/plain-gateway.ts', env: {}, redis: null }
+  ]
+  for (const mode of modes) {
+    if (!hitSpecs.some((s) => s.config === `${mode.name}/hit`)) continue
+    targets.push({ name: mode.name, script: 'examples/gateway.ts', env: { ...mode.env }, redis: gatewayOf.get(`${mode.name}/hit`)?.redis ?? null })
+  }
+  for (const target of targets) {
+    const file = `hit-${target.name.replace(/[^a-z0-9]+/g, '-')}-${process.pid}.cpuprofile`
+    const gateway = await startGateway(`profile-${target.name}`, target.script, target.env, target.redis,
+      ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${file}`])
+    let cookie: string
+    let rps = 0
+    let windowStart = 0
+    let windowEnd = 0
+    try {
+      cookie = target.name === 'plain' ? (gatewayOf.get('plain/hit')?.hitCookie as string) : (await checkHitPath(gateway.url, COOKIE_NAME)).cookie
+      const load = (seconds: number): Promise<LoadResult> => runLoad(settings.loadgen, { url: gateway.url + '/bench', seconds, connections: settings.connections, headers: { cookie }, core: LOAD_CORE })
+      await load(2)
+      windowStart = Date.now()
+      const r = await load(settings.quick ? 2 : 5)
+      windowEnd = Date.now()
+      rps = r.rps
+      log(`bench: profiled ${target.name} hit path: ${r.rps.toFixed(0)} req/s under --cpu-prof`)
+    } finally {
+      await stopProcess(gateway.proc, 10_000)
+    }
+    // The profile ends when the process exits: keep only the samples of the measured window.
+    const exitedAt = Date.now()
+    await sleep(200)
+    result[target.name] = { ...summariseProfile(join(dir, file), 15, { fromEndUs: (exitedAt - windowStart) * 1000, toEndUs: (exitedAt - windowEnd) * 1000 }), rps }
+  }
+  return { note: 'self time under --cpu-prof, hit path (fixed cookie), one fresh gateway process each, 2 s warm-up, then only the samples of the measured window; .cpuprofile files in bench/results/tmp/', byGateway: result }
+}
+
+/** Hit-path profiles of each gateway. */
+interface HitProfiles {
+  readonly note: string
+  readonly byGateway: Record<string, ProfileSummary & { rps: number }>
+}
+
+function renderProfile (profile: HitProfiles, machine: Record<string, string | number>): string {
+  const lines = [`# Hit-path CPU profiles (${new Date().toISOString()}, ${machine.cpuModel} × ${machine.nproc})`, '', profile.note, '']
+  for (const [name, p] of Object.entries(profile.byGateway)) {
+    lines.push(`## ${name}: ${p.rps.toFixed(0)} req/s under the profiler; ${p.busyMs} ms busy, ${p.idleMs} ms idle sampled`, '')
+    lines.push('| self % | self ms | function |', '|---:|---:|---|')
+    for (const f of p.topFunctions) lines.push(`| ${f.pct.toFixed(1)} | ${f.ms.toFixed(0)} | \`${f.name}\` |`)
+    lines.push('', '| self % | origin |', '|---:|---|')
+    for (const o of p.byOrigin.slice(0, 12)) lines.push(`| ${o.pct.toFixed(1)} | ${o.name} |`)
+    lines.push('')
+  }
+  return lines.join('\n')
+}
+
+let stopping = false
+async function shutdown (code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true
+    await stopAll()
+  }
+  process.exit(code)
+}
+process.once('SIGINT', () => { log('\nbench: interrupted, stopping the processes it started'); void shutdown(130) })
+process.once('SIGTERM', () => { void shutdown(143) })
+process.once('exit', killAllNow)
+
+main().then(() => shutdown(0), (error: unknown) => {
+  process.stderr.write(`\n${error instanceof SanityError ? 'bench: SANITY CHECK FAILED: ' : ''}${(error as Error).stack ?? String(error)}\n`)
+  void shutdown(1)
+})
