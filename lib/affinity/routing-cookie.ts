@@ -8,6 +8,8 @@
 import { randomBytes } from 'node:crypto'
 import { signerFactory } from '@fastify/cookie'
 
+/** Verified cookie values remembered per gateway (a few MB at most), so a returning client costs no HMAC. */
+export const VERIFIED_CACHE_SIZE = 10_000
 /** Longest cookie value examined; anything longer is rejected before any HMAC is computed. */
 export const MAX_ROUTING_COOKIE_LENGTH = 256
 const TOKEN_VERSION = '1'
@@ -50,21 +52,37 @@ export function newBindingId (): string {
 /**
  * Builds a codec over the given secrets.
  * @param secrets - first signs, all verify (newest first)
+ * @param cacheSize - how many verified values to remember (0: none)
  */
-export function createRoutingCookieCodec (secrets: readonly string[]): RoutingCookieCodec {
+export function createRoutingCookieCodec (secrets: readonly string[], cacheSize = VERIFIED_CACHE_SIZE): RoutingCookieCodec {
   const signer = signerFactory([...secrets])
+  // Returning clients send the same cookie again and again: a bounded map from exact cookie value to its verified
+  // token spares the HMAC on those requests. Only values that verified are kept, so forged ones cannot fill it,
+  // and insertion order doubles as LRU order (a hit moves to the end).
+  const verified = new Map<string, RoutingCookieCheck>()
   return {
     sign (token) {
       return signer.sign(TOKEN_VERSION + '.' + token.bindingId + '.' + token.upstreamId + '.' +
         Math.floor(token.createdAt).toString(36))
     },
     verify (value) {
+      const known = verified.get(value)
+      if (known !== undefined) {
+        verified.delete(value)
+        verified.set(value, known)
+        return known
+      }
       if (value.length > MAX_ROUTING_COOKIE_LENGTH) return { ok: false, reason: 'oversized' }
       const result = signer.unsign(value)
       if (!result.valid || result.value === null) return { ok: false, reason: 'bad-signature' }
       const token = parseToken(result.value)
       if (token === null) return { ok: false, reason: 'garbled' }
-      return { ok: true, token, renew: result.renew }
+      const check: RoutingCookieCheck = Object.freeze({ ok: true, token: Object.freeze(token), renew: result.renew })
+      if (cacheSize > 0) {
+        if (verified.size >= cacheSize) verified.delete(verified.keys().next().value as string)
+        verified.set(value, check)
+      }
+      return check
     }
   }
 }

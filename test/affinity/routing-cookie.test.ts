@@ -45,3 +45,17 @@ t.test('binding ids are random 128-bit base64url', async (t) => {
   t.equal(ids.size, 1000)
   t.ok([...ids].every((id) => /^[A-Za-z0-9_-]{22}$/.test(id)), 'all 22 base64url characters')
 })
+
+t.test('verified values are remembered (bounded); forged ones never are', async (t) => {
+  const codec = createRoutingCookieCodec([NEW], 2)
+  const values = ['a', 'b', 'c'].map((upstreamId) => codec.sign({ bindingId: newBindingId(), upstreamId, createdAt: 1_700_000_000_000 }))
+  const first = codec.verify(values[0])
+  t.equal(codec.verify(values[0]), first, 'the second check of one value is the remembered answer')
+  codec.verify(values[1])
+  codec.verify(values[2])
+  t.not(codec.verify(values[0]), first, 'past the bound the oldest is forgotten (verified again, a new answer)')
+  t.same(codec.verify(values[0]), first, 'with the same content')
+  const forged = values[1].slice(0, -2) + 'xx'
+  t.same(codec.verify(forged), { ok: false, reason: 'bad-signature' })
+  t.same(codec.verify(forged), { ok: false, reason: 'bad-signature' }, 'forged values are checked every time')
+})
