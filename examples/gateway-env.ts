@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
-import type { Duration, StickyKeyOption, StickyPluginOptions, StickyUpstreamOptions } from '../lib/index'
+import type { Duration, RedisAddress, RedisConnection, StickyKeyOption, StickyPluginOptions, StickyUpstreamOptions } from '../lib/index'
 
 /** What the gateway runs with, parsed from the environment. */
 export interface GatewaySettings {
@@ -71,6 +71,47 @@ function parseKey (value: string | undefined): StickyKeyOption {
   return kind === 'header' ? { header: name } : kind === 'query' ? { query: name } : { learn: name }
 }
 
+function parseAddresses (name: string, value: string): RedisAddress[] {
+  return value.split(',').map((entry) => {
+    const match = /^\s*([^\s:[\]]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})\s*$/.exec(entry)
+    const port = Number(match?.[2])
+    if (match === null || port < 1 || port > 65535) bad(name, 'a comma list of host:port', entry)
+    return { host: match[1].replace(/^\[|\]$/g, ''), port }
+  })
+}
+
+// One way to reach Redis: a URL, sentinels (with the master group's name), or cluster nodes.
+function parseRedis (env: NodeJS.ProcessEnv): RedisConnection | undefined {
+  const set = (name: string): string | undefined => env[name] === undefined || env[name] === '' ? undefined : env[name]
+  const url = set('REDIS_URL')
+  const sentinels = set('REDIS_SENTINELS')
+  const cluster = set('REDIS_CLUSTER')
+  const given = [url && 'REDIS_URL', sentinels && 'REDIS_SENTINELS', cluster && 'REDIS_CLUSTER'].filter(Boolean)
+  if (given.length > 1) throw new GatewayEnvError(`${given.join(' and ')} are both set: give one way to reach Redis`)
+  const password = set('REDIS_PASSWORD')
+  if (url !== undefined) {
+    if (!/^rediss?:\/\/\S+$/.test(url)) bad('REDIS_URL', 'a redis:// or rediss:// URL', url)
+    if (password !== undefined) throw new GatewayEnvError('REDIS_PASSWORD applies to REDIS_SENTINELS and REDIS_CLUSTER; put the password in REDIS_URL')
+    return url
+  }
+  const auth = password === undefined ? {} : { password }
+  if (sentinels !== undefined) {
+    const name = set('REDIS_SENTINEL_NAME')
+    if (name === undefined) throw new GatewayEnvError('REDIS_SENTINEL_NAME must be set with REDIS_SENTINELS: the master group name the sentinels monitor')
+    return { sentinels: parseAddresses('REDIS_SENTINELS', sentinels), name, ...auth }
+  }
+  if (cluster !== undefined) return { cluster: parseAddresses('REDIS_CLUSTER', cluster), ...auth }
+  return undefined
+}
+
+// `off`, or the safety TTL as seconds or '10s'-style.
+function parseNearCache (value: string | undefined): false | { ttl: Duration } | undefined {
+  if (value === undefined || value === '') return undefined
+  if (value === 'off' || value === '0') return false
+  const ttl = durationEnv('STICKY_NEAR_CACHE', value)
+  return ttl === undefined ? undefined : { ttl }
+}
+
 function parseTrustProxy (value: string | undefined): boolean | number | string {
   if (value === undefined || value === '' || value === 'false' || value === '0') return false
   if (value === 'true') return true
@@ -98,14 +139,15 @@ export function readGatewayEnv (env: NodeJS.ProcessEnv): GatewaySettings {
   const logLevel = env.LOG_LEVEL === undefined || env.LOG_LEVEL === '' ? 'info' : env.LOG_LEVEL
   if (!LOG_LEVELS.includes(logLevel)) bad('LOG_LEVEL', LOG_LEVELS.join(', '), logLevel)
 
-  const redis = env.REDIS_URL === undefined || env.REDIS_URL === '' ? undefined : env.REDIS_URL
-  if (redis !== undefined && !/^rediss?:\/\/\S+$/.test(redis)) bad('REDIS_URL', 'a redis:// or rediss:// URL', redis)
+  const redis = parseRedis(env)
+  const nearCache = parseNearCache(env.STICKY_NEAR_CACHE)
+  if (nearCache !== undefined && redis === undefined) throw new GatewayEnvError('STICKY_NEAR_CACHE applies to a Redis store: set REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER')
 
   const secrets = (env.STICKY_SECRET ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')
   const generatedSecret = secrets.length === 0
   // Gateways sharing a Redis must share the secret too, or each would refuse the others' cookies.
   if (generatedSecret && redis !== undefined) {
-    throw new GatewayEnvError('STICKY_SECRET must be set when REDIS_URL is: every gateway sharing the Redis needs the same secret (at least 32 characters)')
+    throw new GatewayEnvError('STICKY_SECRET must be set when REDIS_URL is (or REDIS_SENTINELS, REDIS_CLUSTER): every gateway sharing the Redis needs the same secret (at least 32 characters)')
   }
   if (generatedSecret) secrets.push(randomBytes(32).toString('base64url'))
   for (const secret of secrets) {
@@ -132,6 +174,7 @@ export function readGatewayEnv (env: NodeJS.ProcessEnv): GatewaySettings {
       secret: secrets,
       pools: { default: { upstreams: parseUpstreams(env.UPSTREAMS) } },
       ...(redis === undefined ? {} : { redis }),
+      ...(nearCache === undefined ? {} : { nearCache }),
       ...(prefix === undefined ? {} : { prefix }),
       ...(cookieName === undefined ? {} : { cookie: { name: cookieName } }),
       ...(adminToken === undefined ? {} : { admin: { token: adminToken } }),

@@ -152,6 +152,11 @@ function supervise (settings: GatewaySettings, workers: number): void {
       stopAll(1)
       return
     }
+    // A worker that stopped cleanly was told to (Ctrl-C reaches every process of the group): not a crash.
+    if (code === 0) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0)
+      return
+    }
     const now = Date.now()
     exits.push(now)
     while (exits.length > 0 && now - exits[0] > 60_000) exits.shift()

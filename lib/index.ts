@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookH
 import fp from 'fastify-plugin'
 import type { Duplex } from 'node:stream'
 import { Registry } from 'prom-client'
-import { instrumentStore } from './admin/instrumented-store'
+import { instrumentCacheableStore, instrumentStore } from './admin/instrumented-store'
 import { StickyMetrics } from './admin/metrics'
 import { adminRoutes } from './admin/routes'
 import { StoreKeyIds } from './affinity/key-id'
@@ -30,6 +30,7 @@ import { HealthMonitor } from './pool/health'
 import { installUpgradeRouting, isUpgrade } from './proxy/websocket'
 import type { BindingStore } from './store/binding-store'
 import { MemoryBindingStore } from './store/memory-store'
+import { NearCacheStore } from './store/near-cache'
 import { RedisBindingStore } from './store/redis-store'
 import { TouchScheduler } from './store/touch-scheduler'
 
@@ -37,7 +38,7 @@ export type { StickyDecision, StickyDecisionKind, AffinityStats, CookieRejection
 export type {
   Duration, StickyPluginOptions, StickyRouteConfig, StickyPoolOptions, StickyUpstreamOptions, StickyKeyOption,
   StickyCookieOptions, StickyTimeoutOptions, StickyHealthCheckOptions, StickyFailoverPolicy, StickyStrategy,
-  StickyKeySource, IpKeyOptions, ResolvedUpstream
+  StickyKeySource, IpKeyOptions, ResolvedUpstream, StickyNearCacheOptions
 } from './options'
 export type {
   BindingStore, Binding, BindResult, RebindResult, TouchRequest, Invalidation, UpstreamStatus, UpstreamStateChange,
@@ -46,7 +47,14 @@ export type {
 export type { UpstreamState } from './pool/upstream-pool'
 export type { StickyApi, StickyPoolHandle } from './sticky-api'
 export { MemoryBindingStore, type MemoryBindingStoreOptions } from './store/memory-store'
-export { RedisBindingStore, type RedisBindingStoreOptions } from './store/redis-store'
+export {
+  RedisBindingStore, type RedisBindingStoreOptions, type RedisConnection, type RedisSentinelConnection,
+  type RedisClusterConnection, type RedisAddress
+} from './store/redis-store'
+export {
+  NearCacheStore, type NearCacheOptions, type NearCacheStats, type NearCacheObserver, type CacheableBindingStore,
+  type ExpiringBinding
+} from './store/near-cache'
 export { UpstreamPool } from './pool/upstream-pool'
 
 declare module 'fastify' {
@@ -77,10 +85,22 @@ declare module 'fastify' {
 const STORE_WARN_INTERVAL_MS = 10_000
 const kUpgradeCookie = Symbol('fastify-sticky.upgradeCookie')
 
-function createStore (options: ResolvedOptions): { store: BindingStore, owned: boolean } {
-  if (options.store !== undefined) return { store: options.store, owned: false }
-  if (options.redis !== undefined) return { store: new RedisBindingStore({ redis: options.redis, prefix: options.prefix }), owned: true }
-  return { store: new MemoryBindingStore({ maxBindings: options.maxBindings }), owned: true }
+// With metrics, store operations are timed; under a near cache they are timed below it (what Redis costs), and the
+// near cache reports its hits and misses itself.
+function createStore (options: ResolvedOptions, metrics: StickyMetrics | undefined): { store: BindingStore, owned: boolean } {
+  const measured = (store: BindingStore): BindingStore => metrics === undefined ? store : instrumentStore(store, metrics)
+  if (options.store !== undefined) return { store: measured(options.store), owned: false }
+  if (options.redis === undefined) return { store: measured(new MemoryBindingStore({ maxBindings: options.maxBindings })), owned: true }
+  const redis = new RedisBindingStore({ redis: options.redis, prefix: options.prefix })
+  if (options.nearCache === false) return { store: measured(redis), owned: true }
+  // The near cache closes the Redis store with itself.
+  return {
+    store: new NearCacheStore(metrics === undefined ? redis : instrumentCacheableStore(redis, metrics), {
+      ...options.nearCache,
+      ...(metrics === undefined ? {} : { observer: metrics.nearCache() })
+    }),
+    owned: true
+  }
 }
 
 async function registerReplyFrom (fastify: FastifyInstance, options: ResolvedOptions): Promise<void> {
@@ -107,9 +127,7 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
   const metrics = options.metrics !== false || options.admin !== undefined
     ? new StickyMetrics({ registry: options.metrics === false ? new Registry() : options.metrics.registry })
     : undefined
-  const created = createStore(options)
-  const owned = created.owned
-  const store = metrics === undefined ? created.store : instrumentStore(created.store, metrics)
+  const { store, owned } = createStore(options, metrics)
   const keyIds = new StoreKeyIds(() => store.sharedSalt())
   const stopSaltWatch = store.onSaltChange((salt) => {
     keyIds.useSalt(salt)

@@ -3,7 +3,6 @@
  * are pure: they never mutate their input, reject unknown keys, and throw errors naming the dotted option path.
  */
 import type { FastifyRequest } from 'fastify'
-import type { Cluster, Redis } from 'ioredis'
 import { resolveKeySources, type ResolvedKeySource, type StickyKeySource } from './affinity/keys'
 import {
   resolveAdminOptions, resolveMetricsOptions,
@@ -13,7 +12,8 @@ import { InvalidOptionError, InvalidRouteConfigError } from './errors'
 import { parseDuration, type Duration } from './duration'
 import type { BindingStore } from './store/binding-store'
 import { DEFAULT_MEMORY_MAX_BINDINGS } from './store/memory-store'
-import { DEFAULT_REDIS_PREFIX } from './store/redis-store'
+import { DEFAULT_NEAR_CACHE_MAX_ENTRIES, DEFAULT_NEAR_CACHE_TTL_MS } from './store/near-cache'
+import { DEFAULT_REDIS_PREFIX, type RedisConnection } from './store/redis-store'
 
 export type { Duration } from './duration'
 export type { StickyKeySource, IpKeyOptions } from './affinity/keys'
@@ -187,14 +187,36 @@ export interface StickyTimeoutOptions {
   body?: Duration
 }
 
+/** The near cache in front of Redis (see README "Running several gateways"). */
+export interface StickyNearCacheOptions {
+  /** Most bindings kept per gateway; the least recently used is dropped first. @defaultValue 100000 */
+  maxEntries?: number
+  /**
+   * Safety TTL: the longest a cached binding is used without reading Redis again. It bounds the effect of an
+   * invalidation lost while the subscription stayed up; a shorter one costs one more `GET`+`PTTL` per client per TTL.
+   * @defaultValue `'10s'`
+   */
+  ttl?: Duration
+}
+
 /** Options of the fastify-sticky plugin. */
 export interface StickyPluginOptions {
   /** Secret(s) of the routing cookie's HMAC, each at least 32 characters; the first signs, all verify (newest first). */
   secret: string | readonly string[]
   /** Named pools of upstreams. */
   pools: Record<string, StickyPoolOptions>
-  /** Redis URL or ioredis `Redis`/`Cluster` instance; omitted (and no `store`) → in-memory store for one process. */
-  redis?: string | Redis | Cluster
+  /**
+   * Redis: a `redis://`/`rediss://` URL, `{ sentinels, name }` (Redis behind Sentinel) or `{ cluster: nodes }` (Redis
+   * Cluster) — the plugin creates a fail-fast client for these — or an ioredis `Redis`/`Cluster` instance (which you
+   * own and close). Omitted (and no `store`) → in-memory store for one process.
+   */
+  redis?: RedisConnection
+  /**
+   * A local cache of bindings in front of Redis, invalidated on every gateway through Redis pub/sub; `false` turns it
+   * off (every request then reads Redis). Only with `redis`.
+   * @defaultValue `{ maxEntries: 100000, ttl: '10s' }`
+   */
+  nearCache?: false | StickyNearCacheOptions
   /** A ready {@link BindingStore} (instead of `redis`). The plugin does not close a store it was given. */
   store?: BindingStore
   /** Redis key prefix; gateways that must agree use the same one. @defaultValue `'sticky:'` */
@@ -272,7 +294,9 @@ export interface ResolvedRouteConfig {
 export interface ResolvedOptions {
   readonly secrets: readonly string[]
   readonly pools: Readonly<Record<string, ResolvedPool>>
-  readonly redis: string | Redis | Cluster | undefined
+  readonly redis: RedisConnection | undefined
+  /** `false` without `redis`, or when turned off. */
+  readonly nearCache: false | { readonly maxEntries: number, readonly ttlMs: number }
   readonly store: BindingStore | undefined
   readonly prefix: string
   readonly defaults: StickyRouteConfig
@@ -298,7 +322,7 @@ export interface ResolvedOptions {
 
 const ID_RE = /^[A-Za-z0-9_-]{1,32}$/
 const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
-const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded', 'websocket', 'admin', 'metrics']
+const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'nearCache', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded', 'websocket', 'admin', 'metrics']
 const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover', 'timeout']
 const POOL_KEYS = ['upstreams', 'healthCheck', 'cooldown', 'slowStart', 'strategy', 'loadFactor', 'overflow']
 const STRATEGIES = ['least-sessions', 'weighted-round-robin', 'random-two-choices', 'hash']
@@ -479,6 +503,58 @@ function isRedisClient (value: unknown): boolean {
   return isRecord(value) && typeof value.defineCommand === 'function' && typeof value.duplicate === 'function'
 }
 
+const REDIS_EXPECTATION = 'a redis:// or rediss:// URL, { sentinels, name }, { cluster } or an ioredis Redis/Cluster instance'
+const SENTINEL_KEYS = ['sentinels', 'name', 'username', 'password', 'sentinelUsername', 'sentinelPassword', 'db', 'tls']
+const CLUSTER_KEYS = ['cluster', 'username', 'password', 'tls']
+
+function checkAddresses (path: string, value: unknown): void {
+  if (!Array.isArray(value) || value.length === 0) fail(path, 'a non-empty array of { host, port }', value)
+  value.forEach((address: unknown, i) => {
+    if (!isRecord(address)) fail(`${path}[${i}]`, 'an object { host, port }', address)
+    checkKeys(`${path}[${i}]`, address, ['host', 'port'], (p) => fail(p, 'absent (known: host, port)', address[p.slice(p.lastIndexOf('.') + 1)]))
+    if (typeof address.host !== 'string' || address.host === '') fail(`${path}[${i}].host`, 'a host name or address', address.host)
+    const port = address.port
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) fail(`${path}[${i}].port`, 'a port number (1-65535)', port)
+  })
+}
+
+function resolveRedis (redis: unknown): RedisConnection | undefined {
+  if (redis === undefined) return undefined
+  if (typeof redis === 'string') {
+    if (!/^rediss?:\/\//.test(redis)) fail('redis', REDIS_EXPECTATION, redis)
+    return redis
+  }
+  if (isRedisClient(redis)) return redis as RedisConnection
+  if (!isRecord(redis) || (!('sentinels' in redis) && !('cluster' in redis))) fail('redis', REDIS_EXPECTATION, redis)
+  const sentinel = 'sentinels' in redis
+  const known = sentinel ? SENTINEL_KEYS : CLUSTER_KEYS
+  checkKeys('redis', redis, known, (p) => fail(p, `absent (known: ${known.join(', ')})`, redis[p.slice(6)]))
+  checkAddresses(sentinel ? 'redis.sentinels' : 'redis.cluster', sentinel ? redis.sentinels : redis.cluster)
+  if (sentinel && (typeof redis.name !== 'string' || redis.name === '')) fail('redis.name', 'the name of the master group the sentinels monitor', redis.name)
+  for (const key of ['username', 'password', 'sentinelUsername', 'sentinelPassword']) {
+    // A password is never echoed, even a malformed one.
+    if (redis[key] !== undefined && typeof redis[key] !== 'string') fail(`redis.${key}`, 'a string', key.endsWith('assword') ? '(hidden)' : redis[key])
+  }
+  const db = redis.db
+  if (db !== undefined && (typeof db !== 'number' || !Number.isInteger(db) || db < 0)) fail('redis.db', 'a database number (integer ≥ 0)', db)
+  if (redis.tls !== undefined && typeof redis.tls !== 'boolean') fail('redis.tls', 'a boolean', redis.tls)
+  return redis as unknown as RedisConnection
+}
+
+function resolveNearCache (input: unknown, redis: RedisConnection | undefined): ResolvedOptions['nearCache'] {
+  if (input === false) return false
+  if (input !== undefined && redis === undefined) {
+    fail('nearCache', 'left out without `redis` (to cache your own `store`, wrap it: new NearCacheStore(store))', input)
+  }
+  if (redis === undefined) return false
+  const nearCache = input ?? {}
+  if (!isRecord(nearCache)) fail('nearCache', 'false or an object { maxEntries, ttl }', input)
+  checkKeys('nearCache', nearCache, ['maxEntries', 'ttl'], (p) => fail(p, 'absent (known: maxEntries, ttl)', nearCache[p.slice(10)]))
+  const maxEntries = nearCache.maxEntries ?? DEFAULT_NEAR_CACHE_MAX_ENTRIES
+  if (typeof maxEntries !== 'number' || !Number.isSafeInteger(maxEntries) || maxEntries < 1) fail('nearCache.maxEntries', 'a positive integer', maxEntries)
+  return Object.freeze({ maxEntries, ttlMs: duration('nearCache.ttl', nearCache.ttl, DEFAULT_NEAR_CACHE_TTL_MS) })
+}
+
 function isBindingStore (value: unknown): value is BindingStore {
   const methods = ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'onSaltChange', 'close']
   return isRecord(value) && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function')
@@ -502,14 +578,8 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
     pools[name] = resolvePool(`pools.${name}`, pool)
   }
 
-  const redis = input.redis
-  if (redis !== undefined) {
-    if (typeof redis === 'string') {
-      if (!/^rediss?:\/\//.test(redis)) fail('redis', 'a redis:// or rediss:// URL or an ioredis Redis/Cluster instance', redis)
-    } else if (!isRedisClient(redis)) {
-      fail('redis', 'a redis:// or rediss:// URL or an ioredis Redis/Cluster instance', redis)
-    }
-  }
+  const redis = resolveRedis(input.redis)
+  const nearCache = resolveNearCache(input.nearCache, redis)
   const store = input.store
   if (store !== undefined && !isBindingStore(store)) fail('store', 'an object implementing BindingStore', store)
   if (store !== undefined && redis !== undefined) fail('store', 'absent when `redis` is given (give one of them)', 'both')
@@ -547,6 +617,7 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
     secrets: Object.freeze(secrets),
     pools: Object.freeze(resolvedPools),
     redis,
+    nearCache,
     store,
     prefix,
     defaults: {},

@@ -4,6 +4,9 @@
 // `pretest`: the suite spawns real redis-server processes (DESIGN §6), so make sure one is installed.
 // Silent when redis-server >= 7.0 is on PATH; installs it with apt-get when running as root;
 // otherwise prints one line saying what to install and exits 1. No dependencies: runs before `npm test`.
+// The Sentinel tests run `redis-sentinel` (Debian package redis-sentinel): installed the same way when
+// missing. It is the same binary as redis-server, so when it cannot be installed the tests fall back to
+// `redis-server --sentinel`, and this script only says so in one line instead of failing.
 
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -101,11 +104,12 @@ function reportAptFailure (what, r) {
 }
 
 /**
- * Reads the candidate version from `apt-cache policy redis-server`.
+ * Reads the candidate version of a Debian package from `apt-cache policy`.
+ * @param {string} [pkg] package name
  * @returns {{ major: number, minor: number, text: string } | null} null when apt knows no candidate
  */
-function aptCandidate () {
-  const r = run('apt-cache', ['policy', 'redis-server'])
+function aptCandidate (pkg = 'redis-server') {
+  const r = run('apt-cache', ['policy', pkg])
   const m = /Candidate:\s*(\S+)/.exec(r.stdout || '')
   if (!m || m[1] === '(none)') return null
   // Debian versions look like "5:7.0.15-1~deb12u10": drop the epoch before reading major.minor.
@@ -135,11 +139,55 @@ function installWithApt () {
   return installed
 }
 
+/** @returns {boolean} true when this process may install packages with apt-get */
+function canApt () {
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
+  return isRoot && Boolean(findOnPath('apt-get')) && Boolean(findOnPath('apt-cache'))
+}
+
+/**
+ * Makes sure `redis-sentinel` is on PATH: installs Debian's redis-sentinel package (the same version as
+ * redis-server, whose binary it links to) when root; otherwise says in one line that the Sentinel tests
+ * will run `redis-server --sentinel` instead. Never fails the test run: the fallback is the same binary.
+ * @param {string} server path of redis-server
+ */
+function ensureSentinel (server) {
+  const existing = findOnPath('redis-sentinel')
+  if (existing) {
+    checkVersion(existing, 'redis-sentinel')
+    return
+  }
+  const fallback = `the Sentinel tests will run "${server} --sentinel" instead`
+  if (!canApt()) {
+    process.stdout.write(`fastify-sticky: redis-sentinel not found (install the redis-sentinel package); ${fallback}\n`)
+    return
+  }
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  process.stdout.write('fastify-sticky: redis-sentinel not found, installing it with apt-get (Debian package redis-sentinel)\n')
+  let candidate = aptCandidate('redis-sentinel')
+  if (!candidate) {
+    run('apt-get', ['-q', 'update'], env)
+    candidate = aptCandidate('redis-sentinel')
+  }
+  if (!candidate || !isSupported(candidate)) {
+    process.stdout.write(`fastify-sticky: apt offers no redis-sentinel >= 7.0; ${fallback}\n`)
+    return
+  }
+  // Debian's policy-rc.d (containers) or a systemd unit may start a sentinel service on :26379; the tests never
+  // use that port, so whether it runs does not matter.
+  const install = run('apt-get', ['-q', '-y', 'install', 'redis-sentinel'], env)
+  if (install.error || install.status !== 0 || !findOnPath('redis-sentinel')) {
+    const why = install.error ? install.error.message : oneLine(`${install.stderr || ''}${install.stdout || ''}`) || `exit code ${install.status}`
+    process.stdout.write(`fastify-sticky: "apt-get install -y redis-sentinel" failed (${why}); ${fallback}\n`)
+    return
+  }
+  checkVersion(findOnPath('redis-sentinel'), 'redis-sentinel')
+}
+
 function main () {
   let server = findOnPath('redis-server')
   if (!server) {
-    const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
-    if (!isRoot || !findOnPath('apt-get') || !findOnPath('apt-cache')) fail(INSTALL_HINT)
+    if (!canApt()) fail(INSTALL_HINT)
     server = installWithApt()
   }
   checkVersion(server, 'redis-server')
@@ -148,6 +196,8 @@ function main () {
   // not required on its own, but when present it must be as new as the server.
   const cli = findOnPath('redis-cli')
   if (cli) checkVersion(cli, 'redis-cli')
+
+  ensureSentinel(server)
 }
 
 main()

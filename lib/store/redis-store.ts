@@ -29,6 +29,8 @@ export const DEFAULT_REDIS_PREFIX = 'sticky:'
 export const DEFAULT_REDIS_SHARDS = 16
 /** How often the shared salt is checked (and written back if Redis lost it). */
 const SALT_CHECK_INTERVAL_MS = 10_000
+/** Longest wait for a first connection in `init()` (the client keeps connecting afterwards). */
+const INIT_CONNECT_TIMEOUT_MS = 2000
 /** Default per-command timeout; a gateway must not wait on a slow Redis for long. */
 export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 250
 
@@ -317,7 +319,21 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
   async #connect (): Promise<void> {
     this.#saltTimer ??= setInterval(() => { void this.#reassertSalt() }, SALT_CHECK_INTERVAL_MS)
     this.#saltTimer.unref()
-    if (this.#ownsClient && this.#client.status === 'wait') await this.#client.connect()
+    if (this.#ownsClient && this.#client.status === 'wait') {
+      // A client asking unreachable sentinels (or a host that drops packets) may wait long before it gives up on a
+      // first connection, and keeps trying afterwards anyway: init fails after a bounded wait, so a gateway can start
+      // degraded, while the client goes on connecting in the background.
+      const connecting = this.#client.connect()
+      connecting.catch(() => {})
+      let timer: NodeJS.Timeout | undefined
+      try {
+        await Promise.race([connecting, new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new Error(`fastify-sticky: Redis not connected within ${INIT_CONNECT_TIMEOUT_MS} ms`)), INIT_CONNECT_TIMEOUT_MS)
+        })])
+      } finally {
+        clearTimeout(timer)
+      }
+    }
     await this.sharedSalt()
   }
 
