@@ -62,8 +62,10 @@ interface ModeSpec {
 
 const MODES: readonly ModeSpec[] = [
   { name: 'memory', redis: false, env: {}, present: () => true, scale: false },
-  { name: 'redis', redis: true, env: {}, present: () => true, scale: true },
-  { name: 'redis+near-cache', redis: true, env: { STICKY_NEAR_CACHE: '1' }, present: (source) => source.includes('STICKY_NEAR_CACHE'), scale: true }
+  // The near cache is on by default with Redis: the plain Redis mode turns it off to measure one GET per request.
+  { name: 'redis', redis: true, env: { STICKY_NEAR_CACHE: 'off' }, present: () => true, scale: true },
+  // A cached hit does not read the store, so the large-store comparison is left to the plain Redis mode.
+  { name: 'redis+near-cache', redis: true, env: { STICKY_NEAR_CACHE: '10s' }, present: () => true, scale: false }
 ]
 
 interface Settings {
