@@ -247,9 +247,10 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
       const cookies = request.cookies ?? fastify.parseCookie(request.headers.cookie ?? '')
       let value = usesCookie ? cookies[cookieName] : undefined
       const header = request.headers.cookie
-      // Several cookies of one name (a stale one set for another path, say): use the first that verifies.
-      if (value !== undefined && header !== undefined && header.indexOf(cookieName + '=') !== header.lastIndexOf(cookieName + '=')) {
-        value = resolver.firstValidCookie(cookieValues(header, cookieName)) ?? value
+      // Several cookies of one name (a stale one set for another path, say): use the first that verifies. Searched
+      // without '=': the parser trims names, so `sticky =x` is a routing cookie too.
+      if (value !== undefined && header !== undefined && header.indexOf(cookieName) !== header.lastIndexOf(cookieName)) {
+        value = resolver.firstValidCookie(cookieValues(header, cookieName, MAX_ROUTING_COOKIE_CANDIDATES)) ?? value
       }
       const result = cookieOnly
         ? await resolver.resolveCookie(route, value)
@@ -302,10 +303,17 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
   })
 }
 
-// Every value of one cookie name in a Cookie header, decoded as @fastify/cookie decodes them.
-function cookieValues (header: string, name: string): string[] {
+/**
+ * Most routing cookies of one name verified per request: browsers send a few at most (one per path or domain), and
+ * each costs an HMAC, so a header stuffed with copies (about 1,400 fit in 16 KiB) must not cost one per copy.
+ */
+const MAX_ROUTING_COOKIE_CANDIDATES = 8
+
+// The first `limit` values of one cookie name in a Cookie header, decoded as @fastify/cookie decodes them.
+function cookieValues (header: string, name: string, limit: number): string[] {
   const values: string[] = []
   for (const pair of header.split(';')) {
+    if (values.length >= limit) break
     const eq = pair.indexOf('=')
     if (eq < 0 || pair.slice(0, eq).trim() !== name) continue
     const raw = pair.slice(eq + 1).trim()

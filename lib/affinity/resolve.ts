@@ -407,7 +407,11 @@ export function parseSetCookie (line: string, name: string): { value: string, de
   const eq = first.indexOf('=')
   if (eq < 0 || first.slice(0, eq).trim() !== name) return undefined
   let value = first.slice(eq + 1).trim()
-  if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1)
+  // Keyed as the client's Cookie header will be read back by @fastify/cookie (%-decoded when it decodes, quotes
+  // kept), or the client would never find its binding.
+  if (value.includes('%')) {
+    try { value = decodeURIComponent(value) } catch {}
+  }
   let maxAge: number | undefined
   let expires: number | undefined
   for (let i = 1; i < parts.length; i++) {
@@ -419,7 +423,7 @@ export function parseSetCookie (line: string, name: string): { value: string, de
     else if (key === 'expires' && Number.isFinite(Date.parse(text))) expires = Date.parse(text)
   }
   // Max-Age wins over Expires (RFC 6265 §5.3).
-  const deleted = value === '' || (maxAge !== undefined ? maxAge <= 0 : expires !== undefined && expires <= Date.now())
+  const deleted = value === '' || value === '""' || (maxAge !== undefined ? maxAge <= 0 : expires !== undefined && expires <= Date.now())
   return { value, deleted }
 }
 

@@ -57,6 +57,24 @@ function codesOf (error: unknown): string[] {
   return codes
 }
 
+// Transport errors name the upstream's address ("connect ECONNREFUSED 10.0.0.11:3000", `address`, `port`), and
+// reply-from logs every one at warn ('response errored') whatever `disableRequestLogging` says: logged through
+// the request's logger, they keep their type and code only. The plugin's own line names the upstream by its id.
+function upstreamSafeError (error: unknown): Record<string, unknown> {
+  const e = error as { name?: unknown } | null
+  return { type: typeof e?.name === 'string' ? e.name : 'Error', code: codesOf(error).pop(), message: 'upstream request failed' }
+}
+
+const kSafeLog = Symbol('fastify-sticky.safeLog')
+
+// Swaps the request's logger (once) for a child whose `err` serializer hides upstream addresses.
+function useSafeLog (request: FastifyRequest): void {
+  const marked = request as unknown as Record<symbol, boolean>
+  if (marked[kSafeLog] === true) return
+  marked[kSafeLog] = true
+  request.log = request.log.child({}, { serializers: { err: upstreamSafeError } })
+}
+
 /** What forwarding needs from the plugin. */
 export interface ForwarderDeps {
   readonly resolver: AffinityResolver
@@ -89,7 +107,8 @@ export interface ForwarderDeps {
 export function removeCookies (header: string, names: readonly string[]): string | undefined {
   let found = false
   for (const name of names) {
-    if (header.includes(name + '=')) {
+    // Not `name + '='`: the parser trims names, so `sticky =v` is the routing cookie too.
+    if (header.includes(name)) {
       found = true
       break
     }
@@ -171,10 +190,22 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
   }
 
   // Hop-by-hop headers describe the upstream connection, not this one: copied, they would override the
-  // client's own `Connection: close`.
-  function rewriteHeaders (headers: Record<string, unknown>): Record<string, unknown> {
+  // client's own `Connection: close`. An upstream that builds absolute URLs from the Host it was sent (its own
+  // address) would hand clients an internal address in redirects: those become path-absolute references, which
+  // every client resolves against the address it used (nginx's `proxy_redirect default`).
+  function rewriteHeaders (headers: Record<string, unknown>, request?: FastifyRequest): Record<string, unknown> {
     if (headers.connection !== undefined) delete headers.connection
     if (headers['keep-alive'] !== undefined) delete headers['keep-alive']
+    const origin = request?.sticky?.upstream.url
+    if (origin !== undefined) {
+      for (const name of ['location', 'content-location']) {
+        const value = headers[name]
+        if (typeof value !== 'string' || value.length < origin.length || value.slice(0, origin.length).toLowerCase() !== origin.toLowerCase()) continue
+        const rest = value.slice(origin.length)
+        if (rest === '') headers[name] = '/'
+        else if (rest[0] === '/' || rest[0] === '?' || rest[0] === '#') headers[name] = rest[0] === '/' ? rest : '/' + rest
+      }
+    }
     return headers
   }
 
@@ -227,6 +258,18 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     return true
   }
 
+  // A request that never reached an upstream is retried until every upstream of its pool has refused it: nothing
+  // was sent anywhere, and each refusal marks that upstream down, so each retry goes to another one, and the last
+  // finds none left (503). One retry is not enough: the next pick may be dead too (Redis lost the shared down
+  // states, or two upstreams died together). Anything else is retried once.
+  const unreached = new WeakMap<ForwardState, number>()
+  function mayRetry (state: ForwardState, notReached: boolean, poolSize: number): boolean {
+    if (!notReached) return !state.retried
+    const misses = (unreached.get(state) ?? 0) + 1
+    unreached.set(state, misses)
+    return misses <= poolSize
+  }
+
   async function recover (reply: FastifyReply, error: unknown, notReached: boolean): Promise<void> {
     const request = reply.request
     const state = forwardStateOf(request) as ForwardState
@@ -238,7 +281,7 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     const body = request.body
     const replayable = (body === undefined || body === null || !(body instanceof Readable)) &&
       (notReached || IDEMPOTENT_METHODS.has(request.method))
-    if (state.retried || !replayable || reply.sent) {
+    if (!mayRetry(state, notReached, pool.upstreams.length) || !replayable || reply.sent) {
       sendUpstreamError(reply, error)
       return
     }
@@ -284,6 +327,7 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
       tunnel(this)
       return this
     }
+    useSafeLog(request)
     try {
       return this.from(source, optionsFor(request))
     } catch (error) {
@@ -317,7 +361,7 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     }
     const pool = resolver.pool(state.route)
     await health.setDown(pool, sticky.upstream, true, failure.code ?? 'connection failed')
-    if (state.retried) {
+    if (!mayRetry(state, true, pool.upstreams.length)) {
       sendUpstreamError(reply, error)
       return
     }
