@@ -32,12 +32,6 @@ export interface SoakOptions {
   seed?: number
   /** Heap growth above which the memory target is missed, in MB. @defaultValue 64 */
   maxHeapGrowthMb?: number
-  /**
-   * Whether Redis may be restarted while an upstream is dead (Redis then forgets that it is down, and every
-   * gateway takes it for live again until a request fails on it). `false` restarts Redis only while all
-   * upstreams run. @defaultValue true
-   */
-  redisRestartWhileUpstreamDown?: boolean
   /** Progress lines (every 10 s and at each chaos event); none by default. */
   log?: (line: string) => void
 }
@@ -380,7 +374,7 @@ export async function runSoak (options: SoakOptions = {}): Promise<SoakSummary> 
         await sleep(1_200 + random() * 1_800)
         if (Date.now() >= deadline - 1_000) break
         const now = Date.now()
-        if (now >= nextRedisRestart && (options.redisRestartWhileUpstreamDown !== false || upstreams.every((u) => u.alive))) {
+        if (now >= nextRedisRestart) {
           const downFor = 300 + random() * 900
           log(`soak: +${((now - warmUpEnds) / 1000).toFixed(1)} s redis down for ${downFor.toFixed(0)} ms`)
           await redis.stop()

@@ -405,8 +405,8 @@ export function parseSetCookie (line: string, name: string): { value: string, de
   const parts = line.split(';')
   const first = parts[0]
   const eq = first.indexOf('=')
-  if (eq < 0 || first.slice(0, eq).trim() !== name) return undefined
-  let value = first.slice(eq + 1).trim()
+  if (eq < 0 || trimOws(first.slice(0, eq)) !== name) return undefined
+  let value = trimOws(first.slice(eq + 1))
   // Keyed as the client's Cookie header will be read back by @fastify/cookie (%-decoded when it decodes, quotes
   // kept), or the client would never find its binding.
   if (value.includes('%')) {
@@ -425,6 +425,16 @@ export function parseSetCookie (line: string, name: string): { value: string, de
   // Max-Age wins over Expires (RFC 6265 §5.3).
   const deleted = value === '' || value === '""' || (maxAge !== undefined ? maxAge <= 0 : expires !== undefined && expires <= Date.now())
   return { value, deleted }
+}
+
+// Only space and tab, as the Cookie header parser trims: String#trim would also drop U+00A0 and friends, which a
+// UTF-8 value read as latin1 can end with, and the client's cookie would then never match what was learnt.
+function trimOws (text: string): string {
+  let start = 0
+  let end = text.length
+  while (start < end && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++
+  while (end > start && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--
+  return text.slice(start, end)
 }
 
 type BindOutcome =
