@@ -5,6 +5,7 @@
  * one HMAC (the cookie signature); with a secret salt of fixed length prefixed, it serves the same purpose.
  */
 import { hash } from 'node:crypto'
+import { LruMap } from './lru-map'
 
 /** Characters of a key id: 16 base64url characters carry 96 bits, enough to make collisions negligible. */
 export const KEY_ID_LENGTH = 16
@@ -29,20 +30,26 @@ export class StoreKeyIds {
   readonly #loadSalt: () => Promise<string>
   #derive: KeyIdDeriver | undefined
   #loading: Promise<void> | undefined
+  // Returning clients bring the same key on every request: remembering recent ids spares a hash each time.
+  readonly #recent: LruMap<string, string>
 
-  /** @param loadSalt - reads (or creates) the store's shared salt */
-  constructor (loadSalt: () => Promise<string>) {
+  /**
+   * @param loadSalt - reads (or creates) the store's shared salt
+   * @param cacheSize - how many recent key ids to remember (0: none)
+   */
+  constructor (loadSalt: () => Promise<string>, cacheSize = RECENT_KEY_IDS) {
     this.#loadSalt = loadSalt
+    this.#recent = new LruMap(cacheSize)
   }
 
   /** Uses a salt the store reports as changed. */
   useSalt (salt: string): void {
-    this.#derive = createKeyIdDeriver(salt)
+    this.#use(createKeyIdDeriver(salt))
   }
 
   /** Loads the salt; concurrent calls share one load; rejects while the store is unreachable. */
   load (): Promise<void> {
-    this.#loading ??= this.#loadSalt().then((salt) => { this.#derive = createKeyIdDeriver(salt) })
+    this.#loading ??= this.#loadSalt().then((salt) => { this.#use(createKeyIdDeriver(salt)) })
       .finally(() => { this.#loading = undefined })
     return this.#loading
   }
@@ -51,8 +58,26 @@ export class StoreKeyIds {
    * @returns the key id of a raw key, or `undefined` while the salt is not known yet (a load is started)
    */
   derive (rawKey: string): string | undefined {
-    if (this.#derive !== undefined) return this.#derive(rawKey)
-    this.load().catch(() => {})
-    return undefined
+    if (this.#derive === undefined) {
+      this.load().catch(() => {})
+      return undefined
+    }
+    let keyId = this.#recent.get(rawKey)
+    if (keyId === undefined) {
+      keyId = this.#derive(rawKey)
+      // Keys of any length reach here (a key source caps them at MAX_KEY_LENGTH); only short ones are kept, so
+      // the memory the cache holds stays bounded by its entry count.
+      if (rawKey.length <= RECENT_KEY_MAX_LENGTH) this.#recent.set(rawKey, keyId)
+    }
+    return keyId
+  }
+
+  #use (derive: KeyIdDeriver): void {
+    this.#derive = derive
+    this.#recent.clear()
   }
 }
+
+/** Key ids remembered by default (about 2 MB at the longest keys kept). */
+const RECENT_KEY_IDS = 10_000
+const RECENT_KEY_MAX_LENGTH = 128

@@ -226,10 +226,6 @@ export class AffinityResolver {
     // The upstream the cookie names, when it can still serve (draining upstreams keep their sessions).
     const named = token === undefined ? undefined : pool.get(token.upstreamId)
     const namedUsable = named !== undefined && pool.state(named.id) !== 'down'
-    const cookieFor = (upstream: ResolvedUpstream): string | undefined =>
-      token === undefined || renew || token.upstreamId !== upstream.id
-        ? codec.sign({ bindingId, upstreamId: upstream.id, createdAt })
-        : undefined
 
     const namedDown = named !== undefined && !namedUsable
     // A strict route never moves a session silently: with the named upstream down and no live binding elsewhere,
@@ -241,10 +237,18 @@ export class AffinityResolver {
     if (outcome.decision === 'degraded') {
       if (strictDown) return this.#unavailable('strict-down', binding, rejected)
       const upstream = namedUsable ? named : outcome.upstream
-      return this.#answer(pool, upstream, 'degraded', namedDown, cookieFor(upstream), binding, outcome.storeError, rejected)
+      return this.#answer(pool, upstream, 'degraded', namedDown, this.#cookieFor(token, renew, bindingId, createdAt, upstream), binding, outcome.storeError, rejected)
     }
     const rebound = outcome.rebound || (outcome.decision === 'new' && namedDown)
-    return this.#answer(pool, outcome.upstream, outcome.decision, rebound, cookieFor(outcome.upstream), binding, undefined, rejected)
+    return this.#answer(pool, outcome.upstream, outcome.decision, rebound, this.#cookieFor(token, renew, bindingId, createdAt, outcome.upstream), binding, undefined, rejected)
+  }
+
+  // The routing cookie to set: none when the client's cookie already says all of it (a method, not a closure per
+  // request, on the hot path).
+  #cookieFor (token: RoutingToken | undefined, renew: boolean, bindingId: string, createdAt: number, upstream: ResolvedUpstream): string | undefined {
+    return token === undefined || renew || token.upstreamId !== upstream.id
+      ? this.#deps.codec.sign({ bindingId, upstreamId: upstream.id, createdAt })
+      : undefined
   }
 
   /**

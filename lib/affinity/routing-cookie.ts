@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { signerFactory } from '@fastify/cookie'
+import { LruMap } from './lru-map'
 
 /** Verified cookie values remembered per gateway (a few MB at most), so a returning client costs no HMAC. */
 export const VERIFIED_CACHE_SIZE = 10_000
@@ -56,10 +57,9 @@ export function newBindingId (): string {
  */
 export function createRoutingCookieCodec (secrets: readonly string[], cacheSize = VERIFIED_CACHE_SIZE): RoutingCookieCodec {
   const signer = signerFactory([...secrets])
-  // Returning clients send the same cookie again and again: a bounded map from exact cookie value to its verified
-  // token spares the HMAC on those requests. Only values that verified are kept, so forged ones cannot fill it,
-  // and insertion order doubles as LRU order (a hit moves to the end).
-  const verified = new Map<string, RoutingCookieCheck>()
+  // Returning clients send the same cookie again and again: remembering exact values that verified spares the
+  // HMAC on those requests. Only values that verified are kept, so forged ones cannot fill it.
+  const verified = new LruMap<string, RoutingCookieCheck>(cacheSize)
   return {
     sign (token) {
       return signer.sign(TOKEN_VERSION + '.' + token.bindingId + '.' + token.upstreamId + '.' +
@@ -67,21 +67,14 @@ export function createRoutingCookieCodec (secrets: readonly string[], cacheSize 
     },
     verify (value) {
       const known = verified.get(value)
-      if (known !== undefined) {
-        verified.delete(value)
-        verified.set(value, known)
-        return known
-      }
+      if (known !== undefined) return known
       if (value.length > MAX_ROUTING_COOKIE_LENGTH) return { ok: false, reason: 'oversized' }
       const result = signer.unsign(value)
       if (!result.valid || result.value === null) return { ok: false, reason: 'bad-signature' }
       const token = parseToken(result.value)
       if (token === null) return { ok: false, reason: 'garbled' }
       const check: RoutingCookieCheck = Object.freeze({ ok: true, token: Object.freeze(token), renew: result.renew })
-      if (cacheSize > 0) {
-        if (verified.size >= cacheSize) verified.delete(verified.keys().next().value as string)
-        verified.set(value, check)
-      }
+      verified.set(value, check)
       return check
     }
   }

@@ -188,9 +188,11 @@ interface StickyCommands {
 
 type StickyClient = (Redis | Cluster) & StickyCommands
 
-// Fail fast: a request must never queue behind a Redis that is not there.
+// Fail fast: a request must never queue behind a Redis that is not there. Auto-pipelining: commands issued in
+// one event-loop turn (concurrent requests) go out in one socket write rather than one each.
 function failFast (commandTimeoutMs: number): RedisOptions {
   return {
+    enableAutoPipelining: true,
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
@@ -227,7 +229,9 @@ function createClient (connection: RedisConnection, commandTimeoutMs: number): R
       failoverDetector: true
     })
   }
-  const { lazyConnect, enableOfflineQueue, retryStrategy, ...nodeOptions } = failFast(commandTimeoutMs)
+  // No auto-pipelining on a cluster: ioredis groups a turn's commands by node and refuses the whole batch when a
+  // command's keys do not map to one node (measured: the store contract fails with it on).
+  const { enableAutoPipelining, lazyConnect, enableOfflineQueue, retryStrategy, ...nodeOptions } = failFast(commandTimeoutMs)
   const options: ClusterOptions = {
     lazyConnect,
     enableOfflineQueue,
