@@ -83,6 +83,15 @@ function useSafeLog (request: FastifyRequest): void {
   log.warn = safeWarn as unknown as FastifyRequest['log']['warn']
 }
 
+// A reference that starts with the upstream's own origin, as a path-absolute reference; anything else as it is.
+function withoutOrigin (value: unknown, origin: string): unknown {
+  if (typeof value !== 'string' || value.length < origin.length || value.slice(0, origin.length).toLowerCase() !== origin.toLowerCase()) return value
+  const rest = value.slice(origin.length)
+  if (rest === '') return '/'
+  if (rest[0] === '/') return rest
+  return rest[0] === '?' || rest[0] === '#' ? '/' + rest : value
+}
+
 /** What forwarding needs from the plugin. */
 export interface ForwarderDeps {
   readonly resolver: AffinityResolver
@@ -191,8 +200,9 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     }
     if (reboundHeader !== false) {
       // A client-sent header must never claim a rebound that did not happen.
+      // (`delete` only when present: it turns the headers object into a slow dictionary for the rest of its life.)
       if (request.sticky?.rebound === true) headers[reboundHeader] = '1'
-      else delete headers[reboundHeader]
+      else if (headers[reboundHeader] !== undefined) delete headers[reboundHeader]
     }
     return headers
   }
@@ -206,13 +216,8 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     if (headers['keep-alive'] !== undefined) delete headers['keep-alive']
     const origin = request?.sticky?.upstream.url
     if (origin !== undefined) {
-      for (const name of ['location', 'content-location']) {
-        const value = headers[name]
-        if (typeof value !== 'string' || value.length < origin.length || value.slice(0, origin.length).toLowerCase() !== origin.toLowerCase()) continue
-        const rest = value.slice(origin.length)
-        if (rest === '') headers[name] = '/'
-        else if (rest[0] === '/' || rest[0] === '?' || rest[0] === '#') headers[name] = rest[0] === '/' ? rest : '/' + rest
-      }
+      if (headers.location !== undefined) headers.location = withoutOrigin(headers.location, origin)
+      if (headers['content-location'] !== undefined) headers['content-location'] = withoutOrigin(headers['content-location'], origin)
     }
     return headers
   }
