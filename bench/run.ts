@@ -607,8 +607,12 @@ async function main (): Promise<void> {
     const mix = (config: string): string => Object.entries(by(config)?.redisCommandMix ?? {}).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n.toFixed(4)}`).join(', ')
     const hitCmds = judgeAtMost(atShown(perWindow('redis/hit')), 1)
     t('Redis commands/request, hit path, no near-cache', '≤ 1 (server-side, Lua inner calls included)', fmt(redisHit?.redisCommandsPerReq, 4), { ...hitCmds, note: `${hitCmds.note}; per request: ${mix('redis/hit')}` })
-    const newCmds = judgeAtMost(atShown(spread(windows.filter((w) => w.config === 'redis/new' && w.redisScriptsPerReq !== null && !w.flags.some((f) => f.startsWith('errors'))).map((w) => w.redisScriptsPerReq as number))), 1)
-    t('Redis round trips/request, new-session path', '≤ 1 (PERF-ANCHORS: 1 SET NX)', `${fmt(redisNew?.redisScriptsPerReq, 4)} script calls (${fmt(redisNew?.redisCommandsPerReq, 2)} commands server-side)`,
+    // Not every script call is a request's: each gateway re-reads its pool's session counts in the background (the
+    // count script runs one ZCARD per upstream), which the request path does not wait for.
+    const countCalls = (by('redis/new')?.redisCommandMix?.zcard ?? 0) / UPSTREAM_IDS.length
+    const newCmds = judgeAtMost(atShown(spread(windows.filter((w) => w.config === 'redis/new' && w.redisScriptsPerReq !== null && !w.flags.some((f) => f.startsWith('errors'))).map((w) => (w.redisScriptsPerReq as number) - countCalls))), 1)
+    t('Redis round trips/request, new-session path', '≤ 1 (PERF-ANCHORS: 1 SET NX)',
+      `${fmt((redisNew?.redisScriptsPerReq ?? NaN) - countCalls, 4)} on the request path (${fmt(redisNew?.redisScriptsPerReq, 4)} script calls with ${fmt(countCalls, 4)} background session-count reads; ${fmt(redisNew?.redisCommandsPerReq, 2)} commands server-side)`,
       { ...newCmds, note: `${newCmds.note}; per request: ${mix('redis/new')}` })
     if (nearPresent) {
       t('Redis commands/request, hit path, near-cache', '≤ 0.05', fmt(nearHit?.redisCommandsPerReq, 3), judgeAtMost(perWindow('redis+near-cache/hit'), 0.05))

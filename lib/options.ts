@@ -10,13 +10,16 @@ import {
 } from './admin/admin-options'
 import { InvalidOptionError, InvalidRouteConfigError } from './errors'
 import { parseDuration, type Duration } from './duration'
+import { checkKeys, duration, fail, isRecord, show } from './options/checks'
+import { ID_RE, resolvePool } from './options/pool'
+import { resolveNearCache, resolveRedis } from './options/redis'
 import type { BindingStore } from './store/binding-store'
 import { DEFAULT_MEMORY_MAX_BINDINGS } from './store/memory-store'
-import { DEFAULT_NEAR_CACHE_MAX_ENTRIES, DEFAULT_NEAR_CACHE_TTL_MS } from './store/near-cache'
 import { DEFAULT_REDIS_PREFIX, type RedisConnection } from './store/redis-store'
 
 export type { Duration } from './duration'
 export type { StickyKeySource, IpKeyOptions } from './affinity/keys'
+export { DEFAULT_COOLDOWN_MS, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_TIMEOUT_MS, resolveUpstream } from './options/pool'
 
 /** Default idle timeout of a binding (sliding). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000
@@ -30,12 +33,6 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000
 export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000
 /** Default longest pause between two chunks of an upstream's response body. */
 export const DEFAULT_BODY_TIMEOUT_MS = 60_000
-/** Default time a down upstream (without active probes) waits before a reachability retry. */
-export const DEFAULT_COOLDOWN_MS = 10_000
-/** Default interval of active health probes. */
-export const DEFAULT_PROBE_INTERVAL_MS = 5_000
-/** Default timeout of one active health probe. */
-export const DEFAULT_PROBE_TIMEOUT_MS = 2_000
 /** Default largest request body buffered so a request can be retried on another upstream, in bytes. */
 export const DEFAULT_REPLAY_BODY_LIMIT = 64 * 1024
 /** Default request header that tells the app its session moved to another upstream. */
@@ -320,116 +317,11 @@ export interface ResolvedOptions {
   readonly websocket: false | { readonly handshakeTimeoutMs: number, readonly idleTimeoutMs: number }
 }
 
-const ID_RE = /^[A-Za-z0-9_-]{1,32}$/
 const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
 const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'nearCache', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded', 'websocket', 'admin', 'metrics']
 const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover', 'timeout']
-const POOL_KEYS = ['upstreams', 'healthCheck', 'cooldown', 'slowStart', 'strategy', 'loadFactor', 'overflow']
-const STRATEGIES = ['least-sessions', 'weighted-round-robin', 'random-two-choices', 'hash']
-const HEALTH_KEYS = ['path', 'interval', 'timeout', 'healthyThreshold', 'unhealthyThreshold']
 const COOKIE_KEYS = ['name', 'path', 'domain', 'maxAge', 'sameSite', 'secure', 'forward']
 const TIMEOUT_KEYS = ['connect', 'headers', 'body']
-
-function show (value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? value.slice(0, 60) + '…' : value)
-  if (typeof value === 'function') return 'a function'
-  if (value === null || typeof value !== 'object') return String(value)
-  return Array.isArray(value) ? 'an array' : 'an object'
-}
-
-function fail (path: string, expectation: string, value: unknown): never {
-  throw new InvalidOptionError(`${path} must be ${expectation}, got ${show(value)}`)
-}
-
-function isRecord (value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-function checkKeys (path: string, value: Record<string, unknown>, allowed: readonly string[], onError: (path: string, message: string) => never): void {
-  for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) onError(path === '' ? key : `${path}.${key}`, `is not a known option (known: ${allowed.join(', ')})`)
-  }
-}
-
-function duration (path: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback
-  return parseDuration(value) ?? fail(path, "a positive duration (ms as a number, or a string like '30s', '30m', '12h')", value)
-}
-
-function resolveUpstreams (path: string, input: unknown): ResolvedUpstream[] {
-  if (!isRecord(input)) fail(path, 'an object with `upstreams`', input)
-  const list = input.upstreams
-  if (!Array.isArray(list) || list.length === 0) fail(`${path}.upstreams`, 'a non-empty array', list)
-  const seen = new Set<string>()
-  return list.map((entry: unknown, i): ResolvedUpstream => {
-    const at = `${path}.upstreams[${i}]`
-    if (!isRecord(entry)) fail(at, 'an object { id, url, weight? }', entry)
-    checkKeys(at, entry, ['id', 'url', 'weight', 'maxSessions'], (p) => fail(p, 'absent (known: id, url, weight, maxSessions)', entry[p.slice(at.length + 1)]))
-    if (typeof entry.id !== 'string' || !ID_RE.test(entry.id)) fail(`${at}.id`, 'a string of 1-32 characters [A-Za-z0-9_-]', entry.id)
-    if (seen.has(entry.id)) fail(`${at}.id`, 'unique within the pool', entry.id)
-    seen.add(entry.id)
-    let url: URL | undefined
-    try { url = typeof entry.url === 'string' ? new URL(entry.url) : undefined } catch { url = undefined }
-    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '' || /[?#]$/.test(entry.url as string)) {
-      fail(`${at}.url`, 'an http(s) origin URL without path, query or credentials', entry.url)
-    }
-    const weight = entry.weight ?? 1
-    if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0 || weight > 1000) fail(`${at}.weight`, 'a number above 0 and at most 1000', weight)
-    const maxSessions = entry.maxSessions ?? Infinity
-    if (maxSessions !== Infinity && (!Number.isSafeInteger(maxSessions) || (maxSessions as number) < 1)) fail(`${at}.maxSessions`, 'a positive integer', maxSessions)
-    return Object.freeze({ id: entry.id, url: url.origin, weight, maxSessions: maxSessions as number })
-  })
-}
-
-function positiveInteger (path: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || (value as number) < 1) fail(path, 'a positive integer', value)
-  return value as number
-}
-
-function resolvePool (path: string, input: unknown): Omit<ResolvedPool, 'cookieName'> {
-  if (!isRecord(input)) fail(path, 'an object with `upstreams`', input)
-  checkKeys(path, input, POOL_KEYS, (p) => fail(p, `absent (known: ${POOL_KEYS.join(', ')})`, input[p.slice(path.length + 1)]))
-  const upstreams = Object.freeze(resolveUpstreams(path, input))
-  let healthCheck: ResolvedPool['healthCheck']
-  const probe = input.healthCheck
-  if (probe !== undefined) {
-    const at = `${path}.healthCheck`
-    if (!isRecord(probe)) fail(at, 'an object { path, interval?, timeout?, healthyThreshold?, unhealthyThreshold? }', probe)
-    checkKeys(at, probe, HEALTH_KEYS, (p) => fail(p, `absent (known: ${HEALTH_KEYS.join(', ')})`, probe[p.slice(at.length + 1)]))
-    if (typeof probe.path !== 'string' || !probe.path.startsWith('/') || /\s/.test(probe.path)) fail(`${at}.path`, 'a path starting with "/"', probe.path)
-    healthCheck = Object.freeze({
-      path: probe.path,
-      intervalMs: duration(`${at}.interval`, probe.interval, DEFAULT_PROBE_INTERVAL_MS),
-      timeoutMs: duration(`${at}.timeout`, probe.timeout, DEFAULT_PROBE_TIMEOUT_MS),
-      healthyThreshold: positiveInteger(`${at}.healthyThreshold`, probe.healthyThreshold, 2),
-      unhealthyThreshold: positiveInteger(`${at}.unhealthyThreshold`, probe.unhealthyThreshold, 2)
-    })
-  }
-  const strategy = input.strategy ?? 'least-sessions'
-  if (!STRATEGIES.includes(strategy as string)) fail(`${path}.strategy`, STRATEGIES.map((n) => `'${n}'`).join(', '), strategy)
-  const loadFactor = input.loadFactor ?? 1.25
-  if (typeof loadFactor !== 'number' || !(loadFactor >= 1) || loadFactor > 100) fail(`${path}.loadFactor`, 'a number from 1 to 100', loadFactor)
-  const overflow = input.overflow ?? 'reject'
-  if (overflow !== 'reject' && overflow !== 'least-loaded') fail(`${path}.overflow`, "'reject' or 'least-loaded'", overflow)
-  return {
-    strategy: strategy as StickyStrategy,
-    loadFactor,
-    overflow,
-    upstreams,
-    healthCheck,
-    cooldownMs: duration(`${path}.cooldown`, input.cooldown, DEFAULT_COOLDOWN_MS),
-    slowStartMs: input.slowStart === 0 ? 0 : duration(`${path}.slowStart`, input.slowStart, 0)
-  }
-}
-
-/**
- * Validates one upstream given at run time (`app.sticky.pool(name).add()`), by the same rules as the options.
- * @throws FST_STICKY_INVALID_OPTION naming `path`
- */
-export function resolveUpstream (path: string, input: unknown): ResolvedUpstream {
-  return resolveUpstreams(path, { upstreams: [input] })[0]
-}
 
 function resolveSecrets (input: unknown): string[] {
   const list = typeof input === 'string' ? [input] : input
@@ -497,62 +389,6 @@ function resolveWebSocket (input: unknown): ResolvedOptions['websocket'] {
     handshakeTimeoutMs: duration('websocket.handshakeTimeout', ws.handshakeTimeout, DEFAULT_WS_HANDSHAKE_TIMEOUT_MS),
     idleTimeoutMs: ws.idleTimeout === 0 ? 0 : duration('websocket.idleTimeout', ws.idleTimeout, DEFAULT_WS_IDLE_TIMEOUT_MS)
   })
-}
-
-function isRedisClient (value: unknown): boolean {
-  return isRecord(value) && typeof value.defineCommand === 'function' && typeof value.duplicate === 'function'
-}
-
-const REDIS_EXPECTATION = 'a redis:// or rediss:// URL, { sentinels, name }, { cluster } or an ioredis Redis/Cluster instance'
-const SENTINEL_KEYS = ['sentinels', 'name', 'username', 'password', 'sentinelUsername', 'sentinelPassword', 'db', 'tls']
-const CLUSTER_KEYS = ['cluster', 'username', 'password', 'tls']
-
-function checkAddresses (path: string, value: unknown): void {
-  if (!Array.isArray(value) || value.length === 0) fail(path, 'a non-empty array of { host, port }', value)
-  value.forEach((address: unknown, i) => {
-    if (!isRecord(address)) fail(`${path}[${i}]`, 'an object { host, port }', address)
-    checkKeys(`${path}[${i}]`, address, ['host', 'port'], (p) => fail(p, 'absent (known: host, port)', address[p.slice(p.lastIndexOf('.') + 1)]))
-    if (typeof address.host !== 'string' || address.host === '') fail(`${path}[${i}].host`, 'a host name or address', address.host)
-    const port = address.port
-    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) fail(`${path}[${i}].port`, 'a port number (1-65535)', port)
-  })
-}
-
-function resolveRedis (redis: unknown): RedisConnection | undefined {
-  if (redis === undefined) return undefined
-  if (typeof redis === 'string') {
-    if (!/^rediss?:\/\//.test(redis)) fail('redis', REDIS_EXPECTATION, redis)
-    return redis
-  }
-  if (isRedisClient(redis)) return redis as RedisConnection
-  if (!isRecord(redis) || (!('sentinels' in redis) && !('cluster' in redis))) fail('redis', REDIS_EXPECTATION, redis)
-  const sentinel = 'sentinels' in redis
-  const known = sentinel ? SENTINEL_KEYS : CLUSTER_KEYS
-  checkKeys('redis', redis, known, (p) => fail(p, `absent (known: ${known.join(', ')})`, redis[p.slice(6)]))
-  checkAddresses(sentinel ? 'redis.sentinels' : 'redis.cluster', sentinel ? redis.sentinels : redis.cluster)
-  if (sentinel && (typeof redis.name !== 'string' || redis.name === '')) fail('redis.name', 'the name of the master group the sentinels monitor', redis.name)
-  for (const key of ['username', 'password', 'sentinelUsername', 'sentinelPassword']) {
-    // A password is never echoed, even a malformed one.
-    if (redis[key] !== undefined && typeof redis[key] !== 'string') fail(`redis.${key}`, 'a string', key.endsWith('assword') ? '(hidden)' : redis[key])
-  }
-  const db = redis.db
-  if (db !== undefined && (typeof db !== 'number' || !Number.isInteger(db) || db < 0)) fail('redis.db', 'a database number (integer ≥ 0)', db)
-  if (redis.tls !== undefined && typeof redis.tls !== 'boolean') fail('redis.tls', 'a boolean', redis.tls)
-  return redis as unknown as RedisConnection
-}
-
-function resolveNearCache (input: unknown, redis: RedisConnection | undefined): ResolvedOptions['nearCache'] {
-  if (input === false) return false
-  if (input !== undefined && redis === undefined) {
-    fail('nearCache', 'left out without `redis` (to cache your own `store`, wrap it: new NearCacheStore(store))', input)
-  }
-  if (redis === undefined) return false
-  const nearCache = input ?? {}
-  if (!isRecord(nearCache)) fail('nearCache', 'false or an object { maxEntries, ttl }', input)
-  checkKeys('nearCache', nearCache, ['maxEntries', 'ttl'], (p) => fail(p, 'absent (known: maxEntries, ttl)', nearCache[p.slice(10)]))
-  const maxEntries = nearCache.maxEntries ?? DEFAULT_NEAR_CACHE_MAX_ENTRIES
-  if (typeof maxEntries !== 'number' || !Number.isSafeInteger(maxEntries) || maxEntries < 1) fail('nearCache.maxEntries', 'a positive integer', maxEntries)
-  return Object.freeze({ maxEntries, ttlMs: duration('nearCache.ttl', nearCache.ttl, DEFAULT_NEAR_CACHE_TTL_MS) })
 }
 
 function isBindingStore (value: unknown): value is BindingStore {

@@ -21,6 +21,7 @@ import vm from 'node:vm'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Agent, request } from 'undici'
 import sticky from '../lib/index'
+import { launchEchoUpstream } from './echo-upstream'
 
 /** Options of {@link runSoak}. */
 export interface SoakOptions {
@@ -156,22 +157,6 @@ async function startRedis (): Promise<RedisProcess> {
 
 // ---- upstream processes ------------------------------------------------------------------------------------------
 
-// Answers JSON { upstream, method, url, body } and echoes the request body.
-const UPSTREAM = `
-const http = require('node:http')
-const id = process.env.UPSTREAM_ID
-const server = http.createServer((req, res) => {
-  const chunks = []
-  req.on('data', (c) => chunks.push(c))
-  req.on('end', () => {
-    res.setHeader('content-type', 'application/json')
-    res.end(JSON.stringify({ upstream: id, method: req.method, url: req.url, body: Buffer.concat(chunks).toString() }))
-  })
-})
-server.keepAliveTimeout = 5000
-server.listen(Number(process.env.PORT), '127.0.0.1', () => process.stdout.write('ready ' + server.address().port + '\\n'))
-`
-
 interface UpstreamProcess {
   readonly id: string
   readonly url: string
@@ -182,25 +167,8 @@ interface UpstreamProcess {
   restart (): Promise<void>
 }
 
-async function launchUpstream (id: string, port: number): Promise<{ child: ChildProcess, port: number }> {
-  const child = spawn(process.execPath, ['-e', UPSTREAM], { env: { ...process.env, UPSTREAM_ID: id, PORT: String(port) }, stdio: ['ignore', 'pipe', 'ignore'] })
-  track(child)
-  const ready = await new Promise<number>((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`upstream ${id} did not start`)), 10_000)
-    child.stdout?.setEncoding('utf8')
-    child.stdout?.on('data', (chunk: string) => {
-      out += chunk
-      const match = /ready (\d+)/.exec(out)
-      if (match !== null) { clearTimeout(timer); resolve(Number(match[1])) }
-    })
-    child.once('exit', () => { clearTimeout(timer); reject(new Error(`upstream ${id} exited at start`)) })
-  })
-  return { child, port: ready }
-}
-
 async function startUpstream (id: string): Promise<UpstreamProcess> {
-  let { child, port } = await launchUpstream(id, 0)
+  let { child, port } = await launchEchoUpstream(id, 0, track)
   const upstream: UpstreamProcess = {
     id,
     url: `http://127.0.0.1:${port}`,
@@ -213,7 +181,7 @@ async function startUpstream (id: string): Promise<UpstreamProcess> {
     },
     async restart () {
       await stopChild(child, 'SIGKILL')
-      ;({ child } = await launchUpstream(id, port))
+      ;({ child } = await launchEchoUpstream(id, port, track))
       upstream.alive = true
       upstream.changedAt = Date.now()
     }

@@ -596,6 +596,8 @@ class InvalidationSubscriber {
     // SUBSCRIBE until connected and reconnect by themselves. Re-subscribing is done here, on every 'ready', so
     // `live` turns true only once Redis has confirmed the subscription.
     const overrides: RedisOptions = {
+      // Subscribed connections only SUBSCRIBE: nothing to pipeline, and ioredis documents pub/sub outside it.
+      enableAutoPipelining: false,
       lazyConnect: false,
       enableOfflineQueue: true,
       autoResubscribe: false,

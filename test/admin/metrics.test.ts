@@ -8,6 +8,7 @@ import { MemoryBindingStore, type BindingStore } from '../../lib/index'
 import { CookieJar, get } from '../helpers/http'
 import { startUpstreams } from '../helpers/upstreams'
 import { parsePrometheus, startAdminGateway, sum } from './admin-gateway'
+import { openStore } from '../helpers/stores'
 
 t.test('metrics after real traffic match what was sent', async (t) => {
   const [a, b, c] = await startUpstreams(t, ['a', 'b', 'c'])
@@ -221,9 +222,7 @@ t.test('under a near-cache: the histogram times the store, the observer counts h
     }
   }
   const cacheable = new CacheableMemoryStore()
-  const store = new NearCacheStore(instrumentCacheableStore(cacheable, metrics), { observer: metrics.nearCache() })
-  t.teardown(() => store.close())
-  await store.init()
+  const store = await openStore(t, new NearCacheStore(instrumentCacheableStore(cacheable, metrics), { observer: metrics.nearCache() }))
   await store.bindIfAbsent('shop', 'k1', 'a', 60_000) // through the near-cache, which keeps the winner
   await cacheable.bindIfAbsent('shop', 'k2', 'b', 60_000) // as another gateway would: this cache has not seen it
   for (let i = 0; i < 5; i++) t.match(await store.get('shop', 'k1'), { upstreamId: 'a' })

@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import type { Test } from 'tap'
+import { launchEchoUpstream } from '../../scripts/echo-upstream'
 
-/** An upstream running in its own process, so a test can kill it the way a crash would. */
+/** An upstream running in its own process (scripts/echo-upstream.ts), so a test can kill it the way a crash would. */
 export interface UpstreamProcess {
   readonly id: string
   readonly url: string
@@ -11,42 +12,6 @@ export interface UpstreamProcess {
   kill (): Promise<void>
   /** Starts it again on the same port. */
   restart (): Promise<void>
-}
-
-// Echoes like helpers/upstreams.ts: JSON { upstream, method, url, headers, body }; /health answers per HEALTH env.
-const SERVER = `
-const http = require('node:http')
-const id = process.env.UPSTREAM_ID
-let healthy = true
-const server = http.createServer((req, res) => {
-  const chunks = []
-  req.on('data', (c) => chunks.push(c))
-  req.on('end', () => {
-    if (req.url === '/health') { res.statusCode = healthy ? 200 : 503; res.end(); return }
-    if (req.url === '/health/fail') { healthy = false; res.end('ok'); return }
-    if (req.url === '/health/ok') { healthy = true; res.end('ok'); return }
-    res.setHeader('content-type', 'application/json')
-    res.setHeader('x-upstream-id', id)
-    res.end(JSON.stringify({ upstream: id, method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks).toString() }))
-  })
-})
-server.listen(Number(process.env.PORT), '127.0.0.1', () => process.stdout.write('ready ' + server.address().port + '\\n'))
-`
-
-async function launch (id: string, port: number): Promise<{ child: ChildProcess, port: number }> {
-  const child = spawn(process.execPath, ['-e', SERVER], { env: { ...process.env, UPSTREAM_ID: id, PORT: String(port) }, stdio: ['ignore', 'pipe', 'inherit'] })
-  const ready = await new Promise<number>((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`upstream ${id} did not start`)), 10_000)
-    child.stdout?.setEncoding('utf8')
-    child.stdout?.on('data', (chunk: string) => {
-      out += chunk
-      const match = /ready (\d+)/.exec(out)
-      if (match !== null) { clearTimeout(timer); resolve(Number(match[1])) }
-    })
-    child.once('exit', () => { clearTimeout(timer); reject(new Error(`upstream ${id} exited at start`)) })
-  })
-  return { child, port: ready }
 }
 
 /** Starts upstream processes on free loopback ports; every one is killed in `t.teardown`. */
@@ -61,9 +26,9 @@ export async function startUpstreamProcesses (t: Test, ids: string[]): Promise<U
       }
     }))
   })
+  const track = (child: ChildProcess): void => { children.add(child) }
   for (const id of ids) {
-    let { child, port } = await launch(id, 0)
-    children.add(child)
+    let { child, port } = await launchEchoUpstream(id, 0, track)
     result.push({
       id,
       port,
@@ -75,8 +40,7 @@ export async function startUpstreamProcesses (t: Test, ids: string[]): Promise<U
       },
       async restart () {
         await this.kill()
-        ;({ child } = await launch(id, port))
-        children.add(child)
+        ;({ child } = await launchEchoUpstream(id, port, track))
       }
     })
   }

@@ -1,18 +1,15 @@
 import t from 'tap'
 import { MemoryBindingStore } from '../../lib/store/memory-store'
 import { bindingStoreContract, eventually } from './binding-store.contract'
+import { openStore } from '../helpers/stores'
 
 bindingStoreContract(t, async (t) => {
-  const store = new MemoryBindingStore()
-  await store.init()
-  t.teardown(() => store.close())
+  const store = await openStore(t, new MemoryBindingStore())
   return store
 })
 
 t.test('bounded: the least recently touched binding goes first', async (t) => {
-  const store = new MemoryBindingStore({ maxBindings: 3 })
-  await store.init()
-  t.teardown(() => store.close())
+  const store = await openStore(t, new MemoryBindingStore({ maxBindings: 3 }))
   for (const key of ['k1', 'k2', 'k3']) await store.bindIfAbsent('p', key, 'a', 60_000)
   await store.touch([{ pool: 'p', keyId: 'k1', upstreamId: 'a', ttlMs: 60_000 }])
   await store.bindIfAbsent('p', 'k4', 'b', 60_000)
@@ -23,9 +20,7 @@ t.test('bounded: the least recently touched binding goes first', async (t) => {
 })
 
 t.test('the sweep removes expired bindings nobody reads', async (t) => {
-  const store = new MemoryBindingStore()
-  await store.init()
-  t.teardown(() => store.close())
+  const store = await openStore(t, new MemoryBindingStore())
   await store.bindIfAbsent('p', 'gone', 'a', 50)
   t.ok(await eventually(() => store.size === 0, 3000), 'swept within about a second')
   t.same(await store.sessionCounts('p', ['a']), { a: 0 })

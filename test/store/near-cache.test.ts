@@ -5,6 +5,7 @@ import { RedisBindingStore } from '../../lib/store/redis-store'
 import { startRedis, uniquePrefix } from '../helpers/redis'
 import { readCommandStats, resetCommandStats } from '../scale/command-stats'
 import { bindingStoreContract, eventually } from './binding-store.contract'
+import { openStore } from '../helpers/stores'
 
 const KEY = 'AbCdEfGhIjKlMnOp'
 
@@ -16,10 +17,8 @@ t.test('near cache over a real Redis', async (t) => {
   const inners = new WeakMap<NearCacheStore, RedisBindingStore>()
   const open = async (t: Test, prefix: string, options: { ttlMs?: number, maxEntries?: number } = {}): Promise<NearCacheStore> => {
     const inner = new RedisBindingStore({ redis: redis.url, prefix })
-    const store = new NearCacheStore(inner, options)
+    const store = await openStore(t, new NearCacheStore(inner, options))
     inners.set(store, inner)
-    t.teardown(() => store.close())
-    await store.init()
     await eventually(() => store.live)
     return store
   }
@@ -114,9 +113,7 @@ t.test('near cache over a real Redis', async (t) => {
 
   t.test('Redis away: every read fails fast (no stale answers), then the cache recovers', async (t) => {
     const local = await startRedis(t)
-    const store = new NearCacheStore(new RedisBindingStore({ redis: local.url, prefix: uniquePrefix() }))
-    t.teardown(() => store.close())
-    await store.init()
+    const store = await openStore(t, new NearCacheStore(new RedisBindingStore({ redis: local.url, prefix: uniquePrefix() })))
     t.ok(await eventually(() => store.live))
     await store.bindIfAbsent('p', KEY, 'a', 60_000)
     t.equal((await store.get('p', KEY))?.upstreamId, 'a')
@@ -132,9 +129,7 @@ t.test('near cache over a real Redis', async (t) => {
   t.test('the safety TTL bounds a lost invalidation', async (t) => {
     const prefix = uniquePrefix()
     const store = await open(t, prefix, { ttlMs: 300 })
-    const raw = new RedisBindingStore({ redis: redis.url, prefix })
-    t.teardown(() => raw.close())
-    await raw.init()
+    const raw = await openStore(t, new RedisBindingStore({ redis: redis.url, prefix }))
     await store.bindIfAbsent('p', KEY, 'a', 60_000)
     // Move it behind the feed's back, as a lost message would.
     await admin.set(raw.bindingKey('p', KEY), (await admin.get(raw.bindingKey('p', KEY)) as string).replace(/^a\|/, 'b|'), 'KEEPTTL')
@@ -180,9 +175,7 @@ t.test('near cache over a real Redis', async (t) => {
         return typeof value === 'function' ? value.bind(target) : value
       }
     }) as CacheableBindingStore
-    const b = new NearCacheStore(slow)
-    t.teardown(() => b.close())
-    await b.init()
+    const b = await openStore(t, new NearCacheStore(slow))
     t.ok(await eventually(() => b.live))
     const a = await open(t, prefix)
     await a.bindIfAbsent('p', KEY, 'a', 60_000)
@@ -217,11 +210,9 @@ t.test('near cache over a real Redis', async (t) => {
 
   t.test('an observer is told of every lookup', async (t) => {
     const seen: string[] = []
-    const store = new NearCacheStore(new RedisBindingStore({ redis: redis.url, prefix: uniquePrefix() }), {
+    const store = await openStore(t, new NearCacheStore(new RedisBindingStore({ redis: redis.url, prefix: uniquePrefix() }), {
       observer: { hit: (pool) => seen.push('hit ' + pool), miss: (pool) => seen.push('miss ' + pool) }
-    })
-    t.teardown(() => store.close())
-    await store.init()
+    }))
     t.ok(await eventually(() => store.live))
     await store.get('p', KEY)
     await store.bindIfAbsent('p', KEY, 'a', 60_000)

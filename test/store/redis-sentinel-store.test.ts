@@ -8,6 +8,7 @@ import { uniquePrefix } from '../helpers/redis'
 import { startRedisSentinel } from '../helpers/redis-sentinel'
 import { startUpstreams } from '../helpers/upstreams'
 import { bindingStoreContract, eventually } from './binding-store.contract'
+import { openStore } from '../helpers/stores'
 
 t.test('Redis behind Sentinel (one master, one replica, real redis-sentinel)', async (t) => {
   const setup = await startRedisSentinel(t)
@@ -18,9 +19,7 @@ t.test('Redis behind Sentinel (one master, one replica, real redis-sentinel)', a
     t.teardown(() => client.disconnect())
     const prefixes = new WeakMap<object, string>()
     const open = async (t: Parameters<Parameters<typeof bindingStoreContract>[1]>[0], prefix: string): Promise<RedisBindingStore> => {
-      const store = new RedisBindingStore({ redis: client, prefix })
-      t.teardown(() => store.close())
-      await store.init()
+      const store = await openStore(t, new RedisBindingStore({ redis: client, prefix }))
       return store
     }
     bindingStoreContract(t, async (t) => {
@@ -33,9 +32,7 @@ t.test('Redis behind Sentinel (one master, one replica, real redis-sentinel)', a
 
   t.test('a master failover under light traffic: no 5xx, cookie clients keep their upstream, bindings intact', async (t) => {
     const upstreams = await startUpstreams(t)
-    const store = new NearCacheStore(new RedisBindingStore({ redis: { sentinels: setup.sentinels, name: setup.name }, prefix: uniquePrefix() }))
-    t.teardown(() => store.close())
-    await store.init()
+    const store = await openStore(t, new NearCacheStore(new RedisBindingStore({ redis: { sentinels: setup.sentinels, name: setup.name }, prefix: uniquePrefix() })))
     t.ok(await eventually(() => store.live), 'near cache live')
     const gateway = await startGateway(t, { upstreams, store })
     const clients: Array<{ cookie: string, upstream: string }> = []

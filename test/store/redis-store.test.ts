@@ -4,13 +4,12 @@ import { createKeyIdDeriver } from '../../lib/affinity/key-id'
 import { RedisBindingStore } from '../../lib/store/redis-store'
 import { startRedis, uniquePrefix } from '../helpers/redis'
 import { bindingStoreContract, eventually } from './binding-store.contract'
+import { openStore } from '../helpers/stores'
 
 t.test('redis store', async (t) => {
   const redis = await startRedis(t)
   const open = async (t: Parameters<Parameters<typeof bindingStoreContract>[1]>[0], prefix: string): Promise<RedisBindingStore> => {
-    const store = new RedisBindingStore({ redis: redis.url, prefix })
-    t.teardown(() => store.close())
-    await store.init()
+    const store = await openStore(t, new RedisBindingStore({ redis: redis.url, prefix }))
     return store
   }
   const prefixes = new WeakMap<object, string>()
