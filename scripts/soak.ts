@@ -9,7 +9,7 @@
  * - clients whose upstream changed without their upstream dying: 0;
  * - gateways disagreeing on a binding (after the run, both gateways asked at once for each client): 0;
  * - heap growth of the process holding both gateways (after GC, warm-up to end): under `maxHeapGrowthMb`.
- * `runSoak()` is what test/hardening/soak.test.ts runs for 30 s. Loopback only; every loop is bounded by the
+ * `runSoak()` is what test/hardening/soak.test.ts runs for 20 s. Loopback only; every loop is bounded by the
  * deadline; only processes this script started are ever killed, by their PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
