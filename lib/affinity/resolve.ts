@@ -306,6 +306,7 @@ export class AffinityResolver {
     preferred: ResolvedUpstream | undefined, onProbation: boolean, lookup = true, refuseMissing = false
   ): Promise<BindOutcome> {
     const { store, touches } = this.#deps
+    let counted: string | undefined
     try {
       if (keyId === undefined) throw new Error('fastify-sticky: the store\'s shared salt is not loaded yet')
       if (lookup) {
@@ -333,14 +334,20 @@ export class AffinityResolver {
       if (refuseMissing) return { failure: 'strict-down' }
       const choice = preferred ?? pool.pickForNewSession(hashKey)
       if (choice === undefined) return { failure: 'no-upstream' }
+      // Counted before the store answers, so new sessions arriving together see each other and spread; taken back
+      // if the key turns out to be bound already.
+      pool.noteBound(choice.id)
+      counted = choice.id
       const result = await store.bindIfAbsent(pool.name, keyId, choice.id, onProbation ? Math.min(ttlMs, PROBATION_TTL_MS) : ttlMs)
+      counted = undefined
+      if (!result.created) pool.forgetBound(choice.id)
       // Another gateway may have won with an upstream only its configuration knows (a rolling config change).
       const upstream = pool.get(result.upstreamId) ?? choice
-      if (result.created) pool.noteBound(upstream.id)
       if (!onProbation) touches.noteFresh(pool.name, keyId)
       return { upstream, decision: result.created || preferred !== undefined ? 'new' : 'hit', rebound: false }
     } catch (storeError) {
       this.stats.storeErrors++
+      if (counted !== undefined) pool.forgetBound(counted)
       const upstream = preferred ?? pool.pickForNewSession(hashKey)
       if (upstream === undefined) return { failure: 'no-upstream' }
       // Counts cannot be re-read from a failing store: count this gateway's own choices, so new clients spread.

@@ -3,6 +3,7 @@
  * requests are spread over them.
  */
 import type { ResolvedPool, ResolvedUpstream } from '../options'
+import { resolveUpstream } from '../options/pool'
 import type { BindingStore, UpstreamStateChange, UpstreamStatus } from '../store/binding-store'
 
 /** How often the store-wide session counts are re-read while new sessions arrive. */
@@ -120,9 +121,15 @@ export class UpstreamPool {
       if (configured.has(id) || status.url === undefined || status.admin === 'removed') continue
       const known = this.#byId.get(id)
       const weight = status.weight ?? 1
-      members.push(known !== undefined && known.url === status.url && known.weight === weight
-        ? known
-        : Object.freeze({ id, url: status.url, weight, maxSessions: Infinity }))
+      if (known !== undefined && known.url === status.url && known.weight === weight) {
+        members.push(known)
+        continue
+      }
+      // What the store holds is checked by the rules `add()` applies: a member written there by anything else
+      // (a bad migration, a hand-edited hash) with a URL that is not an http(s) origin, or a bad id or weight, is
+      // left out rather than routed to.
+      const member = validMember(id, status.url, weight)
+      if (member !== undefined) members.push(member)
     }
     const changed = members.length !== this.#members.length || members.some((u, i) => u !== this.#members[i])
     if (!changed) return
@@ -196,6 +203,14 @@ export class UpstreamPool {
     this.#counts.set(upstreamId, (this.#counts.get(upstreamId) ?? 0) + 1)
     // A read in flight may have been answered before this binding: it is added on top when the read lands.
     if (this.#refreshing !== undefined) this.#boundDuringRefresh.set(upstreamId, (this.#boundDuringRefresh.get(upstreamId) ?? 0) + 1)
+  }
+
+  /** Takes back a {@link UpstreamPool.noteBound} for a binding that was not made after all. */
+  forgetBound (upstreamId: string): void {
+    const count = this.#counts.get(upstreamId) ?? 0
+    if (count > 0) this.#counts.set(upstreamId, count - 1)
+    const during = this.#boundDuringRefresh.get(upstreamId) ?? 0
+    if (during > 0) this.#boundDuringRefresh.set(upstreamId, during - 1)
   }
 
   /**
@@ -314,5 +329,13 @@ export class UpstreamPool {
     const age = now - status.changedAt
     if (slowStart === 0 || age >= slowStart) return upstream.weight
     return upstream.weight * Math.max(SLOW_START_FLOOR, age / slowStart)
+  }
+}
+
+function validMember (id: string, url: string, weight: number): ResolvedUpstream | undefined {
+  try {
+    return resolveUpstream('store member', { id, url, weight })
+  } catch {
+    return undefined
   }
 }

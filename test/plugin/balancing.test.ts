@@ -111,4 +111,17 @@ t.test('runtime add is shared: a gateway learns an added upstream within a secon
   await t.rejects(g1.app.sticky.pool('shop').add({ id: 'n', url: upstreams[2].url }), /already has an upstream "n"/)
   await t.rejects(g1.app.sticky.pool('shop').add({ id: 'x', url: 'not a url' }), { code: 'FST_STICKY_INVALID_OPTION' })
   await t.rejects(g1.app.sticky.pool('shop').remove('zz'), /has no upstream "zz"/)
+
+  // Members written into the store by anything but add(): only what add() would accept is routed to.
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  const now = Date.now()
+  await admin.hset(prefix + '{shop}:u',
+    'js', `active|0|${now}|javascript:alert(1)|1`,
+    'path', `active|0|${now}|http://127.0.0.1:9/admin|1`,
+    'heavy', `active|0|${now}|${upstreams[2].url}|1e9`,
+    'bad id!', `active|0|${now}|${upstreams[2].url}|1`,
+    'm', `active|0|${now}|${upstreams[2].url}|2`)
+  t.ok(await eventually(() => g2.app.sticky.pool('shop').upstreams.some((u) => u.id === 'm'), 2000), 'a well-formed member is taken')
+  t.same(g2.app.sticky.pool('shop').upstreams.map((u) => u.id).sort(), ['a', 'b', 'm', 'n'], 'malformed ones are left out')
 })
