@@ -13,6 +13,7 @@ import { Registry } from 'prom-client'
 import { instrumentCacheableStore, instrumentStore } from './admin/instrumented-store'
 import { StickyMetrics } from './admin/metrics'
 import { adminRoutes } from './admin/routes'
+import { trimOws } from './affinity/cookie-text'
 import { StoreKeyIds } from './affinity/key-id'
 import type { ResolvedKeySource } from './affinity/keys'
 import { AffinityResolver, type StickyDecision } from './affinity/resolve'
@@ -315,8 +316,8 @@ function cookieValues (header: string, name: string, limit: number): string[] {
   for (const pair of header.split(';')) {
     if (values.length >= limit) break
     const eq = pair.indexOf('=')
-    if (eq < 0 || pair.slice(0, eq).trim() !== name) continue
-    const raw = pair.slice(eq + 1).trim()
+    if (eq < 0 || trimOws(pair.slice(0, eq)) !== name) continue
+    const raw = trimOws(pair.slice(eq + 1))
     try {
       values.push(decodeURIComponent(raw))
     } catch {

@@ -55,9 +55,11 @@ export class StoreKeyIds {
   }
 
   /**
+   * @param remember - keep the id for the next request with this key (`false` for keys that will not come back
+   *   the same way, such as a brand-new binding id, so a flood of new clients does not push returning ones out)
    * @returns the key id of a raw key, or `undefined` while the salt is not known yet (a load is started)
    */
-  derive (rawKey: string): string | undefined {
+  derive (rawKey: string, remember = true): string | undefined {
     if (this.#derive === undefined) {
       this.load().catch(() => {})
       return undefined
@@ -67,7 +69,7 @@ export class StoreKeyIds {
       keyId = this.#derive(rawKey)
       // Keys of any length reach here (a key source caps them at MAX_KEY_LENGTH); only short ones are kept, so
       // the memory the cache holds stays bounded by its entry count.
-      if (rawKey.length <= RECENT_KEY_MAX_LENGTH) this.#recent.set(rawKey, keyId)
+      if (remember && rawKey.length <= RECENT_KEY_MAX_LENGTH) this.#recent.set(rawKey, keyId)
     }
     return keyId
   }

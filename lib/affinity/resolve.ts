@@ -9,6 +9,7 @@ import type { TouchScheduler } from '../store/touch-scheduler'
 import type { StoreKeyIds } from './key-id'
 import { extractKey, MAX_KEY_LENGTH, type KeyInput, type ResolvedKeySource } from './keys'
 import { newBindingId, type RoutingCookieCodec, type RoutingCookieRejection, type RoutingToken } from './routing-cookie'
+import { trimOws } from './cookie-text'
 
 /**
  * How the upstream was chosen: `hit` (an existing binding), `new` (a binding was made now), `rebind` (the
@@ -220,7 +221,7 @@ export class AffinityResolver {
     if (token !== undefined && now - token.createdAt >= route.maxLifetimeMs) token = undefined
     const bindingId = token?.bindingId ?? newBindingId()
     const createdAt = token?.createdAt ?? now
-    const keyId = keyIds.derive(bindingId)
+    const keyId = keyIds.derive(bindingId, token !== undefined)
     const binding: BindingContext | undefined = keyId === undefined ? undefined : { keyId, hashKey: bindingId, cookie: { bindingId, createdAt } }
     const ttlMs = Math.min(route.idleTimeoutMs, createdAt + route.maxLifetimeMs - now)
     // The upstream the cookie names, when it can still serve (draining upstreams keep their sessions).
@@ -436,16 +437,6 @@ export function parseSetCookie (line: string, name: string): { value: string, de
   // Max-Age wins over Expires (RFC 6265 §5.3).
   const deleted = value === '' || value === '""' || (maxAge !== undefined ? maxAge <= 0 : expires !== undefined && expires <= Date.now())
   return { value, deleted }
-}
-
-// Only space and tab, as the Cookie header parser trims: String#trim would also drop U+00A0 and friends, which a
-// UTF-8 value read as latin1 can end with, and the client's cookie would then never match what was learnt.
-function trimOws (text: string): string {
-  let start = 0
-  let end = text.length
-  while (start < end && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++
-  while (end > start && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--
-  return text.slice(start, end)
 }
 
 type BindOutcome =

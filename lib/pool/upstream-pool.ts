@@ -121,15 +121,12 @@ export class UpstreamPool {
       if (configured.has(id) || status.url === undefined || status.admin === 'removed') continue
       const known = this.#byId.get(id)
       const weight = status.weight ?? 1
-      if (known !== undefined && known.url === status.url && known.weight === weight) {
-        members.push(known)
-        continue
-      }
       // What the store holds is checked by the rules `add()` applies: a member written there by anything else
       // (a bad migration, a hand-edited hash) with a URL that is not an http(s) origin, or a bad id or weight, is
-      // left out rather than routed to.
+      // left out rather than routed to. An unchanged member keeps its object, so nothing counts as changed.
       const member = validMember(id, status.url, weight)
-      if (member !== undefined) members.push(member)
+      if (member === undefined) continue
+      members.push(known !== undefined && known.url === member.url && known.weight === member.weight ? known : member)
     }
     const changed = members.length !== this.#members.length || members.some((u, i) => u !== this.#members[i])
     if (!changed) return

@@ -9,6 +9,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import type { AffinityFailure, AffinityResolver, AffinityResult, BindingContext } from '../affinity/resolve'
 import { BadGatewayError, NoUpstreamError, UpstreamTimeoutError } from '../errors'
+import { trimOws } from '../affinity/cookie-text'
 import type { ResolvedKeySource } from '../affinity/keys'
 import type { ResolvedRouteConfig } from '../options'
 import type { HealthMonitor } from '../pool/health'
@@ -78,7 +79,8 @@ function safeWarn (this: SafeLoggable, ...args: unknown[]): void {
 // per-request child costs ~10 µs a request (measured: bench/results/profile.md), an own property ~nothing.
 function useSafeLog (request: FastifyRequest): void {
   const log = request.log as SafeLoggable
-  if (log[kOriginalWarn] !== undefined) return
+  // Own property only: a pino child inherits its parent's symbols but has a `warn` of its own when it sets a level.
+  if (Object.hasOwn(log, kOriginalWarn)) return
   log[kOriginalWarn] = log.warn as unknown as WarnFn
   log.warn = safeWarn as unknown as FastifyRequest['log']['warn']
 }
@@ -133,7 +135,7 @@ export function removeCookies (header: string, names: readonly string[]): string
   if (!found) return header
   const kept = header.split(';').filter((pair) => {
     const eq = pair.indexOf('=')
-    return !names.includes((eq < 0 ? pair : pair.slice(0, eq)).trim())
+    return !names.includes(trimOws(eq < 0 ? pair : pair.slice(0, eq)))
   })
   return kept.length === 0 ? undefined : kept.join(';').trim()
 }

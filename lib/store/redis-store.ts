@@ -188,11 +188,11 @@ interface StickyCommands {
 
 type StickyClient = (Redis | Cluster) & StickyCommands
 
-// Fail fast: a request must never queue behind a Redis that is not there. Auto-pipelining: commands issued in
-// one event-loop turn (concurrent requests) go out in one socket write rather than one each.
+// Fail fast: a request must never queue behind a Redis that is not there. No auto-pipelining: ioredis sends one
+// auto-pipeline at a time and starts a command's timeout only when its batch is sent, so behind a stalled batch a
+// request could wait twice the command timeout.
 function failFast (commandTimeoutMs: number): RedisOptions {
   return {
-    enableAutoPipelining: true,
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
@@ -229,9 +229,7 @@ function createClient (connection: RedisConnection, commandTimeoutMs: number): R
       failoverDetector: true
     })
   }
-  // No auto-pipelining on a cluster: ioredis groups a turn's commands by node and refuses the whole batch when a
-  // command's keys do not map to one node (measured: the store contract fails with it on).
-  const { enableAutoPipelining, lazyConnect, enableOfflineQueue, retryStrategy, ...nodeOptions } = failFast(commandTimeoutMs)
+  const { lazyConnect, enableOfflineQueue, retryStrategy, ...nodeOptions } = failFast(commandTimeoutMs)
   const options: ClusterOptions = {
     lazyConnect,
     enableOfflineQueue,
@@ -596,8 +594,6 @@ class InvalidationSubscriber {
     // SUBSCRIBE until connected and reconnect by themselves. Re-subscribing is done here, on every 'ready', so
     // `live` turns true only once Redis has confirmed the subscription.
     const overrides: RedisOptions = {
-      // Subscribed connections only SUBSCRIBE: nothing to pipeline, and ioredis documents pub/sub outside it.
-      enableAutoPipelining: false,
       lazyConnect: false,
       enableOfflineQueue: true,
       autoResubscribe: false,

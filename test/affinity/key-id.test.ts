@@ -28,6 +28,7 @@ t.test('StoreKeyIds: no id before the salt is known; remembered ids follow a sal
   t.equal(keyIds.derive('client-1'), first('client-1'), 'the remembered id is the same')
   const long = 'k'.repeat(2_000)
   t.equal(keyIds.derive(long), first(long), 'long keys are derived (and not remembered)')
+  t.equal(keyIds.derive('fresh-binding-id', false), first('fresh-binding-id'), 'a key not to remember is derived the same')
   salt = 'the-second-salt-of-at-least-32-characters'
   keyIds.useSalt(salt)
   t.equal(keyIds.derive('client-1'), createKeyIdDeriver(salt)('client-1'), 'a new salt: the remembered id is not used')
