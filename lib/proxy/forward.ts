@@ -137,7 +137,7 @@ export function removeCookies (header: string, names: readonly string[]): string
     const eq = pair.indexOf('=')
     return !names.includes(trimOws(eq < 0 ? pair : pair.slice(0, eq)))
   })
-  return kept.length === 0 ? undefined : kept.join(';').trim()
+  return kept.length === 0 ? undefined : trimOws(kept.join(';'))
 }
 
 /** The pieces the plugin wires: the `reply.forward` decorator and the 503 answer shared with the hook. */
