@@ -125,7 +125,7 @@ t.test('redis store on a real 3-master Redis Cluster', async (t) => {
       const made = await peer.bindIfAbsent('p', key, 'a', 60_000).catch(() => null)
       if (made === null) continue // its slot was on the stopped node
       t.equal((await near.get('p', key))?.upstreamId, 'a')
-      await peer.rebind('p', key, 'a', 'b')
+      if (await peer.rebind('p', key, 'a', 'b').then(() => false, () => true)) continue
       moved = await eventually(async () => (await near.get('p', key))?.upstreamId === 'b', 1000)
     }
     t.ok(moved, 'invalidations flow through the new node')
