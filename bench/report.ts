@@ -5,10 +5,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import type { LoadResult } from './load'
 import type { CommandStat } from './redis'
 
-/** One measured load window. */
-export interface WindowRecord {
+/** One measured load window: what the load generator saw, and what was measured around it. */
+export interface WindowRecord extends LoadResult {
   readonly round: number
   /** Position in the round (0 = first measured). */
   readonly order: number
@@ -18,13 +19,6 @@ export interface WindowRecord {
   /** Live bindings in the gateway's store when the window started (hit path), as labelled. */
   readonly bindings: string
   readonly startedAt: string
-  readonly requests: number
-  readonly durationS: number
-  readonly rps: number
-  readonly p50Ms: number
-  readonly p99Ms: number
-  readonly badStatus: number
-  readonly socketErrors: number
   /** CPU of the gateway process over the window, % of one core. */
   readonly gatewayCpuPct: number
   readonly gatewayCpuUsPerReq: number

@@ -465,24 +465,18 @@ async function main (): Promise<void> {
       await resetCommandStats(gateway.redis)
     }
     const steady = runningProcesses()
-    const before = {
+    const snapshot = () => ({
       at: process.hrtime.bigint(),
       gateway: processCpuSeconds(gateway.proc.pid) ?? 0,
       redis: gateway.redis === null ? 0 : processCpuSeconds(gateway.redis.proc.pid) ?? 0,
       ours: ourCpuSeconds(steady),
       cores: readCoreTimes(),
       load1: loadAverage1()
-    }
+    })
+    const before = snapshot()
     const startedAt = new Date().toISOString()
     const result = await load(settings.measureS)
-    const after = {
-      at: process.hrtime.bigint(),
-      gateway: processCpuSeconds(gateway.proc.pid) ?? 0,
-      redis: gateway.redis === null ? 0 : processCpuSeconds(gateway.redis.proc.pid) ?? 0,
-      ours: ourCpuSeconds(steady),
-      cores: readCoreTimes(),
-      load1: loadAverage1()
-    }
+    const after = snapshot()
     const wall = Number(after.at - before.at) / 1e9
     let counts: Awaited<ReturnType<typeof commandCounts>> | null = null
     let proxied: number | null = null

@@ -15,13 +15,13 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import net from 'node:net'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Agent, request } from 'undici'
 import sticky from '../lib/index'
 import { launchEchoUpstream } from './echo-upstream'
+import { freePort, pingRedis } from './loopback'
 
 /** Options of {@link runSoak}. */
 export interface SoakOptions {
@@ -89,16 +89,6 @@ function mulberry32 (seed: number): () => number {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer()
-    probe.once('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo
-      probe.close(() => resolve(port))
-    })
-  })
-}
 
 // Every child this script started, killed by PID when the script ends however it ends.
 const children = new Set<ChildProcess>()
@@ -125,17 +115,6 @@ async function stopChild (child: ChildProcess | undefined, signal: NodeJS.Signal
 
 interface RedisProcess { readonly url: string, start (): Promise<void>, stop (): Promise<void> }
 
-function pingOnce (port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port })
-    let reply = ''
-    const done = (ok: boolean): void => { socket.destroy(); resolve(ok) }
-    socket.setTimeout(500, () => done(false))
-    socket.once('error', () => done(false))
-    socket.once('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (chunk) => { reply += chunk.toString('latin1'); if (reply.includes('\r\n')) done(reply.startsWith('+PONG')) })
-  })
-}
 
 async function startRedis (): Promise<RedisProcess> {
   const port = await freePort()
@@ -146,7 +125,7 @@ async function startRedis (): Promise<RedisProcess> {
     const spawned = child
     for (let i = 0; i < 200; i++) {
       if (spawned.exitCode !== null) throw new Error(`redis-server exited with ${spawned.exitCode} (is redis-server >= 7 installed?)`)
-      if (await pingOnce(port)) return
+      if (await pingRedis(port)) return
       await sleep(25)
     }
     throw new Error('redis-server did not answer PING within 5 s')

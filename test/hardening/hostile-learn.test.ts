@@ -9,6 +9,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import fc from 'fast-check'
 import t, { type Test } from 'tap'
+import { trimOws } from '../../lib/affinity/cookie-text'
 import { MAX_KEY_LENGTH } from '../../lib/affinity/keys'
 import { parseSetCookie } from '../../lib/affinity/resolve'
 import type { TestUpstream } from '../helpers/upstreams'
@@ -66,7 +67,7 @@ t.test('learn mode against upstreams sending arbitrary Set-Cookie lines', async 
 
   // The value each case teaches (the last JSESSIONID line that is not a deletion), and the key it is read as
   // (%-decoded); keys taught by more than one line are left out of the oracle, as concurrent cases would rebind them.
-  const raw = (l: string): string => l.split(';')[0].replace(/^[^=]*=/, '').replace(/^[ \t]+|[ \t]+$/g, '')
+  const raw = (l: string): string => trimOws(l.split(';')[0].replace(/^[^=]*=/, ''))
   const counts = new Map<string, number>()
   const taught = cases.map((lines) => {
     let value: { raw: string, key: string } | undefined

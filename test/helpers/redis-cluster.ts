@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import type { Test } from 'tap'
 import { startRedis, type RedisServer } from './redis'
+import { freePort } from '../../scripts/loopback'
 
 /** A local Redis Cluster of real redis-server processes owned by one test (see {@link startRedisCluster}). */
 export interface RedisClusterServers {
@@ -91,15 +91,3 @@ export function run (command: string, args: string[]): Promise<string> {
   })
 }
 
-/** Binds 127.0.0.1:0, reads the port the kernel chose, releases it. */
-export function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer()
-    probe.unref()
-    probe.once('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo
-      probe.close(() => resolve(port))
-    })
-  })
-}

@@ -4,7 +4,8 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import type { Test } from 'tap'
-import { freePort, run } from './redis-cluster'
+import { freePort, pingRedis } from '../../scripts/loopback'
+import { run } from './redis-cluster'
 import { startRedis, type RedisServer } from './redis'
 
 /** A master, a replica and sentinels monitoring them, all real processes owned by one test. */
@@ -158,7 +159,7 @@ async function spawnSentinel (file: string, port: number): Promise<SentinelProce
     untrack(child)
   }
   const deadline = Date.now() + 5000
-  while (!(await ping(port))) {
+  while (!(await pingRedis(port))) {
     if (!running() || Date.now() > deadline) {
       await stop()
       throw new Error(`${command} ${file} did not answer PING on ${port}:\n${output}`)
@@ -168,20 +169,6 @@ async function spawnSentinel (file: string, port: number): Promise<SentinelProce
   return { port, pid: child.pid as number, stop }
 }
 
-function ping (port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port })
-    let reply = ''
-    const done = (ok: boolean): void => { socket.destroy(); resolve(ok) }
-    socket.setTimeout(500, () => done(false))
-    socket.once('error', () => done(false))
-    socket.once('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (chunk) => {
-      reply += chunk.toString('latin1')
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'))
-    })
-  })
-}
 
 // If the test process dies before teardown (tap SIGKILLs a file that times out), the sentinels must not outlive
 // it: an 'exit' hook kills them, and a small sh watchdog holding a pipe kills the PIDs it was told about once the

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import net from 'node:net'
 import type { Test } from 'tap'
+import { freePort, pingRedis } from '../../scripts/loopback'
 
 /** A redis-server child process owned by one test (see {@link startRedis}). */
 export interface RedisServer {
@@ -50,7 +51,7 @@ export async function startRedis (t: Test, options: StartRedisOptions = {}): Pro
   let proc: RedisProcess | undefined
   let lastError: unknown
   for (let attempt = 0; attempt < PORT_ATTEMPTS && proc === undefined; attempt++) {
-    const port = await findFreePort()
+    const port = await freePort()
     try {
       proc = await spawnRedis(port, extraArgs)
     } catch (err) {
@@ -105,18 +106,6 @@ interface RedisProcess {
   stop(): Promise<void>
 }
 
-/** Binds 127.0.0.1:0, reads the port the kernel chose, releases it. */
-function findFreePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer()
-    probe.unref()
-    probe.once('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo
-      probe.close(() => resolve(port))
-    })
-  })
-}
 
 async function spawnRedis (port: number, extraArgs: string[]): Promise<RedisProcess> {
   const args = [
@@ -176,7 +165,7 @@ async function spawnRedis (port: number, extraArgs: string[]): Promise<RedisProc
         /address already in use/i.test(output)
       )
     }
-    if (await pingOnce(port)) break
+    if (await pingRedis(port)) break
     if (Date.now() > deadline) {
       await stop()
       throw new RedisStartError(
@@ -190,25 +179,6 @@ async function spawnRedis (port: number, extraArgs: string[]): Promise<RedisProc
   return { port, pid: child.pid as number, stop }
 }
 
-/** Sends an inline PING over raw TCP; true only on `+PONG` (a server still loading answers `-LOADING`). */
-function pingOnce (port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    let reply = ''
-    const socket = net.connect({ host: '127.0.0.1', port })
-    const done = (ok: boolean): void => {
-      socket.destroy()
-      resolve(ok)
-    }
-    socket.setTimeout(500, () => done(false))
-    socket.once('error', () => done(false))
-    socket.once('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (chunk) => {
-      reply += chunk.toString('latin1')
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'))
-    })
-    socket.once('close', () => done(false))
-  })
-}
 
 // ---- last-resort cleanup -------------------------------------------------------------------------
 // Teardown normally stops every server. If the test file dies first, the 'exit' hook kills what is

@@ -1,5 +1,6 @@
 import type { Test } from 'tap'
 import type { BindingStore, Invalidation } from '../../lib/store/binding-store'
+import { uniquePrefix } from '../helpers/redis'
 
 /** Polls `check` until it returns true (bounded); TTL cases use short TTLs and polling, never long sleeps. */
 export async function eventually (check: () => Promise<boolean> | boolean, timeoutMs = 3000): Promise<boolean> {
@@ -15,6 +16,21 @@ let counter = 0
 function keyId (): string {
   counter++
   return ('k' + counter.toString(36) + Math.random().toString(36).slice(2)).padEnd(16, 'x').slice(0, 16)
+}
+
+/**
+ * The contract over a shared store (Redis): each store opened on a fresh key prefix, and its peer on the same prefix,
+ * as another gateway on the same Redis would be.
+ * @param open - opens an initialised store on a prefix
+ */
+export function sharedStoreContract (t: Test, open: (t: Test, prefix: string) => Promise<BindingStore>): void {
+  const prefixes = new WeakMap<BindingStore, string>()
+  bindingStoreContract(t, async (t) => {
+    const prefix = uniquePrefix()
+    const store = await open(t, prefix)
+    prefixes.set(store, prefix)
+    return store
+  }, async (t, first) => open(t, prefixes.get(first) as string))
 }
 
 /**

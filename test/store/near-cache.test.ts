@@ -4,7 +4,7 @@ import { NearCacheStore, type CacheableBindingStore, type ExpiringBinding } from
 import { RedisBindingStore } from '../../lib/store/redis-store'
 import { startRedis, uniquePrefix } from '../helpers/redis'
 import { readCommandStats, resetCommandStats } from '../scale/command-stats'
-import { bindingStoreContract, eventually } from './binding-store.contract'
+import { eventually, sharedStoreContract } from './binding-store.contract'
 import { openStore } from '../helpers/stores'
 
 const KEY = 'AbCdEfGhIjKlMnOp'
@@ -22,14 +22,8 @@ t.test('near cache over a real Redis', async (t) => {
     await eventually(() => store.live)
     return store
   }
-  const prefixes = new WeakMap<object, string>()
   t.test('contract', async (t) => {
-    bindingStoreContract(t, async (t) => {
-      const prefix = uniquePrefix()
-      const store = await open(t, prefix)
-      prefixes.set(store, prefix)
-      return store
-    }, async (t, first) => open(t, prefixes.get(first) as string))
+    sharedStoreContract(t, open)
   })
 
   t.test('a hit costs no Redis command; only existing bindings are cached', async (t) => {

@@ -1,48 +1,37 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Redis, { Cluster } from 'ioredis'
 import { createKeyIdDeriver } from '../../lib/affinity/key-id'
 import { NearCacheStore } from '../../lib/store/near-cache'
 import { RedisBindingStore } from '../../lib/store/redis-store'
 import { startRedisCluster } from '../helpers/redis-cluster'
 import { uniquePrefix } from '../helpers/redis'
-import { bindingStoreContract, eventually } from './binding-store.contract'
+import { eventually, sharedStoreContract } from './binding-store.contract'
 import { openStore } from '../helpers/stores'
 
 t.test('redis store on a real 3-master Redis Cluster', async (t) => {
   const cluster = await startRedisCluster(t)
-  const prefixes = new WeakMap<object, string>()
   const client = new Cluster(cluster.startupNodes.map((node) => ({ ...node })))
   client.on('error', () => {}) // the last test stops a node
   t.teardown(() => client.disconnect())
 
   // A caller-owned ioredis Cluster: the form of the `redis` option most deployments use.
   t.test('contract, caller-owned Cluster instance', async (t) => {
-    const open = async (t: Parameters<Parameters<typeof bindingStoreContract>[1]>[0], prefix: string): Promise<RedisBindingStore> => {
+    const open = async (t: Test, prefix: string): Promise<RedisBindingStore> => {
       const store = await openStore(t, new RedisBindingStore({ redis: client, prefix }))
       return store
     }
-    bindingStoreContract(t, async (t) => {
-      const prefix = uniquePrefix()
-      const store = await open(t, prefix)
-      prefixes.set(store, prefix)
-      return store
-    }, async (t, first) => open(t, prefixes.get(first) as string))
+    sharedStoreContract(t, open)
   })
 
   // The store creates and owns a fail-fast Cluster client from the node list; with a near cache in front.
   t.test('contract, node list, behind a near cache', async (t) => {
-    const open = async (t: Parameters<Parameters<typeof bindingStoreContract>[1]>[0], prefix: string): Promise<NearCacheStore> => {
+    const open = async (t: Test, prefix: string): Promise<NearCacheStore> => {
       const store = await openStore(t, new NearCacheStore(new RedisBindingStore({ redis: { cluster: cluster.startupNodes }, prefix })))
       // Subscribed before the contract publishes anything (a subscription still on its way misses the messages).
       t.ok(await eventually(() => store.live), 'near cache live')
       return store
     }
-    bindingStoreContract(t, async (t) => {
-      const prefix = uniquePrefix()
-      const store = await open(t, prefix)
-      prefixes.set(store, prefix)
-      return store
-    }, async (t, first) => open(t, prefixes.get(first) as string))
+    sharedStoreContract(t, open)
   })
 
   t.test('bindings spread over the three masters; counts add up across slots', async (t) => {

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Redis from 'ioredis'
 import { request } from 'undici'
 import { NearCacheStore } from '../../lib/store/near-cache'
@@ -7,7 +7,7 @@ import { startGateway } from '../helpers/gateway'
 import { uniquePrefix } from '../helpers/redis'
 import { startRedisSentinel } from '../helpers/redis-sentinel'
 import { startUpstreams } from '../helpers/upstreams'
-import { bindingStoreContract, eventually } from './binding-store.contract'
+import { eventually, sharedStoreContract } from './binding-store.contract'
 import { openStore } from '../helpers/stores'
 
 t.test('Redis behind Sentinel (one master, one replica, real redis-sentinel)', async (t) => {
@@ -17,17 +17,11 @@ t.test('Redis behind Sentinel (one master, one replica, real redis-sentinel)', a
   t.test('contract, caller-owned sentinel client', async (t) => {
     const client = new Redis({ sentinels: [...setup.sentinels], name: setup.name })
     t.teardown(() => client.disconnect())
-    const prefixes = new WeakMap<object, string>()
-    const open = async (t: Parameters<Parameters<typeof bindingStoreContract>[1]>[0], prefix: string): Promise<RedisBindingStore> => {
+    const open = async (t: Test, prefix: string): Promise<RedisBindingStore> => {
       const store = await openStore(t, new RedisBindingStore({ redis: client, prefix }))
       return store
     }
-    bindingStoreContract(t, async (t) => {
-      const prefix = uniquePrefix()
-      const store = await open(t, prefix)
-      prefixes.set(store, prefix)
-      return store
-    }, async (t, first) => open(t, prefixes.get(first) as string))
+    sharedStoreContract(t, open)
   })
 
   t.test('a master failover under light traffic: no 5xx, cookie clients keep their upstream, bindings intact', async (t) => {

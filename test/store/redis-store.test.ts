@@ -1,24 +1,18 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Redis from 'ioredis'
 import { createKeyIdDeriver } from '../../lib/affinity/key-id'
 import { RedisBindingStore } from '../../lib/store/redis-store'
 import { startRedis, uniquePrefix } from '../helpers/redis'
-import { bindingStoreContract, eventually } from './binding-store.contract'
+import { eventually, sharedStoreContract } from './binding-store.contract'
 import { openStore } from '../helpers/stores'
 
 t.test('redis store', async (t) => {
   const redis = await startRedis(t)
-  const open = async (t: Parameters<Parameters<typeof bindingStoreContract>[1]>[0], prefix: string): Promise<RedisBindingStore> => {
+  const open = async (t: Test, prefix: string): Promise<RedisBindingStore> => {
     const store = await openStore(t, new RedisBindingStore({ redis: redis.url, prefix }))
     return store
   }
-  const prefixes = new WeakMap<object, string>()
-  bindingStoreContract(t, async (t) => {
-    const prefix = uniquePrefix()
-    const store = await open(t, prefix)
-    prefixes.set(store, prefix)
-    return store
-  }, async (t, first) => open(t, prefixes.get(first) as string))
+  sharedStoreContract(t, open)
 
   t.test('key layout: hash tags, values, expiry, no raw data', async (t) => {
     const prefix = uniquePrefix()
