@@ -253,6 +253,8 @@ async function main (): Promise<void> {
     STICKY_KEY: 'cookie',
     STICKY_COOKIE: COOKIE_NAME,
     STICKY_PREFIX: PREFIX,
+    // Every new session of the load comes from one address: the per-client budget would serve them unbound.
+    STICKY_NEW_BINDINGS: 'off',
     LOG_LEVEL: 'warn',
     NODE_ENV: 'production',
     REDIS_URL: undefined,

@@ -1,10 +1,11 @@
 /**
  * The operator contract of `npm run gateway`: every setting comes from the environment, and a bad value
- * stops the gateway at start with one line naming the variable.
+ * stops the gateway at start with one line naming the variable (URL credentials in it shown as `***`).
  */
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import type { Duration, RedisAddress, RedisConnection, StickyKeyOption, StickyPluginOptions, StickyUpstreamOptions } from '../lib/index'
+import { redactCredentials } from '../lib/redact-credentials'
 
 /** What the gateway runs with, parsed from the environment. */
 export interface GatewaySettings {
@@ -13,6 +14,11 @@ export interface GatewaySettings {
   readonly trustProxy: boolean | number | string
   readonly logLevel: string
   readonly adminToken: string | undefined
+  /**
+   * `ADMIN_HOST`/`ADMIN_PORT`: the admin API's own listener; `undefined` (no `ADMIN_PORT`) serves the admin API on
+   * the public port, the proxied applications' origin.
+   */
+  readonly adminListen: { readonly host: string, readonly port: number } | undefined
   /** `true` when no STICKY_SECRET was given and a random one was made (fine for one gateway only). */
   readonly generatedSecret: boolean
   readonly plugin: StickyPluginOptions
@@ -24,7 +30,15 @@ export class GatewayEnvError extends Error {}
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 
 function bad (name: string, expectation: string, value: string): never {
-  throw new GatewayEnvError(`${name} must be ${expectation}, got ${JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value)}`)
+  // Redacted before it is cut: a cut could drop the '@' that marks the password as one.
+  const shown = redactCredentials(value)
+  throw new GatewayEnvError(`${name} must be ${expectation}, got ${JSON.stringify(shown.length > 80 ? shown.slice(0, 80) + '…' : shown)}`)
+}
+
+// A host:port entry never has userinfo; if someone wrote `:password@host:port`, it is not echoed.
+function hideUserinfo (entry: string): string {
+  const at = entry.lastIndexOf('@')
+  return at < 0 ? entry : '***' + entry.slice(at)
 }
 
 // Seconds as a bare number (the operator's habit), or the plugin's own '30m'-style strings.
@@ -75,7 +89,7 @@ function parseAddresses (name: string, value: string): RedisAddress[] {
   return value.split(',').map((entry) => {
     const match = /^\s*([^\s:[\]]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})\s*$/.exec(entry)
     const port = Number(match?.[2])
-    if (match === null || port < 1 || port > 65535) bad(name, 'a comma list of host:port', entry)
+    if (match === null || port < 1 || port > 65535) bad(name, 'a comma list of host:port', hideUserinfo(entry))
     return { host: match[1].replace(/^\[|\]$/g, ''), port }
   })
 }
@@ -112,6 +126,16 @@ function parseNearCache (value: string | undefined): false | { ttl: Duration } |
   return ttl === undefined ? undefined : { ttl }
 }
 
+// `off`, or the per-client budget of new bindings as `<count>/<duration>` (e.g. `30/1m`).
+function parseNewBindings (value: string | undefined): false | { perClient: { rate: number, per: Duration } } | undefined {
+  if (value === undefined || value === '') return undefined
+  if (value === 'off') return false
+  const match = /^(\d{1,7})\/(.+)$/.exec(value)
+  const per = match === null ? undefined : durationEnv('STICKY_NEW_BINDINGS', match[2])
+  if (match === null || per === undefined || Number(match[1]) < 1) bad('STICKY_NEW_BINDINGS', "'off' or <count>/<duration>, e.g. 30/1m", value)
+  return { perClient: { rate: Number(match[1]), per } }
+}
+
 function parseTrustProxy (value: string | undefined): boolean | number | string {
   if (value === undefined || value === '' || value === 'false' || value === '0') return false
   if (value === 'true') return true
@@ -126,6 +150,25 @@ function parseTrustProxy (value: string | undefined): boolean | number | string 
   })
   if (!valid) bad('TRUST_PROXY', "'true', 'false', a hop count or a comma list of addresses/CIDRs", value)
   return entries.join(',')
+}
+
+// ADMIN_PORT (and ADMIN_HOST, loopback by default): the admin API on a listener of its own.
+function parseAdminListen (env: NodeJS.ProcessEnv, adminToken: string | undefined, host: string, port: number): GatewaySettings['adminListen'] {
+  const value = env.ADMIN_PORT === undefined || env.ADMIN_PORT === '' ? undefined : env.ADMIN_PORT
+  const adminHost = env.ADMIN_HOST === undefined || env.ADMIN_HOST === '' ? undefined : env.ADMIN_HOST
+  if (value === undefined) {
+    if (adminHost !== undefined) throw new GatewayEnvError('ADMIN_HOST applies with ADMIN_PORT: set ADMIN_PORT too (and ADMIN_TOKEN)')
+    return undefined
+  }
+  const adminPort = /^\d{1,5}$/.test(value) ? Number(value) : NaN
+  if (!(adminPort >= 0 && adminPort <= 65535)) bad('ADMIN_PORT', 'a port number (0-65535)', value)
+  if (adminToken === undefined) throw new GatewayEnvError('ADMIN_PORT applies to the admin API: set ADMIN_TOKEN too (at least 16 characters)')
+  const listenHost = adminHost ?? '127.0.0.1'
+  if (net.isIP(listenHost) === 0 && !/^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(listenHost)) {
+    bad('ADMIN_HOST', 'an IP address or a host name', listenHost)
+  }
+  if (adminPort !== 0 && adminPort === port && listenHost === host) bad('ADMIN_PORT', 'another port than PORT (the admin API must not share the public listener)', value)
+  return { host: listenHost, port: adminPort }
 }
 
 /**
@@ -161,23 +204,27 @@ export function readGatewayEnv (env: NodeJS.ProcessEnv): GatewaySettings {
   const adminToken = env.ADMIN_TOKEN === undefined || env.ADMIN_TOKEN === '' ? undefined : env.ADMIN_TOKEN
   // The length only: a token is never echoed.
   if (adminToken !== undefined && adminToken.length < 16) bad('ADMIN_TOKEN', 'at least 16 characters (it guards the admin API)', `${adminToken.length} characters`)
+  const adminListen = parseAdminListen(env, adminToken, host, port)
 
   const key = parseKey(env.STICKY_KEY)
+  const newBindings = parseNewBindings(env.STICKY_NEW_BINDINGS)
   return {
     host,
     port,
     trustProxy: parseTrustProxy(env.TRUST_PROXY),
     logLevel,
     adminToken,
+    adminListen,
     generatedSecret,
     plugin: {
       secret: secrets,
       pools: { default: { upstreams: parseUpstreams(env.UPSTREAMS) } },
       ...(redis === undefined ? {} : { redis }),
       ...(nearCache === undefined ? {} : { nearCache }),
+      ...(newBindings === undefined ? {} : { newBindings }),
       ...(prefix === undefined ? {} : { prefix }),
       ...(cookieName === undefined ? {} : { cookie: { name: cookieName } }),
-      ...(adminToken === undefined ? {} : { admin: { token: adminToken } }),
+      ...(adminToken === undefined ? {} : { admin: { token: adminToken, ...(adminListen === undefined ? {} : { listen: adminListen }) } }),
       defaults: {
         pool: 'default',
         key,

@@ -7,6 +7,7 @@ import cluster from 'node:cluster'
 import os from 'node:os'
 import Fastify, { type FastifyInstance } from 'fastify'
 import sticky from '../lib/index'
+import { redactCredentials } from '../lib/redact-credentials'
 import { GatewayEnvError, readGatewayEnv, type GatewaySettings } from './gateway-env'
 
 /**
@@ -49,7 +50,19 @@ export function readWorkers (env: NodeJS.ProcessEnv): number {
 }
 
 /** Messages a worker sends the primary. */
-type WorkerMessage = { type: 'listening', address: string } | { type: 'failed', message: string }
+type WorkerMessage = { type: 'listening', address: string, admin: string | undefined } | { type: 'failed', message: string }
+
+/** Where a started gateway listens. */
+interface Listening {
+  readonly address: string
+  /** The status page on the admin listener (`ADMIN_PORT`); `undefined` without one. */
+  readonly admin: string | undefined
+}
+
+// Every line the gateway prints itself: a value echoed from the environment or from an error never shows a password.
+function printStderr (message: string): void {
+  process.stderr.write(`gateway: ${redactCredentials(message)}\n`)
+}
 
 function readSettings (): { settings: GatewaySettings, workers: number } {
   try {
@@ -62,7 +75,7 @@ function readSettings (): { settings: GatewaySettings, workers: number } {
     return { settings, workers }
   } catch (error) {
     if (error instanceof GatewayEnvError) {
-      process.stderr.write(`gateway: ${error.message}\n`)
+      printStderr(error.message)
       process.exit(2)
     }
     throw error
@@ -70,8 +83,20 @@ function readSettings (): { settings: GatewaySettings, workers: number } {
 }
 
 /** Builds and starts the gateway in this process; stops it on SIGINT/SIGTERM (and, in a worker, when the primary goes). */
-async function serve (settings: GatewaySettings): Promise<string> {
+async function serve (settings: GatewaySettings): Promise<Listening> {
   const app = await buildGateway(settings)
+  const adminListen = settings.adminListen
+  if (adminListen !== undefined) {
+    // The admin listener starts as the app gets ready: its failure is ADMIN_HOST/ADMIN_PORT's, not HOST/PORT's.
+    try {
+      await app.ready()
+    } catch (error) {
+      await app.close().catch(() => {})
+      const { message, cause } = error as Error
+      if (!message.startsWith('fastify-sticky: admin.listen') || !(cause instanceof Error)) throw error
+      throw new Error(`ADMIN_HOST/ADMIN_PORT: cannot listen on ${adminListen.host}:${adminListen.port} (${cause.message})`)
+    }
+  }
   let address: string
   try {
     address = await app.listen({ host: settings.host, port: settings.port })
@@ -91,12 +116,25 @@ async function serve (settings: GatewaySettings): Promise<string> {
   process.on('SIGTERM', stop)
   // A worker whose primary is gone (even SIGKILLed) must not linger.
   if (cluster.isWorker) process.on('disconnect', stop)
-  return address
+  return { address, admin: app.sticky.admin?.url }
 }
 
-function describe (settings: GatewaySettings, workers: number): string {
+function describe (settings: GatewaySettings, workers: number, admin: string | undefined): string {
   const store = settings.plugin.redis === undefined ? 'in-memory store' : 'Redis store'
-  return `${store}${workers > 1 ? `, ${workers} workers` : ''}${settings.adminToken === undefined ? '' : '; admin API and status page at /_sticky/'}${settings.generatedSecret ? '; random STICKY_SECRET: set one shared by all gateways' : ''}`
+  const adminApi = settings.adminToken === undefined
+    ? ''
+    : admin === undefined ? '; admin API and status page at /_sticky/ on this port' : `; admin API and status page at ${admin}`
+  return `${store}${workers > 1 ? `, ${workers} workers` : ''}${adminApi}${settings.generatedSecret ? '; random STICKY_SECRET: set one shared by all gateways' : ''}`
+}
+
+/**
+ * Said at start (whatever LOG_LEVEL is) when the admin API shares the proxied applications' origin: kept for
+ * existing deployments, but a script of any proxied page can then call it with a token it reads or phishes.
+ */
+function warnSameOrigin (settings: GatewaySettings): void {
+  if (settings.adminToken === undefined || settings.adminListen !== undefined) return
+  printStderr('warning: the admin API and status page share the public port, the origin of every proxied application, ' +
+    'whose pages\' scripts can then call it with a token they steal; set ADMIN_PORT to serve them on a listener of their own (loopback by default)')
 }
 
 /**
@@ -130,14 +168,14 @@ function supervise (settings: GatewaySettings, workers: number): void {
     worker.on('message', (message: WorkerMessage) => {
       if (message.type === 'failed') {
         // A start failure is the same in every worker (bad port, bad option): say it once and stop.
-        if (!failed) process.stderr.write(`gateway: ${message.message}\n`)
+        if (!failed) printStderr(message.message)
         failed = true
         stopAll(1)
       } else if (message.type === 'listening') {
         listening.set(worker.id, message.address)
         if (!started && listening.size === workers) {
           started = true
-          process.stdout.write(`gateway listening on ${message.address} (${describe(settings, workers)})\n`)
+          process.stdout.write(`gateway listening on ${message.address} (${describe(settings, workers, message.admin)})\n`)
         }
       }
     })
@@ -147,7 +185,7 @@ function supervise (settings: GatewaySettings, workers: number): void {
     listening.delete(worker.id)
     if (stopping) return
     if (!started) {
-      if (!failed) process.stderr.write(`gateway: a worker exited at start (${signal ?? `code ${String(code)}`})\n`)
+      if (!failed) printStderr(`a worker exited at start (${signal ?? `code ${String(code)}`})`)
       failed = true
       stopAll(1)
       return
@@ -161,11 +199,11 @@ function supervise (settings: GatewaySettings, workers: number): void {
     exits.push(now)
     while (exits.length > 0 && now - exits[0] > 60_000) exits.shift()
     if (exits.length > MAX_RESTARTS_PER_MINUTE) {
-      process.stderr.write(`gateway: ${exits.length} workers died within a minute; stopping\n`)
+      printStderr(`${exits.length} workers died within a minute; stopping`)
       stopAll(1)
       return
     }
-    process.stderr.write(`gateway: worker ${String(worker.process.pid)} exited (${signal ?? `code ${String(code)}`}); starting another\n`)
+    printStderr(`worker ${String(worker.process.pid)} exited (${signal ?? `code ${String(code)}`}); starting another`)
     fork()
   })
   process.on('SIGINT', () => stopAll(0))
@@ -177,24 +215,25 @@ async function main (): Promise<void> {
   const { settings, workers } = readSettings()
   if (cluster.isWorker) {
     try {
-      const address = await serve(settings)
-      process.send?.({ type: 'listening', address } satisfies WorkerMessage)
+      const { address, admin } = await serve(settings)
+      process.send?.({ type: 'listening', address, admin } satisfies WorkerMessage)
     } catch (error) {
       process.send?.({ type: 'failed', message: (error as Error).message } satisfies WorkerMessage, () => process.exit(1))
     }
     return
   }
+  warnSameOrigin(settings)
   if (workers > 1) {
     supervise(settings, workers)
     return
   }
-  const address = await serve(settings)
-  process.stdout.write(`gateway listening on ${address} (${describe(settings, 1)})\n`)
+  const { address, admin } = await serve(settings)
+  process.stdout.write(`gateway listening on ${address} (${describe(settings, 1, admin)})\n`)
 }
 
 if (require.main === module) {
   main().catch((error: unknown) => {
-    process.stderr.write(`gateway: ${(error as Error).message}\n`)
+    printStderr((error as Error).message)
     process.exit(1)
   })
 }

@@ -35,3 +35,9 @@ export const NoUpstreamError = createError<[string]>('FST_STICKY_NO_UPSTREAM', '
 
 /** Sent (504) when the upstream did not connect or answer within the configured timeouts. */
 export const UpstreamTimeoutError = createError('FST_STICKY_UPSTREAM_TIMEOUT', 'Gateway Timeout: the upstream did not answer in time', 504)
+
+/** Sent (400) when the request target cannot be forwarded (absolute-form, a `..` segment, a bad %-escape) or a header cannot be sent. */
+export const BadRequestTargetError = createError('FST_STICKY_BAD_REQUEST_TARGET', 'Bad Request: the request target cannot be forwarded', 400)
+
+/** Sent (503) to an upgrade refused because the gateway, or this client, has as many open tunnels as allowed. */
+export const TunnelLimitError = createError<[string]>('FST_STICKY_TUNNEL_LIMIT', 'Service Unavailable: too many open WebSocket tunnels %s', 503)

@@ -12,7 +12,7 @@ import type { Duplex } from 'node:stream'
 import { Registry } from 'prom-client'
 import { instrumentCacheableStore, instrumentStore } from './admin/instrumented-store'
 import { StickyMetrics } from './admin/metrics'
-import { adminRoutes } from './admin/routes'
+import { serveAdmin } from './admin/admin-listener'
 import { trimOws } from './affinity/cookie-text'
 import { StoreKeyIds } from './affinity/key-id'
 import type { ResolvedKeySource } from './affinity/keys'
@@ -28,6 +28,7 @@ import { createStickyApi, type StickyApi } from './sticky-api'
 import { findReplyFromBase } from './proxy/reply-from-base'
 import { bufferReplayableBody, createForwarder, setForwardState } from './proxy/forward'
 import { HealthMonitor } from './pool/health'
+import { TunnelLimits } from './proxy/tunnel-limits'
 import { installUpgradeRouting, isUpgrade } from './proxy/websocket'
 import type { BindingStore } from './store/binding-store'
 import { MemoryBindingStore } from './store/memory-store'
@@ -154,7 +155,8 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
     pools,
     codec,
     keyIds,
-    touches
+    touches,
+    newBindings: options.newBindings
   })
   const health = new HealthMonitor(store, pools, fastify.log, options.timeouts.connectMs)
   await Promise.all([...pools.values()].map((pool) => pool.refreshCounts()))
@@ -168,9 +170,8 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
   fastify.decorateRequest('sticky', null)
   metrics?.attach(api)
   if (options.admin !== undefined) {
-    await fastify.register(adminRoutes, {
-      prefix: options.admin.prefix,
-      ...(options.admin.authHook === undefined ? { token: options.admin.token } : { authHook: options.admin.authHook }),
+    // On the app under its prefix, or (admin.listen) only on a listener of its own, started in onReady, closed in onClose.
+    await serveAdmin(fastify, options.admin, {
       api,
       verifyRoutingCookie: (value) => {
         const check = codec.verify(value)
@@ -221,8 +222,13 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
     stripCookies: cookie.forward ? [] : Object.values(options.pools).map((pool) => pool.cookieName),
     xForwarded: options.xForwarded,
     tunnels: {
-      options: options.websocket === false ? { handshakeTimeoutMs: 0, idleTimeoutMs: 0 } : options.websocket,
+      options: {
+        connectTimeoutMs: options.timeouts.connectMs,
+        handshakeTimeoutMs: options.websocket === false ? 0 : options.websocket.handshakeTimeoutMs,
+        idleTimeoutMs: options.websocket === false ? 0 : options.websocket.idleTimeoutMs
+      },
       sockets: tunnelSockets,
+      limits: options.websocket === false ? new TunnelLimits(0, 0) : new TunnelLimits(options.websocket.maxTunnels, options.websocket.maxTunnelsPerClient),
       setCookies: upgradeCookies
     },
     onForwardError: metrics?.onForwardError
@@ -236,7 +242,7 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
         const sticky = resolver.resolveWithoutAffinity(route)
         if (sticky === null) return forwarder.sendUnavailable(reply, route.pool, 'no-upstream')
         request.sticky = sticky
-        setForwardState(request, { route, binding: undefined, retried: false, source: undefined, learn: undefined })
+        setForwardState(request, { route, binding: undefined, retried: false, unreached: 0, source: undefined, setsCookie: false, learn: undefined })
       }
     }
     const sources = route.key
@@ -254,7 +260,7 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
         value = resolver.firstValidCookie(cookieValues(header, cookieName, MAX_ROUTING_COOKIE_CANDIDATES)) ?? value
       }
       const result = cookieOnly
-        ? await resolver.resolveCookie(route, value)
+        ? await resolver.resolveCookie(route, value, request.ip)
         : await resolver.resolve(route, sources, { ip: request.ip, headers: request.headers, query: request.query, cookies, request }, value)
       if (result.rejected !== undefined) request.log.debug({ reason: result.rejected }, 'fastify-sticky: affinity key ignored')
       if (result.storeError !== undefined) {
@@ -271,7 +277,9 @@ async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOption
         route,
         binding: result.binding,
         retried: false,
+        unreached: 0,
         source: undefined,
+        setsCookie: result.setCookie !== undefined,
         learn: learn === undefined ? undefined : { source: learn, requestValue: cookies[learn.cookie] }
       })
       if (result.setCookie !== undefined) setRoutingCookie(request, reply, route.pool, result.setCookie)

@@ -11,6 +11,8 @@ import {
 import { InvalidOptionError, InvalidRouteConfigError } from './errors'
 import { parseDuration, type Duration } from './duration'
 import { checkKeys, duration, fail, isRecord, show } from './options/checks'
+import { resolveWebSocket, resolveXForwarded, type ResolvedWebSocketOptions, type ResolvedXForwarded, type StickyWebSocketOptions, type StickyXForwardedOptions } from './options/edge'
+import { resolveNewBindings, type ResolvedNewBindings, type StickyNewBindingsOptions } from './options/new-bindings'
 import { ID_RE, resolvePool } from './options/pool'
 import { resolveNearCache, resolveRedis } from './options/redis'
 import type { BindingStore } from './store/binding-store'
@@ -20,6 +22,8 @@ import { DEFAULT_REDIS_PREFIX, type RedisConnection } from './store/redis-store'
 export type { Duration } from './duration'
 export type { StickyKeySource, IpKeyOptions } from './affinity/keys'
 export { DEFAULT_COOLDOWN_MS, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_TIMEOUT_MS, resolveUpstream } from './options/pool'
+export type { StickyWebSocketOptions, StickyXForwardedOptions } from './options/edge'
+export type { StickyNewBindingsOptions, StickyBindingRateOptions } from './options/new-bindings'
 
 /** Default idle timeout of a binding (sliding). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000
@@ -230,8 +234,13 @@ export interface StickyPluginOptions {
   reboundHeader?: string | false
   /** Largest request body (bytes) buffered so the request can be retried on another upstream; 0 turns buffering off. @defaultValue 65536 */
   replayBodyLimit?: number
-  /** Add `X-Forwarded-For` (appending the client address), `X-Forwarded-Proto` and `X-Forwarded-Host` to forwarded requests. @defaultValue true */
-  xForwarded?: boolean
+  /**
+   * Write `X-Forwarded-For` (the hops `trustProxy` trusts, then the peer), `X-Forwarded-Proto` and `X-Forwarded-Host`
+   * on forwarded requests, replacing what the client sent (client-sent `Forwarded`, `X-Real-IP`, `X-Forwarded-Port`,
+   * `X-Original-URL` and `X-Rewrite-URL` are removed); `{ allowedHosts }` passes on only those hosts.
+   * `false` forwards the client's headers untouched. @defaultValue true
+   */
+  xForwarded?: boolean | StickyXForwardedOptions
   /** The admin API and status page under `prefix` (default `/_sticky`), behind `token` or your own `authHook`. Off by default. */
   admin?: StickyAdminOptions
   /** Prometheus metrics: `true` (prom-client's global registry) or `{ registry }`. @defaultValue false */
@@ -239,9 +248,15 @@ export interface StickyPluginOptions {
   /**
    * WebSocket (upgrade) proxying on routes that call `reply.forward()`; `false` leaves upgrades alone (for
    * example to @fastify/websocket).
-   * @defaultValue `{ handshakeTimeout: '10s', idleTimeout: '15m' }`
+   * @defaultValue `{ handshakeTimeout: '10s', idleTimeout: '15m', maxTunnels: 10000, maxTunnelsPerClient: 256 }`
    */
-  websocket?: false | { handshakeTimeout?: Duration, idleTimeout?: Duration | 0 }
+  websocket?: false | StickyWebSocketOptions
+  /**
+   * Budgets of new bindings per client address and per gateway (over them a request is served, its binding not
+   * stored), and how long a binding on probation counts against `maxSessions`; `false` turns the budgets off.
+   * @defaultValue `{ perClient: { rate: 30, per: '1m' }, perGateway: { rate: 1000, per: '1s' }, probationHold: '10s' }`
+   */
+  newBindings?: false | StickyNewBindingsOptions
 }
 
 /** A pool after validation. */
@@ -310,15 +325,16 @@ export interface ResolvedOptions {
   readonly maxBindings: number
   readonly reboundHeader: string | false
   readonly replayBodyLimit: number
-  readonly xForwarded: boolean
+  readonly xForwarded: ResolvedXForwarded
   /** `undefined` when the admin API is off. */
   readonly admin: ResolvedAdminOptions | undefined
   readonly metrics: ResolvedMetricsOptions
-  readonly websocket: false | { readonly handshakeTimeoutMs: number, readonly idleTimeoutMs: number }
+  readonly websocket: false | ResolvedWebSocketOptions
+  readonly newBindings: ResolvedNewBindings
 }
 
 const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
-const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'nearCache', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded', 'websocket', 'admin', 'metrics']
+const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'nearCache', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded', 'websocket', 'admin', 'metrics', 'newBindings']
 const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover', 'timeout']
 const COOKIE_KEYS = ['name', 'path', 'domain', 'maxAge', 'sameSite', 'secure', 'forward']
 const TIMEOUT_KEYS = ['connect', 'headers', 'body']
@@ -375,22 +391,6 @@ function resolveTimeouts (input: unknown): ResolvedOptions['timeouts'] {
   })
 }
 
-/** Default longest wait for an upstream's 101 Switching Protocols. */
-export const DEFAULT_WS_HANDSHAKE_TIMEOUT_MS = 10_000
-/** Default idle time after which a WebSocket tunnel is closed. */
-export const DEFAULT_WS_IDLE_TIMEOUT_MS = 15 * 60_000
-
-function resolveWebSocket (input: unknown): ResolvedOptions['websocket'] {
-  if (input === false) return false
-  const ws = input ?? {}
-  if (!isRecord(ws)) fail('websocket', 'false or an object { handshakeTimeout?, idleTimeout? }', input)
-  checkKeys('websocket', ws, ['handshakeTimeout', 'idleTimeout'], (p) => fail(p, 'absent (known: handshakeTimeout, idleTimeout)', ws[p.slice(10)]))
-  return Object.freeze({
-    handshakeTimeoutMs: duration('websocket.handshakeTimeout', ws.handshakeTimeout, DEFAULT_WS_HANDSHAKE_TIMEOUT_MS),
-    idleTimeoutMs: ws.idleTimeout === 0 ? 0 : duration('websocket.idleTimeout', ws.idleTimeout, DEFAULT_WS_IDLE_TIMEOUT_MS)
-  })
-}
-
 function isBindingStore (value: unknown): value is BindingStore {
   const methods = ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'onSaltChange', 'close']
   return isRecord(value) && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function')
@@ -444,8 +444,7 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
   for (const [name, pool] of Object.entries(pools)) {
     resolvedPools[name] = Object.freeze({ ...pool, cookieName: name === defaultPool ? cookie.name : `${cookie.name}-${name}` })
   }
-  const xForwarded = input.xForwarded ?? true
-  if (typeof xForwarded !== 'boolean') fail('xForwarded', 'a boolean', xForwarded)
+  const xForwarded = resolveXForwarded(input.xForwarded)
 
   const websocket = resolveWebSocket(input.websocket)
 
@@ -464,6 +463,7 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
     replayBodyLimit,
     xForwarded,
     websocket,
+    newBindings: resolveNewBindings(input.newBindings),
     admin: resolveAdminOptions(input.admin),
     metrics: resolveMetricsOptions(input.metrics)
   }

@@ -40,6 +40,30 @@ export interface StickyApi {
    * @throws Error when the pool does not exist
    */
   pool (name: string): StickyPoolHandle
+  /**
+   * The admin API's own listener (`admin.listen`) once it listens: from the app's `onReady` until it closes.
+   * `undefined` before and after, and when the admin API is off or served by the app itself (under its prefix).
+   */
+  readonly admin: StickyAdminListener | undefined
+}
+
+/** Where the admin listener (`admin.listen`) listens, as `app.sticky.admin`. */
+export interface StickyAdminListener {
+  /** Its origin, e.g. `http://127.0.0.1:9090` (with the port actually bound when `admin.listen.port` is 0). */
+  readonly address: string
+  /** The status page, e.g. `http://127.0.0.1:9090/_sticky/`; the API is under it. */
+  readonly url: string
+}
+
+const adminListeners = new WeakMap<StickyApi, StickyAdminListener>()
+
+/**
+ * Records where the admin listener of `api` listens (or, with `undefined`, that it stopped).
+ * @param api - the object `app.sticky` is
+ */
+export function setAdminListener (api: StickyApi, listener: StickyAdminListener | undefined): void {
+  if (listener === undefined) adminListeners.delete(api)
+  else adminListeners.set(api, Object.freeze({ ...listener }))
 }
 
 /** Runtime membership of one pool (`app.sticky.pool(name)`). */
@@ -86,10 +110,11 @@ export function createStickyApi ({ store, pools, stats, log }: StickyApiDeps): S
     pool.applyStates(await store.upstreamStates(pool.name))
     log.info({ pool: pool.name, upstream: upstreamId }, `fastify-sticky: upstream ${message}`)
   }
-  return {
+  const api: StickyApi = {
     store,
     pools,
     stats,
+    get admin () { return adminListeners.get(api) },
     async sessionCounts (name) {
       return store.sessionCounts(name, poolNamed(name).upstreams.map((u) => u.id))
     },
@@ -118,4 +143,5 @@ export function createStickyApi ({ store, pools, stats, log }: StickyApiDeps): S
       }
     }
   }
+  return api
 }

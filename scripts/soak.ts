@@ -181,7 +181,9 @@ async function startGateway (redisUrl: string, secret: string, prefix: string, u
     prefix,
     // A restarted upstream is retried after 1 s; the chaos lets upstreams live 3 s before counting them healthy.
     pools: { shop: { upstreams: upstreams.map((u) => ({ id: u.id, url: u.url })), cooldown: '1s' } },
-    timeouts: { connect: '2s', headers: '10s', body: '10s' }
+    timeouts: { connect: '2s', headers: '10s', body: '10s' },
+    // Every client of the soak shares one address; its oracle counts bindings.
+    newBindings: false
   })
   app.all('/*', { config: { sticky: true } }, (_request, reply) => reply.forward())
   const url = await app.listen({ host: '127.0.0.1', port: 0 })

@@ -3,14 +3,30 @@
  * {@link adminRoutes} for direct registrations). Errors name the dotted option path.
  */
 import type { onRequestAsyncHookHandler, onRequestHookHandler } from 'fastify'
+import net from 'node:net'
 import type { Registry } from 'prom-client'
 import { InvalidOptionError } from '../errors'
+import { show } from '../options/checks'
 
 /** Where the admin API is mounted unless told otherwise. */
 export const DEFAULT_ADMIN_PREFIX = '/_sticky'
 
 /** Shortest admin token accepted. */
 export const MIN_ADMIN_TOKEN_LENGTH = 16
+
+/** Where the admin listener binds unless told otherwise: loopback only. */
+export const DEFAULT_ADMIN_LISTEN_HOST = '127.0.0.1'
+
+/** A listener of the admin API's own (`admin.listen`). */
+export interface StickyAdminListenOptions {
+  /** Port to listen on; `0` picks a free one (read it from `app.sticky.admin.address`). */
+  port: number
+  /**
+   * Address or host name to bind.
+   * @defaultValue `'127.0.0.1'`
+   */
+  host?: string
+}
 
 /** The opt-in admin API: give `token` or `authHook`. */
 export interface StickyAdminOptions {
@@ -23,6 +39,14 @@ export interface StickyAdminOptions {
   prefix?: string
   /** Your own `onRequest` hook, run before every admin route (the status page too) instead of the token check. */
   authHook?: onRequestHookHandler | onRequestAsyncHookHandler
+  /**
+   * Serve the admin API, the status page and the metrics on a listener of their own (a separate Fastify instance,
+   * started when the app is ready and closed with it) and not on the app at all: proxied applications then never
+   * share the admin API's origin, so their pages' scripts cannot call it or read the status page. Without it, the
+   * admin routes are the app's own, under `prefix`.
+   * @defaultValue off (the admin routes are served by the app itself)
+   */
+  listen?: StickyAdminListenOptions
 }
 
 /**
@@ -36,12 +60,17 @@ export interface ResolvedAdminOptions {
   readonly prefix: string
   readonly token: string | undefined
   readonly authHook: onRequestHookHandler | onRequestAsyncHookHandler | undefined
+  /** `undefined`: the admin routes are the app's own. */
+  readonly listen: { readonly port: number, readonly host: string } | undefined
 }
 
 /** `metrics` after validation: `false`, or where to register (`undefined`: the global registry). */
 export type ResolvedMetricsOptions = false | { readonly registry: Registry | undefined }
 
-const ADMIN_KEYS = ['token', 'prefix', 'authHook']
+const ADMIN_KEYS = ['token', 'prefix', 'authHook', 'listen']
+const LISTEN_KEYS = ['port', 'host']
+// RFC 1123 host names; addresses are checked with net.isIP.
+const HOST_NAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
 const PREFIX_RE = /^(\/[A-Za-z0-9._~-]+)+$/
 
 function isRecord (value: unknown): value is Record<string, unknown> {
@@ -64,7 +93,7 @@ export function resolveAdminOptions (input: unknown, path = 'admin'): ResolvedAd
   for (const key of Object.keys(input)) {
     if (!ADMIN_KEYS.includes(key)) throw new InvalidOptionError(`${path}.${key} is not a known option (known: ${ADMIN_KEYS.join(', ')})`)
   }
-  const { token, prefix = DEFAULT_ADMIN_PREFIX, authHook } = input
+  const { token, prefix = DEFAULT_ADMIN_PREFIX, authHook, listen } = input
   if (typeof prefix !== 'string' || !PREFIX_RE.test(prefix)) {
     throw new InvalidOptionError(`${path}.prefix must be a path like "/_sticky" (segments of [A-Za-z0-9._~-], no trailing slash), got ${JSON.stringify(prefix)}`)
   }
@@ -79,8 +108,31 @@ export function resolveAdminOptions (input: unknown, path = 'admin'): ResolvedAd
   return Object.freeze({
     prefix,
     token: token as string | undefined,
-    authHook: authHook as ResolvedAdminOptions['authHook']
+    authHook: authHook as ResolvedAdminOptions['authHook'],
+    listen: resolveAdminListen(listen, `${path}.listen`)
   })
+}
+
+/**
+ * @param input - the `admin.listen` option
+ * @param path - its dotted path, for messages
+ * @returns the port and host to bind, or `undefined` when the admin routes are the app's own
+ * @throws FST_STICKY_INVALID_OPTION naming `admin.listen.port` or `admin.listen.host`
+ */
+export function resolveAdminListen (input: unknown, path = 'admin.listen'): ResolvedAdminOptions['listen'] {
+  if (input === undefined) return undefined
+  if (!isRecord(input)) throw new InvalidOptionError(`${path} must be an object { port, host? }, got ${show(input)}`)
+  for (const key of Object.keys(input)) {
+    if (!LISTEN_KEYS.includes(key)) throw new InvalidOptionError(`${path}.${key} is not a known option (known: ${LISTEN_KEYS.join(', ')})`)
+  }
+  const { port, host = DEFAULT_ADMIN_LISTEN_HOST } = input
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidOptionError(`${path}.port must be a port number from 0 to 65535 (0: any free port), got ${show(port)}`)
+  }
+  if (typeof host !== 'string' || (net.isIP(host) === 0 && !HOST_NAME_RE.test(host))) {
+    throw new InvalidOptionError(`${path}.host must be an IP address or a host name, got ${show(host)}`)
+  }
+  return Object.freeze({ port, host })
 }
 
 /**

@@ -41,8 +41,8 @@ export class InstrumentedBindingStore implements BindingStore {
     return this.#run(this.#ops.get, () => this.inner.get(pool, keyId))
   }
 
-  bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number): Promise<BindResult> {
-    return this.#run(this.#ops.bindIfAbsent, () => this.inner.bindIfAbsent(pool, keyId, upstreamId, ttlMs))
+  bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number, countedMs?: number): Promise<BindResult> {
+    return this.#run(this.#ops.bindIfAbsent, () => this.inner.bindIfAbsent(pool, keyId, upstreamId, ttlMs, countedMs))
   }
 
   rebind (pool: string, keyId: string, expected: string, next: string): Promise<RebindResult> {

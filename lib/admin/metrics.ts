@@ -127,7 +127,7 @@ export class StickyMetrics {
     const slots = this.#requestSlots
     new Counter({
       name: METRIC_NAMES.requests,
-      help: 'Requests on sticky routes, by pool, route and routing decision (hit, new, rebind, degraded, none, unavailable)',
+      help: 'Requests on sticky routes, by pool, route and routing decision (hit, new, rebind, degraded, unbound: over a new-binding budget, none, unavailable)',
       labelNames: ['pool', 'route', 'decision'],
       registers: [registry],
       collect () {

@@ -2,8 +2,11 @@
  * The opt-in admin API under a prefix (default `/_sticky`), in its own encapsulated context: upstreams and their
  * states, drain/undrain, Prometheus metrics, binding look-up/move/evict, and the status page. Every route but the
  * page (with token auth) needs the bearer token, or passes the user's own `onRequest` hook instead; without it
- * the answer is 401 and nothing else. Admin routes carry no `config.sticky`: they are never sticky, never
- * forwarded, and a catch-all under the prefix keeps unknown admin paths from reaching a sticky `/*` route.
+ * the answer is 401 and nothing else. Every route that changes something (drain, undrain, move, evict) also needs
+ * proof that a script sent it, not a cross-site form or simple request riding on a browser's cookies: an
+ * `x-sticky-admin` header or a JSON body; without either the answer is 403 `FST_STICKY_ADMIN_HEADER_REQUIRED`.
+ * Admin routes carry no `config.sticky`: they are never sticky, never forwarded, and a catch-all under the prefix
+ * keeps unknown admin paths from reaching a sticky `/*` route.
  */
 import type {
   FastifyError, FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, onRequestHookHandler
@@ -19,6 +22,15 @@ import { renderStatusPage, sendStatusPage } from './status-page'
 
 /** Largest request body the admin API reads (a move is `{"upstream":"<id>"}`). */
 export const ADMIN_BODY_LIMIT = 1024
+
+/**
+ * The header (any value; the status page sends `1`) that, like a JSON body, lets a state-changing admin request
+ * through. A browser sends neither cross-site without a CORS preflight, which the admin API never grants.
+ */
+export const ADMIN_REQUEST_HEADER = 'x-sticky-admin'
+
+/** `code` of the 403 a state-changing admin request gets without {@link ADMIN_REQUEST_HEADER} or a JSON body. */
+export const ADMIN_HEADER_REQUIRED_CODE = 'FST_STICKY_ADMIN_HEADER_REQUIRED'
 
 /** What the admin API needs of `app.sticky`. */
 export interface AdminApi {
@@ -94,7 +106,27 @@ class AdminAnswer extends Error {
 }
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 503: 'Service Unavailable'
+  400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 503: 'Service Unavailable'
+}
+
+// The media type without parameters: `application/json; charset=utf-8` is JSON, `text/plain` (what a form or a
+// no-cors fetch may send) is not.
+function isJsonContentType (contentType: string | undefined): boolean {
+  if (contentType === undefined) return false
+  const semicolon = contentType.indexOf(';')
+  return (semicolon < 0 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase() === 'application/json'
+}
+
+/**
+ * Runs after authentication on the routes that change state. An authHook that accepts a cookie (or any credential a
+ * browser attaches by itself) would otherwise let any page the operator visits drain upstreams with a form post.
+ */
+function requireScriptedRequest (request: FastifyRequest, _reply: unknown, done: (error?: Error) => void): void {
+  if (request.headers[ADMIN_REQUEST_HEADER] !== undefined || isJsonContentType(request.headers['content-type'])) {
+    done()
+    return
+  }
+  done(new AdminAnswer(403, `a request that changes state needs an ${ADMIN_REQUEST_HEADER} header or a JSON body (content-type: application/json)`, { code: ADMIN_HEADER_REQUIRED_CODE }))
 }
 
 async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutesOptions): Promise<void> {
@@ -129,8 +161,10 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
     })
 
     const guarded = { onRequest: [auth as onRequestHookHandler] }
+    // Authentication first: an unauthenticated request learns nothing but 401.
+    const changing = { onRequest: [auth as onRequestHookHandler, requireScriptedRequest as onRequestHookHandler] }
     // Binding routes carry a cookie value in their path: keep Fastify's request logs (which print the URL) quiet.
-    const quiet = { ...guarded, logLevel: 'warn' as const }
+    const quiet = { logLevel: 'warn' as const }
     const log = fastify.log
 
     admin.get('/', options.authHook === undefined ? {} : guarded, async (_request, reply) => sendStatusPage(reply, page))
@@ -155,8 +189,8 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
       return (await viewsOf(api, pool)).find((u) => u.id === request.params.id) as AdminUpstreamView
     }
     const poolQuery = { type: 'object', properties: { pool: { type: 'string', maxLength: 128 } } }
-    admin.post<{ Params: IdParams, Querystring: PoolQuery }>('/upstreams/:id/drain', { ...guarded, schema: { querystring: poolQuery } }, setState('drain'))
-    admin.post<{ Params: IdParams, Querystring: PoolQuery }>('/upstreams/:id/undrain', { ...guarded, schema: { querystring: poolQuery } }, setState('undrain'))
+    admin.post<{ Params: IdParams, Querystring: PoolQuery }>('/upstreams/:id/drain', { ...changing, schema: { querystring: poolQuery } }, setState('drain'))
+    admin.post<{ Params: IdParams, Querystring: PoolQuery }>('/upstreams/:id/undrain', { ...changing, schema: { querystring: poolQuery } }, setState('undrain'))
 
     admin.get('/metrics', guarded, async (_request, reply) => {
       if (registry === undefined) throw new AdminAnswer(404, 'metrics are not enabled')
@@ -171,11 +205,12 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
       if (keyId === undefined) throw new AdminAnswer(503, 'the binding store is not reachable yet')
       return findBinding(api, match, keyId, request.query.pool)
     }
-    admin.get<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...quiet, schema: { querystring: poolQuery } }, async (request) => {
+    admin.get<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...guarded, ...quiet, schema: { querystring: poolQuery } }, async (request) => {
       const found = await lookUp(request)
       return viewOf(api, found)
     })
     admin.put<{ Params: KeyParams, Querystring: PoolQuery, Body: MoveBody }>('/bindings/*', {
+      ...changing,
       ...quiet,
       schema: {
         querystring: poolQuery,
@@ -195,7 +230,7 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
       log.info({ reqId: request.id, pool: pool.name, keyId, from: binding.upstreamId, to: target.id }, 'fastify-sticky: admin moved a binding')
       return viewOf(api, { ...found, binding: { ...binding, upstreamId: target.id } })
     })
-    admin.delete<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...quiet, schema: { querystring: poolQuery } }, async (request, reply) => {
+    admin.delete<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...changing, ...quiet, schema: { querystring: poolQuery } }, async (request, reply) => {
       const { pool, keyId, binding } = await lookUp(request)
       const deleted = await storeCall(() => api.store.delete(pool.name, keyId))
       if (!deleted) throw new AdminAnswer(404, 'no binding for this key')
@@ -314,5 +349,5 @@ export async function listUpstreams (api: AdminApi): Promise<AdminUpstreamView[]
  */
 export const adminRoutes = fp(adminRoutesPlugin, { fastify: '5.x', name: 'fastify-sticky-admin' })
 
-export { DEFAULT_ADMIN_PREFIX } from './admin-options'
+export { DEFAULT_ADMIN_LISTEN_HOST, DEFAULT_ADMIN_PREFIX } from './admin-options'
 export { routingCookieKeys, type BindingKeyMatch, type BindingKeyParser, type VerifiedRoutingCookie } from './binding-keys'

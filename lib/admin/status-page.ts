@@ -1,8 +1,10 @@
 /**
  * The admin status page: one self-contained HTML document (inline CSS and script, no CDN, no build step) that reads
- * the admin JSON API and the metrics every few seconds. The token typed into its login form lives in the tab's
- * sessionStorage and travels only as `Authorization: Bearer`; never in a URL. A strict Content-Security-Policy
- * admits exactly this page's own script and style (by hash) and requests to its own origin.
+ * the admin JSON API and the metrics every few seconds. The token typed into its login form lives only in the
+ * page's memory (a variable of its script: a reload asks for it again), never in sessionStorage, localStorage, a
+ * cookie or a URL, where another page of the same origin could read it; it travels only as `Authorization: Bearer`.
+ * Every call also sends `x-sticky-admin: 1`, which the routes that change state require. A strict
+ * Content-Security-Policy admits exactly this page's own script and style (by hash) and requests to its own origin.
  */
 import { createHash } from 'node:crypto'
 import type { FastifyReply } from 'fastify'
@@ -55,10 +57,10 @@ const SCRIPT = `
 ;(function () {
   var config = document.getElementById('sticky-admin').dataset
   var base = location.pathname.replace(/\\/+$/, '')
-  var TOKEN_KEY = 'fastify-sticky.admin-token'
   var REFRESH_MS = ${STATUS_PAGE_REFRESH_MS}
   var SVG = 'http://www.w3.org/2000/svg'
-  var token = sessionStorage.getItem(TOKEN_KEY)
+  // Page memory only: web storage and cookies are readable by every page of this origin.
+  var token = null
   var previous = null
   var timer = null
 
@@ -79,7 +81,7 @@ const SCRIPT = `
 
   function Unauthorized () {}
   function call (path, method) {
-    var headers = { accept: 'application/json, text/plain' }
+    var headers = { accept: 'application/json, text/plain', 'x-sticky-admin': '1' }
     if (token) headers.authorization = 'Bearer ' + token
     return fetch(base + path, { method: method || 'GET', headers: headers, cache: 'no-store', credentials: 'same-origin' })
       .then(function (res) {
@@ -163,7 +165,8 @@ const SCRIPT = `
     })
     var head = el('tr', {}, ['Upstream', 'URL', 'State', 'Weight', 'Sessions', ''].map(function (h, i) { return el('th', i === 3 || i === 4 ? { class: 'num' } : {}, [h]) }))
     var decided = stats.decisions
-    var hitRatio = decided === null ? null : (decided.hit + decided.new + decided.rebind + decided.degraded) > 0 ? 100 * decided.hit / (decided.hit + decided.new + decided.rebind + decided.degraded) : null
+    var routed = decided === null ? 0 : decided.hit + decided.new + decided.rebind + decided.degraded + decided.unbound
+    var hitRatio = decided === null ? null : routed > 0 ? 100 * decided.hit / routed : null
     return el('section', { class: 'card pool', 'data-pool': name }, [
       el('h2', {}, ['Pool ' + name]),
       el('div', { class: 'kpis' }, [
@@ -190,7 +193,7 @@ const SCRIPT = `
       var decisions = null
       if (now !== null && before !== undefined) {
         decisions = {}
-        ;['hit', 'new', 'rebind', 'degraded'].forEach(function (d) { decisions[d] = Math.max(0, (now.decisions[d] || 0) - (before.decisions[d] || 0)) })
+        ;['hit', 'new', 'rebind', 'degraded', 'unbound'].forEach(function (d) { decisions[d] = Math.max(0, (now.decisions[d] || 0) - (before.decisions[d] || 0)) })
       }
       return poolCard(name, pools[name], {
         rps: now === null ? null : rate(now.requests, before && before.requests, dt),
@@ -220,7 +223,6 @@ const SCRIPT = `
       if (error instanceof Unauthorized) {
         var had = token !== null
         token = null
-        sessionStorage.removeItem(TOKEN_KEY)
         showLogin(had ? 'That token was not accepted.' : '')
         return
       }
@@ -246,12 +248,10 @@ const SCRIPT = `
     token = $('token').value.trim()
     $('token').value = ''
     if (token === '') return
-    sessionStorage.setItem(TOKEN_KEY, token)
     refresh()
   })
   $('logout').addEventListener('click', function () {
     token = null
-    sessionStorage.removeItem(TOKEN_KEY)
     showLogin('')
   })
 
@@ -283,7 +283,7 @@ export const STATUS_PAGE_CSP = [
 export type StatusPageAuth = 'token' | 'hook'
 
 /**
- * @param auth - `token` shows the login form until a token is stored; `hook` calls the API straight away
+ * @param auth - `token` shows the login form until a token is typed in; `hook` calls the API straight away
  * @param metrics - whether `/metrics` is served (rates and error counts come from it)
  * @returns the page's HTML
  */
@@ -305,7 +305,7 @@ export function renderStatusPage (auth: StatusPageAuth, metrics: boolean): strin
   <section class="card" id="login" hidden>
     <h2>Admin token</h2>
     <form id="login-form" autocomplete="off">
-      <label for="token">Bearer token (kept in this tab only)</label>
+      <label for="token">Bearer token (kept in this page only: a reload asks again)</label>
       <input id="token" name="token" type="password" autocomplete="off" spellcheck="false">
       <button type="submit">Sign in</button>
     </form>

@@ -8,14 +8,18 @@ import type { Binding, BindingStore } from '../store/binding-store'
 import type { TouchScheduler } from '../store/touch-scheduler'
 import type { StoreKeyIds } from './key-id'
 import { extractKey, MAX_KEY_LENGTH, type KeyInput, type ResolvedKeySource } from './keys'
+import { NewBindingBudget, type BudgetRefusal } from './new-binding-budget'
+import type { ResolvedNewBindings } from '../options/new-bindings'
 import { newBindingId, type RoutingCookieCodec, type RoutingCookieRejection, type RoutingToken } from './routing-cookie'
 import { trimOws } from './cookie-text'
 
 /**
  * How the upstream was chosen: `hit` (an existing binding), `new` (a binding was made now), `rebind` (the
- * binding was moved), `degraded` (the store failed; the cookie or the balancer decided), `none` (no affinity).
+ * binding was moved), `degraded` (the store failed; the cookie or the balancer decided), `unbound` (the client is
+ * over its new-binding budget: its cookie or rendezvous hashing decided, and nothing was stored), `none` (no
+ * affinity).
  */
-export type StickyDecisionKind = 'hit' | 'new' | 'rebind' | 'degraded' | 'none'
+export type StickyDecisionKind = 'hit' | 'new' | 'rebind' | 'degraded' | 'unbound' | 'none'
 
 /** Why a client's routing cookie (or another key's value) was ignored. */
 export type CookieRejection = RoutingCookieRejection | 'unknown-upstream' | 'junk-key'
@@ -65,6 +69,10 @@ export interface AffinityStats {
   new: number
   rebind: number
   degraded: number
+  /** Requests served without a stored binding because a new-binding budget was spent (see `overBudget`). */
+  unbound: number
+  /** New bindings refused, by the budget that refused them (per client address, per gateway). */
+  overBudget: Record<BudgetRefusal, number>
   none: number
   /** Requests answered 503 because no upstream could take them (or a strict route's upstream was down). */
   unavailable: number
@@ -85,6 +93,8 @@ export interface AffinityResolverDeps {
   readonly codec: RoutingCookieCodec
   readonly keyIds: StoreKeyIds
   readonly touches: TouchScheduler
+  /** The budgets of new bindings, and how long one on probation counts against its upstream. */
+  readonly newBindings: ResolvedNewBindings
 }
 
 /** How long the binding of a client that has not yet come back with its cookie lives. */
@@ -102,6 +112,8 @@ export class AffinityResolver {
     new: 0,
     rebind: 0,
     degraded: 0,
+    unbound: 0,
+    overBudget: { client: 0, gateway: 0 },
     none: 0,
     unavailable: 0,
     invalidCookie: { oversized: 0, 'bad-signature': 0, garbled: 0, 'unknown-upstream': 0 },
@@ -112,10 +124,12 @@ export class AffinityResolver {
   }
 
   readonly #deps: AffinityResolverDeps
+  readonly #budget: NewBindingBudget
 
-  /** @param deps - store, pools, cookie codec, key id deriver and touch scheduler */
+  /** @param deps - store, pools, cookie codec, key id deriver, touch scheduler and new-binding budgets */
   constructor (deps: AffinityResolverDeps) {
     this.#deps = deps
+    this.#budget = new NewBindingBudget(deps.newBindings)
   }
 
   /** @returns the pool named by a resolved route config (validated at route registration) */
@@ -146,15 +160,15 @@ export class AffinityResolver {
   /**
    * Resolves a request on a route with affinity: the route's key sources in order, the first that yields a key
    * wins (the routing cookie always does). A request with no key is balanced as new, and nothing is bound.
-   * @param input - what the key sources read
+   * @param input - what the key sources read (its `ip` is also the client the new-binding budget counts)
    * @param cookieValue - the routing cookie value, when the route uses the cookie
    */
   async resolve (route: ResolvedRouteConfig, sources: readonly ResolvedKeySource[], input: KeyInput, cookieValue: string | undefined): Promise<AffinityResult> {
     let junk = false
     for (const source of sources) {
-      if (source.kind === 'cookie') return this.resolveCookie(route, cookieValue)
+      if (source.kind === 'cookie') return this.resolveCookie(route, cookieValue, input.ip)
       const key = extractKey(source, input)
-      if (key.ok) return this.resolveKey(route, source, key.raw)
+      if (key.ok) return this.resolveKey(route, source, key.raw, input.ip)
       if (key.junk) junk = true
     }
     if (junk) this.stats.invalidKey++
@@ -171,15 +185,21 @@ export class AffinityResolver {
   /**
    * Affinity by a key read from the request (address, header, query parameter, app cookie, function): the key id
    * is a keyed hash of it; an unbound key is bound race-free to the strategy's choice. While the store fails, keys
-   * are spread by rendezvous hashing over healthy upstreams, so every gateway still agrees.
+   * are spread by rendezvous hashing over healthy upstreams, so every gateway still agrees; so are the keys of a
+   * client over its new-binding budget.
+   * @param client - the client address the new-binding budget counts (`request.ip`), if known
    */
-  async resolveKey (route: ResolvedRouteConfig, source: Exclude<ResolvedKeySource, { kind: 'cookie' }>, raw: string): Promise<AffinityResult> {
+  async resolveKey (route: ResolvedRouteConfig, source: Exclude<ResolvedKeySource, { kind: 'cookie' }>, raw: string, client?: string): Promise<AffinityResult> {
     const pool = this.pool(route)
     const namespaced = source.namespace + raw
     const keyId = this.#deps.keyIds.derive(namespaced)
     const binding: BindingContext | undefined = keyId === undefined ? undefined : { keyId, hashKey: namespaced, cookie: undefined }
     const ttlMs = Math.min(route.idleTimeoutMs, route.maxLifetimeMs)
-    const outcome = await this.#bind(route, pool, keyId, ttlMs, namespaced, undefined, true)
+    // A key served unbound (over budget) was placed by hashing; when it is bound later it must stay there, not move
+    // to the balancer's choice and lose its session, so a client refused lately has its new keys bound where hashing
+    // puts them.
+    const placed = this.#budget.refusedWithin(client, route.idleTimeoutMs) ? pool.pickUnbound(namespaced) : undefined
+    const outcome = await this.#bind(route, pool, keyId, ttlMs, namespaced, placed, true, client)
     if (outcome.failure !== undefined) return this.#unavailable(outcome.failure, binding)
     if (outcome.decision === 'degraded') {
       // Without the store, a key's upstream is a pure function of the key: every gateway computes the same.
@@ -194,10 +214,13 @@ export class AffinityResolver {
    * down, unless the route is strict); one whose binding expired or was lost is bound again under the same
    * binding id, preferring the upstream it names (as a load balancer's inserted cookie would), until
    * `maxLifetime` after it was first made; anything else is a new session. Store failures never fail the request:
-   * the cookie, or the balancer, decides (`degraded`).
+   * the cookie, or the balancer, decides (`degraded`). Binding again and binding anew both take from the new-binding
+   * budget; over it, the cookie (or, for a new client, rendezvous hashing of its binding id) decides and nothing is
+   * stored (`unbound`).
    * @param cookieValue - the raw routing cookie value, if the client sent one
+   * @param client - the client address the new-binding budget counts (`request.ip`), if known
    */
-  async resolveCookie (route: ResolvedRouteConfig, cookieValue: string | undefined): Promise<AffinityResult> {
+  async resolveCookie (route: ResolvedRouteConfig, cookieValue: string | undefined, client?: string): Promise<AffinityResult> {
     const { codec, keyIds } = this.#deps
     const pool = this.pool(route)
     let token: RoutingToken | undefined
@@ -233,14 +256,14 @@ export class AffinityResolver {
     // the answer is 503 (the binding stays).
     const strictDown = namedDown && route.failover === 'strict'
     // A client without a cookie is on probation (see #bind); a returning one is not.
-    const outcome = await this.#bind(route, pool, keyId, ttlMs, bindingId, namedUsable ? named : undefined, token === undefined, token !== undefined, strictDown)
+    const outcome = await this.#bind(route, pool, keyId, ttlMs, bindingId, namedUsable ? named : undefined, token === undefined, client, token !== undefined, strictDown)
     if (outcome.failure !== undefined) return this.#unavailable(outcome.failure, binding, rejected)
     if (outcome.decision === 'degraded') {
       if (strictDown) return this.#unavailable('strict-down', binding, rejected)
       const upstream = namedUsable ? named : outcome.upstream
       return this.#answer(pool, upstream, 'degraded', namedDown, this.#cookieFor(token, renew, bindingId, createdAt, upstream), binding, outcome.storeError, rejected)
     }
-    const rebound = outcome.rebound || (outcome.decision === 'new' && namedDown)
+    const rebound = outcome.rebound || ((outcome.decision === 'new' || outcome.decision === 'unbound') && namedDown)
     return this.#answer(pool, outcome.upstream, outcome.decision, rebound, this.#cookieFor(token, renew, bindingId, createdAt, outcome.upstream), binding, undefined, rejected)
   }
 
@@ -293,20 +316,24 @@ export class AffinityResolver {
   /**
    * The store walk shared by every key kind: an alive binding on a usable upstream is a hit; one on a down (or no
    * longer configured) upstream is moved with a compare-and-set, or refused on strict routes; a missing one is
-   * bound race-free to `preferred` or the strategy's choice. A new binding made on probation lives
-   * {@link PROBATION_TTL_MS} until the key returns (its first return touches it to the idle timeout), so bots
-   * and one-off requests neither fill the store nor skew the session counts.
+   * bound race-free to `preferred` or the strategy's choice, if the new-binding budget allows; past it, the key is
+   * served by `preferred` or rendezvous hashing and nothing is written (`unbound`). A new binding made on probation
+   * lives {@link PROBATION_TTL_MS} until the key returns (its first return touches it to the idle timeout), and counts
+   * against its upstream (`maxSessions`, least-sessions) only for the probation hold unless it returns, so bots and
+   * one-off requests neither fill the store for long nor hold upstreams' session slots.
    * @param keyId - `undefined` while the store's salt is unknown (treated as a store failure)
    * @param hashKey - what the `hash` strategy hashes: the raw key (never stored) or the binding id, so every
    *   gateway places a key alike even before they share a salt
+   * @param client - the client address the new-binding budget counts, if known
    * @param lookup - whether to read an existing binding first (a brand-new cookie cannot have one)
    * @param refuseMissing - answer `strict-down` instead of binding a missing key
    */
   async #bind (
     route: ResolvedRouteConfig, pool: UpstreamPool, keyId: string | undefined, ttlMs: number, hashKey: string,
-    preferred: ResolvedUpstream | undefined, onProbation: boolean, lookup = true, refuseMissing = false
+    preferred: ResolvedUpstream | undefined, onProbation: boolean, client: string | undefined, lookup = true, refuseMissing = false
   ): Promise<BindOutcome> {
     const { store, touches } = this.#deps
+    const newBindings = this.#budget
     let counted: string | undefined
     try {
       if (keyId === undefined) throw new Error('fastify-sticky: the store\'s shared salt is not loaded yet')
@@ -335,11 +362,22 @@ export class AffinityResolver {
       if (refuseMissing) return { failure: 'strict-down' }
       const choice = preferred ?? pool.pickForNewSession(hashKey)
       if (choice === undefined) return { failure: 'no-upstream' }
+      // Taken only once the session can be placed: a full pool's 503 costs the client nothing.
+      const refusal = newBindings.take(client)
+      if (refusal !== undefined) {
+        this.stats.overBudget[refusal]++
+        // Nothing remembers this placement, so it must be one every request and every gateway computes alike.
+        const upstream = preferred ?? pool.pickUnbound(hashKey)
+        return upstream === undefined ? { failure: 'no-upstream' } : { upstream, decision: 'unbound', rebound: false }
+      }
       // Counted before the store answers, so new sessions arriving together see each other and spread; taken back
       // if the key turns out to be bound already.
       pool.noteBound(choice.id)
       counted = choice.id
-      const result = await store.bindIfAbsent(pool.name, keyId, choice.id, onProbation ? Math.min(ttlMs, PROBATION_TTL_MS) : ttlMs)
+      const probationTtlMs = Math.min(ttlMs, PROBATION_TTL_MS)
+      const result = onProbation
+        ? await store.bindIfAbsent(pool.name, keyId, choice.id, probationTtlMs, Math.min(probationTtlMs, newBindings.probationHoldMs))
+        : await store.bindIfAbsent(pool.name, keyId, choice.id, ttlMs)
       counted = undefined
       if (!result.created) pool.forgetBound(choice.id)
       // Another gateway may have won with an upstream only its configuration knows (a rolling config change).
@@ -441,4 +479,4 @@ export function parseSetCookie (line: string, name: string): { value: string, de
 
 type BindOutcome =
   | { readonly failure: AffinityFailure, readonly upstream?: undefined, readonly decision?: undefined, readonly rebound?: undefined, readonly storeError?: undefined }
-  | { readonly failure?: undefined, readonly upstream: ResolvedUpstream, readonly decision: 'hit' | 'new' | 'rebind' | 'degraded', readonly rebound: boolean, readonly storeError?: unknown }
+  | { readonly failure?: undefined, readonly upstream: ResolvedUpstream, readonly decision: 'hit' | 'new' | 'rebind' | 'degraded' | 'unbound', readonly rebound: boolean, readonly storeError?: unknown }

@@ -4,10 +4,15 @@
  */
 import { parseDuration } from '../duration'
 import { InvalidOptionError } from '../errors'
+import { redactCredentials } from '../redact-credentials'
 
-/** A short description of a bad value for an error message (strings cut at 60 characters, objects never dumped). */
+/** A short description of a bad value for an error message (URL credentials hidden, strings cut at 60 characters, objects never dumped). */
 export function show (value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? value.slice(0, 60) + '…' : value)
+  if (typeof value === 'string') {
+    // Redacted before the cut: a cut could drop the '@' that marks the userinfo.
+    const text = redactCredentials(value)
+    return JSON.stringify(text.length > 60 ? text.slice(0, 60) + '…' : text)
+  }
   if (typeof value === 'function') return 'a function'
   if (value === null || typeof value !== 'object') return String(value)
   return Array.isArray(value) ? 'an array' : 'an object'

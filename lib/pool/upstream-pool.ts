@@ -145,6 +145,49 @@ export class UpstreamPool {
    */
   pickForNewSession (hashKey?: string): ResolvedUpstream | undefined {
     const now = Date.now()
+    const { candidates, weights, blockedByLimit } = this.#newSessionCandidates(now)
+    if (candidates.length === 0) {
+      return blockedByLimit && this.config.overflow === 'least-loaded' ? this.#leastLoaded(this.#activeUp(now), now) : undefined
+    }
+    switch (this.config.strategy) {
+      case 'weighted-round-robin':
+        return this.#smoothRoundRobin(candidates, weights, this.#newSessionWeights)
+      case 'random-two-choices':
+        return this.#twoChoices(candidates, weights)
+      case 'hash':
+        return this.#boundedRendezvous(candidates, weights, hashKey ?? String(Math.random()))
+      default:
+        return this.#leastLoaded(candidates, now)
+    }
+  }
+
+  /**
+   * Places a session that gets no stored binding (its client is over the new-binding budget): rendezvous hashing of
+   * the key over the upstreams that take new sessions (active, up, not full; slow start scales their weights), so the
+   * same key lands on the same upstream on every request and every gateway while nothing is remembered. When all are
+   * full, the pool's `overflow` decides, as for a bound session.
+   * @param hashKey - what identifies the session (the raw key, or the routing cookie's binding id)
+   * @returns the upstream, or `undefined` when none can take new sessions
+   */
+  pickUnbound (hashKey: string): ResolvedUpstream | undefined {
+    const now = Date.now()
+    const { candidates, weights, blockedByLimit } = this.#newSessionCandidates(now)
+    if (candidates.length === 0) return blockedByLimit && this.config.overflow === 'least-loaded' ? this.hashPick(hashKey) : undefined
+    let best: ResolvedUpstream | undefined
+    let bestScore = -Infinity
+    for (let i = 0; i < candidates.length; i++) {
+      const score = rendezvousScore(hashKey, candidates[i], weights[i])
+      if (score > bestScore) {
+        best = candidates[i]
+        bestScore = score
+      }
+    }
+    return best
+  }
+
+  // Upstreams that take new sessions now (active, up, below maxSessions), with their effective weights; counts are
+  // re-read from the store in the background when older than the refresh interval.
+  #newSessionCandidates (now: number): { candidates: ResolvedUpstream[], weights: number[], blockedByLimit: boolean } {
     if (now - this.#countsReadAt > SESSION_COUNT_REFRESH_MS) void this.refreshCounts()
     const candidates: ResolvedUpstream[] = []
     const weights: number[] = []
@@ -159,19 +202,7 @@ export class UpstreamPool {
       candidates.push(u)
       weights.push(weight)
     }
-    if (candidates.length === 0) {
-      return blockedByLimit && this.config.overflow === 'least-loaded' ? this.#leastLoaded(this.#activeUp(now), now) : undefined
-    }
-    switch (this.config.strategy) {
-      case 'weighted-round-robin':
-        return this.#smoothRoundRobin(candidates, weights, this.#newSessionWeights)
-      case 'random-two-choices':
-        return this.#twoChoices(candidates, weights)
-      case 'hash':
-        return this.#boundedRendezvous(candidates, weights, hashKey ?? String(Math.random()))
-      default:
-        return this.#leastLoaded(candidates, now)
-    }
+    return { candidates, weights, blockedByLimit }
   }
 
   /**

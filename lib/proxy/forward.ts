@@ -4,23 +4,33 @@
  * with one compare-and-set and retries once when the request can be replayed. Answers are 502/503/504 with a short
  * JSON body; never a 500, never an internal address.
  */
+import type { IncomingMessage } from 'node:http'
 import { Readable, type Duplex } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import type { AffinityFailure, AffinityResolver, AffinityResult, BindingContext } from '../affinity/resolve'
-import { BadGatewayError, NoUpstreamError, UpstreamTimeoutError } from '../errors'
+import { BadGatewayError, BadRequestTargetError, NoUpstreamError, TunnelLimitError, UpstreamTimeoutError } from '../errors'
 import { trimOws } from '../affinity/cookie-text'
-import type { ResolvedKeySource } from '../affinity/keys'
+import { ipPrefixKey, type ResolvedKeySource } from '../affinity/keys'
+import { classifyForwardFailure, errorCodes, planFailureResponse, type ForwardFailure } from '../core/failure'
+import { forwardTarget } from '../core/forward-target'
+import { forwardedForValue, removeHopByHop, writeForwardingHeaders } from '../core/upstream-headers'
 import type { ResolvedRouteConfig } from '../options'
+import type { ResolvedXForwarded } from '../options/edge'
 import type { HealthMonitor } from '../pool/health'
-import { isUpgrade, openTunnel, type TunnelFailure, type TunnelOptions } from './websocket'
+import type { TunnelLimits } from './tunnel-limits'
+import { isUpgrade, openTunnel, upgradeSocketOf, type TunnelOptions } from './websocket'
 
 /** Per-request routing state kept between the affinity hook and the forward. */
 export interface ForwardState {
   readonly route: ResolvedRouteConfig
   binding: BindingContext | undefined
   retried: boolean
+  /** Attempts of this request that never reached an upstream (each one marked that upstream down). */
+  unreached: number
   source: string | undefined
+  /** Whether this response sets a routing cookie (then no shared cache may keep it). */
+  setsCookie: boolean
   /** On routes that learn the app's session cookie: which, and the value the client sent (if any). */
   readonly learn: { readonly source: LearnSource, readonly requestValue: string | undefined } | undefined
 }
@@ -39,31 +49,14 @@ export function setForwardState (request: FastifyRequest, state: ForwardState): 
   (request as unknown as Record<symbol, ForwardState>)[kForwardState] = state
 }
 
-// Failures where the request never reached the upstream: safe to send again, whatever the method.
-const NOT_REACHED_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'])
-// The connection broke: the upstream may have seen the request, so only idempotent requests are sent again.
-const RESET_CODES = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE', 'UND_ERR_CLOSED'])
-const TIMEOUT_CODES = new Set([
-  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
-  'FST_REPLY_FROM_TIMEOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT', 'FST_REPLY_FROM_HTTP_REQUEST_TIMEOUT'
-])
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
-
-// reply-from wraps transport errors; the code that matters may sit a few causes down.
-function codesOf (error: unknown): string[] {
-  const codes: string[] = []
-  for (let e = error as { code?: unknown, cause?: unknown } | undefined, depth = 0; e !== undefined && e !== null && depth < 5; e = e.cause as typeof e, depth++) {
-    if (typeof e.code === 'string') codes.push(e.code)
-  }
-  return codes
-}
 
 // Transport errors name the upstream's address ("connect ECONNREFUSED 10.0.0.11:3000", `address`, `port`), and
 // reply-from logs every one at warn ('response errored') whatever `disableRequestLogging` says: that line keeps
 // the error's type and code only. The plugin's own line names the upstream by its id.
 function upstreamSafeError (error: unknown): Record<string, unknown> {
   const e = error as { name?: unknown } | null
-  return { type: typeof e?.name === 'string' ? e.name : 'Error', code: codesOf(error).pop(), message: 'upstream request failed' }
+  return { type: typeof e?.name === 'string' ? e.name : 'Error', code: errorCodes(error).pop(), message: 'upstream request failed' }
 }
 
 const kOriginalWarn = Symbol('fastify-sticky.originalWarn')
@@ -106,12 +99,13 @@ export interface ForwarderDeps {
   readonly setRoutingCookie: (request: FastifyRequest, reply: FastifyReply, pool: string, value: string) => void
   /** Routing cookie names removed from requests before they reach an upstream (empty: forward them). */
   readonly stripCookies: readonly string[]
-  /** Whether to add X-Forwarded-For/-Proto/-Host. */
-  readonly xForwarded: boolean
-  /** WebSocket tunnels: settings, the open client sockets, and the routing cookies an upgrade's 101 must carry. */
+  /** Whether (and for which hosts) to write X-Forwarded-For/-Proto/-Host. */
+  readonly xForwarded: ResolvedXForwarded
+  /** WebSocket tunnels: settings, the open client sockets, their caps, and the routing cookies an upgrade's answer must carry. */
   readonly tunnels: {
     readonly options: TunnelOptions
     readonly sockets: Set<Duplex>
+    readonly limits: TunnelLimits
     readonly setCookies: (request: FastifyRequest) => readonly string[]
   }
   /** Told of every answer the gateway makes itself because forwarding failed (metrics). */
@@ -149,23 +143,33 @@ export interface Forwarder {
 
 /** Builds the forwarder of one plugin registration. */
 export function createForwarder (deps: ForwarderDeps): Forwarder {
-  const { resolver, health, reboundHeader } = deps
+  const { resolver, health, reboundHeader, xForwarded } = deps
+  const allowedHosts = xForwarded === false ? undefined : xForwarded.allowedHosts
 
   function sendProblem (reply: FastifyReply, status: number, code: string | undefined, error: string, message: string): FastifyReply {
     return reply.code(status).send({ statusCode: status, code, error, message, requestId: reply.request.id })
   }
 
-  function sendUpstreamError (reply: FastifyReply, error: unknown): void {
-    const codes = codesOf(error)
-    const problem = codes.some((code) => TIMEOUT_CODES.has(code))
-      ? new UpstreamTimeoutError({ cause: error })
-      : new BadGatewayError({ cause: error })
+  // The answer the gateway makes itself when a forward fails: a coded problem, the cause kept for the log only.
+  function sendFailure (reply: FastifyReply, error: unknown, failure: ForwardFailure, status: 400 | 502 | 504): void {
+    if (reply.sent) return
+    if (status === 400) {
+      request400(reply, error)
+      return
+    }
+    const problem = status === 504 ? new UpstreamTimeoutError({ cause: error }) : new BadGatewayError({ cause: error })
     const sticky = reply.request.sticky
-    reply.request.log.warn({ pool: sticky?.pool, upstream: sticky?.upstream.id, code: codes[codes.length - 1], statusCode: problem.statusCode },
+    reply.request.log.warn({ pool: sticky?.pool, upstream: sticky?.upstream.id, code: failure.code, statusCode: status },
       'fastify-sticky: upstream request failed')
-    const status = problem.statusCode === 504 ? 504 : 502
     deps.onForwardError?.(sticky?.pool ?? '', status)
     sendProblem(reply, status, problem.code, status === 504 ? 'Gateway Timeout' : 'Bad Gateway', problem.message)
+  }
+
+  // The client's request is at fault (its target, or a header that cannot be sent): no upstream is involved.
+  function request400 (reply: FastifyReply, error: unknown): FastifyReply {
+    reply.request.log.debug({ err: error }, 'fastify-sticky: request cannot be forwarded')
+    const problem = new BadRequestTargetError()
+    return sendProblem(reply, 400, problem.code, 'Bad Request', problem.message)
   }
 
   function sendUnavailable (reply: FastifyReply, pool: string, failure: AffinityFailure): FastifyReply {
@@ -188,17 +192,19 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
   function rewriteRequestHeaders (request: FastifyRequest, headers: Record<string, unknown>): Record<string, unknown> {
     // undici refuses `Expect: 100-continue` (curl sends it for bodies over 1 MB); the body is streamed anyway.
     if (headers.expect !== undefined) delete headers.expect
+    // reply-from removes `Connection` and what it names; what it does not name (a bare `Keep-Alive`, `Upgrade: h2c`,
+    // `TE`) would make undici refuse the request, or reach the upstream as if we had sent it.
+    removeHopByHop(headers)
     if (deps.stripCookies.length > 0 && typeof headers.cookie === 'string') {
       const cookie = removeCookies(headers.cookie, deps.stripCookies)
       if (cookie === undefined) delete headers.cookie
       else headers.cookie = cookie
     }
-    if (deps.xForwarded) {
-      const client = request.raw.socket.remoteAddress
-      const previous = headers['x-forwarded-for']
-      if (client !== undefined) headers['x-forwarded-for'] = typeof previous === 'string' && previous !== '' ? previous + ', ' + client : client
-      headers['x-forwarded-proto'] = request.protocol
-      if (request.headers.host !== undefined) headers['x-forwarded-host'] = request.headers.host
+    if (xForwarded !== false) {
+      const peer = request.raw.socket?.remoteAddress
+      // `request.ips` walks X-Forwarded-For (and allocates): only worth it when the client sent one.
+      const forwardedFor = request.headers['x-forwarded-for'] === undefined ? peer : forwardedForValue(request.ips, peer)
+      writeForwardingHeaders(headers, forwardedFor, request.protocol, forwardedHost(request))
     }
     if (reboundHeader !== false) {
       // A client-sent header must never claim a rebound that did not happen.
@@ -209,18 +215,26 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     return headers
   }
 
+  // The host the client asked for (trustProxy-aware), when it may be passed on.
+  function forwardedHost (request: FastifyRequest): string | undefined {
+    const host = request.host
+    if (host === '' || (allowedHosts !== undefined && !allowedHosts.has(host.toLowerCase()))) return undefined
+    return host
+  }
+
   // Hop-by-hop headers describe the upstream connection, not this one: copied, they would override the
   // client's own `Connection: close`. An upstream that builds absolute URLs from the Host it was sent (its own
   // address) would hand clients an internal address in redirects: those become path-absolute references, which
   // every client resolves against the address it used (nginx's `proxy_redirect default`).
   function rewriteHeaders (headers: Record<string, unknown>, request?: FastifyRequest): Record<string, unknown> {
-    if (headers.connection !== undefined) delete headers.connection
-    if (headers['keep-alive'] !== undefined) delete headers['keep-alive']
+    removeHopByHop(headers)
     const origin = request?.sticky?.upstream.url
     if (origin !== undefined) {
       if (headers.location !== undefined) headers.location = withoutOrigin(headers.location, origin)
       if (headers['content-location'] !== undefined) headers['content-location'] = withoutOrigin(headers['content-location'], origin)
     }
+    // A shared cache that kept a response with our Set-Cookie would pin everyone it serves to one binding.
+    if (request !== undefined && forwardStateOf(request)?.setsCookie === true) headers['cache-control'] = privateCacheControl(headers['cache-control'])
     return headers
   }
 
@@ -269,35 +283,46 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
     }
     request.sticky = result.sticky
     state.binding = result.binding ?? state.binding
-    if (result.setCookie !== undefined) deps.setRoutingCookie(request, reply, state.route.pool, result.setCookie)
+    if (result.setCookie !== undefined) {
+      state.setsCookie = true
+      deps.setRoutingCookie(request, reply, state.route.pool, result.setCookie)
+    }
     return true
   }
 
-  // A request that never reached an upstream is retried until every upstream of its pool has refused it: nothing
-  // was sent anywhere, and each refusal marks that upstream down, so each retry goes to another one, and the last
-  // finds none left (503). One retry is not enough: the next pick may be dead too (Redis lost the shared down
-  // states, or two upstreams died together). Anything else is retried once.
-  const unreached = new WeakMap<ForwardState, number>()
-  function mayRetry (state: ForwardState, notReached: boolean, poolSize: number): boolean {
-    if (!notReached) return !state.retried
-    const misses = (unreached.get(state) ?? 0) + 1
-    unreached.set(state, misses)
-    return misses <= poolSize
+  // The response side, not the request: undici destroys a streamed request body itself when the upstream fails,
+  // and the client is still there to be answered.
+  function clientGone (reply: FastifyReply): boolean {
+    return reply.raw.destroyed || reply.raw.socket?.destroyed === true
   }
 
-  async function recover (reply: FastifyReply, error: unknown, notReached: boolean): Promise<void> {
+  // One path for every failed forward, HTTP or upgrade: classify, blame only the upstream's own failures, then
+  // retry (after a failover when the upstream is now down) or answer.
+  async function recover (reply: FastifyReply, error: unknown, retryWith: (reply: FastifyReply) => void): Promise<void> {
     const request = reply.request
-    const state = forwardStateOf(request) as ForwardState
-    const sticky = request.sticky as NonNullable<FastifyRequest['sticky']>
+    const state = forwardStateOf(request)
+    const failure = classifyForwardFailure(error, clientGone(reply))
+    if (state === undefined || request.sticky === null) {
+      const plan = planFailureResponse(failure, { replayable: false, idempotent: false, unreachedAttempts: 0, retried: true, poolSize: 0 })
+      if (plan.status !== null) sendFailure(reply, error, failure, plan.status)
+      return
+    }
+    const sticky = request.sticky
     const pool = resolver.pool(state.route)
-    // A reset may only be a stale keep-alive connection: blame the upstream only if it refuses a new one.
-    const down = notReached || !(await health.isReachable(sticky.upstream))
-    if (down) await health.setDown(pool, sticky.upstream, true, codesOf(error).pop() ?? 'connection failed')
     const body = request.body
-    const replayable = (body === undefined || body === null || !(body instanceof Readable)) &&
-      (notReached || IDEMPOTENT_METHODS.has(request.method))
-    if (!mayRetry(state, notReached, pool.upstreams.length) || !replayable || reply.sent) {
-      sendUpstreamError(reply, error)
+    const plan = planFailureResponse(failure, {
+      replayable: body === undefined || body === null || !(body instanceof Readable),
+      idempotent: IDEMPOTENT_METHODS.has(request.method),
+      unreachedAttempts: state.unreached,
+      retried: state.retried,
+      poolSize: pool.upstreams.length
+    })
+    if (failure.kind === 'unreached') state.unreached++
+    // A reset may only be a stale keep-alive connection: blame the upstream only if it refuses a new one.
+    const down = plan.blame === 'yes' || (plan.blame === 'if-unreachable' && !(await health.isReachable(sticky.upstream)))
+    if (down) await health.setDown(pool, sticky.upstream, true, failure.code ?? 'connection failed')
+    if (!plan.retry || reply.sent || clientGone(reply)) {
+      if (plan.status !== null) sendFailure(reply, error, failure, plan.status)
       return
     }
     state.retried = true
@@ -308,18 +333,17 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
       }
       if (!applyResult(request, reply, state, await resolver.failover(state.route, sticky.upstream, state.binding))) return
     }
-    reply.from(state.source, optionsFor(request))
+    retryWith(reply)
+  }
+
+  function retryHttp (reply: FastifyReply): void {
+    reply.from(forwardStateOf(reply.request)?.source, optionsFor(reply.request))
   }
 
   function onError (reply: FastifyReply, failure: { error: unknown }): void {
-    const codes = codesOf(failure.error)
-    const notReached = codes.some((code) => NOT_REACHED_CODES.has(code))
-    const reset = !notReached && codes.some((code) => RESET_CODES.has(code))
-    if ((!notReached && !reset) || forwardStateOf(reply.request) === undefined) {
-      sendUpstreamError(reply, failure.error)
-      return
-    }
-    recover(reply, failure.error, notReached).catch((error: unknown) => { sendUpstreamError(reply, error) })
+    recover(reply, failure.error, retryHttp).catch((error: unknown) => {
+      sendFailure(reply, error, { kind: 'bad-gateway', code: undefined }, 502)
+    })
   }
 
   function forward (this: FastifyReply, source?: string): FastifyReply {
@@ -333,63 +357,91 @@ export function createForwarder (deps: ForwarderDeps): Forwarder {
       const decision = resolver.resolveWithoutAffinity(route)
       if (decision === null) return sendUnavailable(this, route.pool, 'no-upstream')
       request.sticky = decision
-      state = { route, binding: undefined, retried: false, source, learn: undefined }
+      state = { route, binding: undefined, retried: false, unreached: 0, source, setsCookie: false, learn: undefined }
       setForwardState(request, state)
     } else if (state !== undefined) {
       state.source = source
     }
+    // One target rule for requests and upgrades: reply-from's own check, applied before either is sent.
+    const target = forwardTarget(source, request.url)
+    if (target === null) return request400(this, new Error('request target refused'))
     if (isUpgrade(request)) {
-      tunnel(this)
+      startTunnel(this, target)
       return this
     }
     useSafeLog(request)
     try {
       return this.from(source, optionsFor(request))
     } catch (error) {
-      // reply-from refuses what it cannot turn into an upstream URL (absolute-form targets, '..' segments):
-      // that is the client's request at fault, not the gateway.
-      request.log.debug({ err: error }, 'fastify-sticky: request target refused')
-      return sendProblem(this, 400, 'FST_STICKY_BAD_REQUEST_TARGET', 'Bad Request', 'Bad Request: the request target cannot be forwarded')
+      // reply-from refuses what it cannot turn into an upstream URL: that is the client's request at fault.
+      return request400(this, error)
     }
   }
 
-  function tunnel (reply: FastifyReply): void {
+  // An upgrade takes a tunnel place for its whole life, retries included, until the client socket closes.
+  function startTunnel (reply: FastifyReply, path: string): void {
+    const request = reply.request
+    const client = upgradeSocketOf(request) as Duplex
+    const place = deps.tunnels.limits.acquire(ipPrefixKey(request.ip, 32, 64) ?? request.ip)
+    if (typeof place === 'string') {
+      const problem = new TunnelLimitError(place === 'gateway' ? 'on this gateway' : 'for this client')
+      request.log.warn({ pool: request.sticky?.pool, limit: place }, 'fastify-sticky: WebSocket tunnel refused')
+      reply.header('retry-after', '5')
+      sendProblem(reply, 503, problem.code, 'Service Unavailable', problem.message)
+      return
+    }
+    client.once('close', place)
+    tunnel(reply, path)
+  }
+
+  function tunnel (reply: FastifyReply, path: string): void {
     const request = reply.request
     const sticky = request.sticky as NonNullable<FastifyRequest['sticky']>
+    const upgrade = request.headers.upgrade
     const headers = rewriteRequestHeaders(request, { ...request.headers })
-    openTunnel(reply, sticky.upstream.url, headers, deps.tunnels.setCookies(request), deps.tunnels.options, deps.tunnels.sockets, (failure) => {
-      tunnelFailed(reply, failure).catch((error: unknown) => { sendUpstreamError(reply, error) })
+    // The client's `Connection` may name our own X-Forwarded-* for removal by the next hop: send only ours.
+    headers.connection = 'Upgrade'
+    headers.upgrade = upgrade
+    const target = {
+      upstreamUrl: sticky.upstream.url,
+      path,
+      headers,
+      setCookies: deps.tunnels.setCookies(request)
+    }
+    openTunnel(reply, target, deps.tunnels.options, deps.tunnels.sockets, {
+      onFailure: (error) => {
+        recover(reply, error, (again) => { tunnel(again, path) }).catch((cause: unknown) => {
+          sendFailure(reply, cause, { kind: 'bad-gateway', code: undefined }, 502)
+        })
+      },
+      onResponse: (response) => { relayRefusal(reply, response, target.setCookies) }
     })
   }
 
-  // An upstream that cannot be reached before its 101 fails over like an HTTP request: an upgrade carries no
-  // body, so it can always be sent again.
-  async function tunnelFailed (reply: FastifyReply, failure: TunnelFailure): Promise<void> {
-    const request = reply.request
-    const state = forwardStateOf(request)
-    const sticky = request.sticky as NonNullable<FastifyRequest['sticky']>
-    const error = Object.assign(new Error('upstream upgrade failed'), { code: failure.code })
-    const notReached = failure.code !== undefined && NOT_REACHED_CODES.has(failure.code)
-    if (state === undefined || !notReached) {
-      sendUpstreamError(reply, error)
-      return
-    }
-    const pool = resolver.pool(state.route)
-    await health.setDown(pool, sticky.upstream, true, failure.code ?? 'connection failed')
-    if (!mayRetry(state, true, pool.upstreams.length)) {
-      sendUpstreamError(reply, error)
-      return
-    }
-    state.retried = true
-    if (state.route.failover === 'strict' && state.binding !== undefined) {
-      sendUnavailable(reply, pool.name, 'strict-down')
-      return
-    }
-    if (!applyResult(request, reply, state, await resolver.failover(state.route, sticky.upstream, state.binding))) return
-    tunnel(reply)
+  // An upstream that answers an upgrade with anything but 101 is relayed as an ordinary response, through Fastify:
+  // same header rewriting as HTTP (Location without the upstream's origin), framing written anew.
+  function relayRefusal (reply: FastifyReply, response: IncomingMessage, setCookies: readonly string[]): void {
+    const headers = rewriteHeaders({ ...response.headers }, reply.request)
+    delete headers['set-cookie']
+    reply.code(response.statusCode ?? 502)
+    for (const [name, value] of Object.entries(headers)) if (value !== undefined) reply.header(name, value)
+    const cookies = [...(response.headers['set-cookie'] ?? []), ...setCookies]
+    if (cookies.length > 0) reply.header('set-cookie', cookies)
+    reply.send(response)
   }
 
   return { forward, sendUnavailable }
+}
+
+/**
+ * The response's Cache-Control once it carries a routing cookie: private (the browser may keep it, a shared cache
+ * may not); `no-store` is kept as it is, and `public` / `s-maxage` give way.
+ */
+export function privateCacheControl (value: unknown): string {
+  if (typeof value !== 'string' || value === '') return 'private'
+  if (/(^|,)\s*(private|no-store)\s*(,|$|=)/i.test(value)) return value
+  const kept = value.split(',').map((d) => d.trim()).filter((d) => d !== '' && !/^(public|s-maxage\s*=.*)$/i.test(d))
+  return ['private', ...kept].join(', ')
 }
 
 /**

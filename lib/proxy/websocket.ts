@@ -9,6 +9,7 @@ import https from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { HANDSHAKE_TIMEOUT_CODE } from '../core/failure'
 
 const kUpgradeSocket = Symbol('fastify-sticky.upgradeSocket')
 const kUpgradeHead = Symbol('fastify-sticky.upgradeHead')
@@ -47,68 +48,95 @@ export function installUpgradeRouting (fastify: FastifyInstance, sockets: Set<Du
 
 /** Tunnel settings. */
 export interface TunnelOptions {
-  /** Longest wait for the upstream's 101. */
+  /** Longest wait for the TCP (and TLS) connection to the upstream: past it, the upstream was never reached. */
+  readonly connectTimeoutMs: number
+  /** Longest wait for the upstream's answer once connected: past it, a 504 and no verdict on the upstream. */
   readonly handshakeTimeoutMs: number
   /** A tunnel with no traffic either way for this long is closed; 0 never. */
   readonly idleTimeoutMs: number
 }
 
-/** What a failed upstream connection reports, for failover. */
-export interface TunnelFailure {
-  readonly code: string | undefined
-  readonly timeout: boolean
+/** Where a tunnel goes and what it sends. */
+export interface TunnelTarget {
+  /** The upstream's origin URL. */
+  readonly upstreamUrl: string
+  /** The request target to send (already checked like an HTTP request's). */
+  readonly path: string
+  /** The request headers to send (hop-by-hop removed, forwarding headers written). */
+  readonly headers: Record<string, unknown>
+  /** Serialized Set-Cookie values to add to the 101 (a new binding's routing cookie). */
+  readonly setCookies: readonly string[]
+}
+
+/** What the tunnel reports back before it is established; exactly one of these is called, or none if the client left. */
+export interface TunnelCallbacks {
+  /** The upstream could not be reached, broke the connection or was too slow, before its 101. */
+  readonly onFailure: (error: Error & { code?: string }) => void
+  /** The upstream answered with something other than 101: the caller relays it as an ordinary response. */
+  readonly onResponse: (response: IncomingMessage) => void
 }
 
 /**
- * Opens the tunnel for an upgrade request to the request's chosen upstream.
- * @param headers - the request headers to send upstream (already rewritten: routing cookie, X-Forwarded-*)
- * @param setCookies - serialized Set-Cookie values to add to the 101 (a new binding's routing cookie)
- * @param onFailure - called when the upstream cannot be reached before its 101 (not after); it answers the client
- *   itself (a retry on another upstream, or an error response)
+ * Opens the tunnel for an upgrade request to its chosen upstream. A client that closes its socket before the
+ * upstream answers ends the attempt silently: nothing is reported, nothing counts against the upstream.
  */
-export function openTunnel (
-  reply: FastifyReply, upstreamUrl: string, headers: Record<string, unknown>, setCookies: readonly string[], options: TunnelOptions,
-  sockets: Set<Duplex>, onFailure: (failure: TunnelFailure) => void
-): void {
+export function openTunnel (reply: FastifyReply, target: TunnelTarget, options: TunnelOptions, sockets: Set<Duplex>, callbacks: TunnelCallbacks): void {
   const raw = reply.request.raw as UpgradeRequest
   const client = raw[kUpgradeSocket] as Socket
   const head = raw[kUpgradeHead] ?? Buffer.alloc(0)
-  const target = new URL(upstreamUrl)
-  const transport = target.protocol === 'https:' ? https : http
+  const url = new URL(target.upstreamUrl)
+  const transport = url.protocol === 'https:' ? https : http
   let settled = false
+  let timer: NodeJS.Timeout | undefined
   const upstreamRequest = transport.request({
-    host: target.hostname.replace(/^\[|\]$/g, ''),
-    port: target.port === '' ? (target.protocol === 'https:' ? 443 : 80) : Number(target.port),
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port),
     method: raw.method,
-    path: raw.url,
-    headers: { ...headers, host: target.host } as http.OutgoingHttpHeaders,
-    agent: false,
-    timeout: options.handshakeTimeoutMs
+    path: target.path,
+    headers: { ...target.headers, host: url.host } as http.OutgoingHttpHeaders,
+    agent: false
   })
-  const fail = (failure: TunnelFailure): void => {
-    if (settled) return
+  const settle = (): boolean => {
+    if (settled) return false
     settled = true
-    upstreamRequest.destroy()
-    onFailure(failure)
+    clearTimeout(timer)
+    client.off('close', clientLeft)
+    return true
   }
-  upstreamRequest.on('timeout', () => fail({ code: 'UND_ERR_CONNECT_TIMEOUT', timeout: true }))
-  upstreamRequest.on('error', (error: NodeJS.ErrnoException) => fail({ code: error.code, timeout: false }))
-  // The upstream refused the upgrade: relay its answer as it is.
+  const fail = (code: string): void => {
+    if (!settle()) return
+    upstreamRequest.destroy()
+    callbacks.onFailure(Object.assign(new Error('upstream upgrade failed'), { code }))
+  }
+  // The client hung up first: nobody to answer, and nothing the upstream did wrong.
+  const clientLeft = (): void => {
+    if (settle()) upstreamRequest.destroy()
+  }
+  client.once('close', clientLeft)
+  // Two clocks, so a slow answer is never mistaken for an unreachable upstream: connecting, then the answer.
+  timer = setTimeout(() => fail('UND_ERR_CONNECT_TIMEOUT'), options.connectTimeoutMs)
+  upstreamRequest.once('socket', (socket: Socket) => {
+    socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => {
+      if (settled) return
+      clearTimeout(timer)
+      timer = setTimeout(() => fail(HANDSHAKE_TIMEOUT_CODE), options.handshakeTimeoutMs)
+    })
+  })
+  upstreamRequest.on('error', (error: NodeJS.ErrnoException) => fail(error.code ?? 'ECONNRESET'))
   upstreamRequest.on('response', (response) => {
-    if (settled) return
-    settled = true
-    reply.hijack()
-    client.write(statusLine(response) + headerLines(response.rawHeaders, []) + '\r\n')
-    response.pipe(client)
+    if (!settle()) {
+      response.destroy()
+      return
+    }
+    callbacks.onResponse(response)
   })
   upstreamRequest.on('upgrade', (response, upstream: Socket, upstreamHead: Buffer) => {
-    if (settled) {
+    if (!settle()) {
       upstream.destroy()
       return
     }
-    settled = true
     reply.hijack()
-    client.write(statusLine(response) + headerLines(response.rawHeaders, setCookies.map((value) => ['Set-Cookie', value])) + '\r\n')
+    client.write(statusLine(response) + headerLines(response.rawHeaders, target.setCookies) + '\r\n')
     if (upstreamHead.length > 0) client.write(upstreamHead)
     if (head.length > 0) upstream.write(head)
     sockets.add(client)
@@ -132,13 +160,18 @@ export function openTunnel (
   upstreamRequest.end()
 }
 
+/** @returns the client socket of an upgrade request routed by fastify-sticky */
+export function upgradeSocketOf (request: FastifyRequest): Duplex | undefined {
+  return (request.raw as UpgradeRequest)[kUpgradeSocket]
+}
+
 function statusLine (response: IncomingMessage): string {
   return `HTTP/1.1 ${response.statusCode ?? 502} ${response.statusMessage ?? ''}\r\n`
 }
 
-function headerLines (rawHeaders: readonly string[], extra: ReadonlyArray<[string, string]>): string {
+function headerLines (rawHeaders: readonly string[], setCookies: readonly string[]): string {
   let lines = ''
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) lines += `${rawHeaders[i]}: ${rawHeaders[i + 1]}\r\n`
-  for (const [name, value] of extra) lines += `${name}: ${value}\r\n`
+  for (const value of setCookies) lines += `Set-Cookie: ${value}\r\n`
   return lines
 }

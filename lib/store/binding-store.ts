@@ -110,8 +110,12 @@ export interface BindingStore {
    * Binds `keyId` to `upstreamId` unless it is already bound. Atomic: of any number of concurrent calls
    * for one key, on any gateway, exactly one creates the binding and every call returns that winner.
    * @param ttlMs - time-to-live of a new binding; an existing binding's TTL is left unchanged
+   * @param countedMs - how long a new binding counts in {@link BindingStore.sessionCounts} unless it is touched or
+   *   moved first (a binding on probation: its client may never come back, and must not hold an upstream's session
+   *   slot for long); a touch or a move counts it again for the TTL it then has. At most `ttlMs`; defaults to it.
+   *   A store that ignores it counts the binding for its whole TTL.
    */
-  bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number): Promise<BindResult>
+  bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number, countedMs?: number): Promise<BindResult>
 
   /**
    * Compare-and-set: moves the binding from `expected` to `next` only if it is still bound to `expected`.
@@ -132,7 +136,8 @@ export interface BindingStore {
   delete (pool: string, keyId: string): Promise<boolean>
 
   /**
-   * Live (unexpired) bindings per upstream, counted over the whole store (every gateway together).
+   * Live (unexpired) bindings per upstream, counted over the whole store (every gateway together); a binding made
+   * with a shorter `countedMs` and neither touched nor moved since is left out once that time has passed.
    * @returns a count for every id in `upstreamIds` (0 when it has none)
    */
   sessionCounts (pool: string, upstreamIds: readonly string[]): Promise<Record<string, number>>

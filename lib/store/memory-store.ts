@@ -27,6 +27,8 @@ interface Entry {
   upstreamId: string
   readonly createdAt: number
   expiresAt: number
+  /** Whether it is in the session counts (a binding on probation leaves them when its hold ends, until touched). */
+  counted: boolean
 }
 
 /** A {@link BindingStore} held in this process's memory. */
@@ -35,6 +37,8 @@ export class MemoryBindingStore implements BindingStore {
   // Insertion order doubles as LRU order: a touch re-inserts the entry at the end.
   readonly #entries = new Map<string, Entry>()
   readonly #counts = new Map<string, Map<string, number>>()
+  // Bindings counted for less than their TTL (on probation), with when they stop counting unless touched or moved.
+  readonly #held = new Map<string, { readonly entry: Entry, readonly until: number }>()
   readonly #listeners = new Set<(change: Invalidation) => void>()
   readonly #upstreams = new Map<string, Map<string, UpstreamStatus>>()
   readonly #salt = randomBytes(24).toString('base64url')
@@ -72,7 +76,7 @@ export class MemoryBindingStore implements BindingStore {
     return entry === undefined ? null : { upstreamId: entry.upstreamId, createdAt: entry.createdAt }
   }
 
-  async bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number): Promise<BindResult> {
+  async bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number, countedMs = ttlMs): Promise<BindResult> {
     const id = pool + '\0' + keyId
     const now = Date.now()
     const existing = this.#live(id, now)
@@ -80,8 +84,10 @@ export class MemoryBindingStore implements BindingStore {
       return { upstreamId: existing.upstreamId, createdAt: existing.createdAt, created: false }
     }
     if (this.#entries.size >= this.#maxBindings) this.#evictOldest()
-    this.#entries.set(id, { pool, keyId, upstreamId, createdAt: now, expiresAt: now + ttlMs })
+    const entry: Entry = { pool, keyId, upstreamId, createdAt: now, expiresAt: now + ttlMs, counted: true }
+    this.#entries.set(id, entry)
     this.#count(pool, upstreamId, 1)
+    if (countedMs < ttlMs) this.#held.set(id, { entry, until: now + Math.max(0, countedMs) })
     return { upstreamId, createdAt: now, created: true }
   }
 
@@ -90,8 +96,11 @@ export class MemoryBindingStore implements BindingStore {
     if (entry === undefined) return { upstreamId: null, swapped: false }
     if (entry.upstreamId !== expected) return { upstreamId: entry.upstreamId, swapped: false }
     if (expected !== next) {
-      this.#count(pool, expected, -1)
+      // A move counts the binding again for its whole TTL, as a touch does.
+      if (entry.counted) this.#count(pool, expected, -1)
       this.#count(pool, next, 1)
+      entry.counted = true
+      this.#held.delete(pool + '\0' + keyId)
       entry.upstreamId = next
       this.#notify(pool, keyId)
     }
@@ -105,6 +114,12 @@ export class MemoryBindingStore implements BindingStore {
       const entry = this.#live(id, now)
       if (entry === undefined || entry.upstreamId !== request.upstreamId) continue
       entry.expiresAt = now + request.ttlMs
+      // Its client came back: off probation, counted again if its hold had ended.
+      this.#held.delete(id)
+      if (!entry.counted) {
+        entry.counted = true
+        this.#count(entry.pool, entry.upstreamId, 1)
+      }
       this.#entries.delete(id)
       this.#entries.set(id, entry)
     }
@@ -119,6 +134,7 @@ export class MemoryBindingStore implements BindingStore {
   }
 
   async sessionCounts (pool: string, upstreamIds: readonly string[]): Promise<Record<string, number>> {
+    this.#releaseHolds(Date.now())
     const counts = this.#counts.get(pool)
     const result: Record<string, number> = {}
     for (const id of upstreamIds) result[id] = counts?.get(id) ?? 0
@@ -173,7 +189,21 @@ export class MemoryBindingStore implements BindingStore {
 
   #remove (id: string, entry: Entry): void {
     this.#entries.delete(id)
-    this.#count(entry.pool, entry.upstreamId, -1)
+    this.#held.delete(id)
+    if (entry.counted) this.#count(entry.pool, entry.upstreamId, -1)
+  }
+
+  // Bindings whose probation hold ended without a touch stop counting. Holds are few (new bindings of the last hold
+  // time), and this runs with the counts, about once a second per pool.
+  #releaseHolds (now: number): void {
+    for (const [id, hold] of this.#held) {
+      if (hold.until > now) continue
+      this.#held.delete(id)
+      if (hold.entry.counted) {
+        hold.entry.counted = false
+        this.#count(hold.entry.pool, hold.entry.upstreamId, -1)
+      }
+    }
   }
 
   #evictOldest (): void {

@@ -200,12 +200,12 @@ export class NearCacheStore implements BindingStore {
   }
 
   /** As the store's; a binding this call created is cached (its TTL is known: the one given). */
-  async bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number): Promise<BindResult> {
+  async bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number, countedMs?: number): Promise<BindResult> {
     const id = pool + '\0' + keyId
     const started = Date.now()
     const read = this.#beginRead(id)
     try {
-      const result = await this.#inner.bindIfAbsent(pool, keyId, upstreamId, ttlMs)
+      const result = await this.#inner.bindIfAbsent(pool, keyId, upstreamId, ttlMs, countedMs)
       // An earlier winner's binding has an unknown remaining TTL: the next get reads it with its TTL.
       if (result.created && this.#mayFill(read)) this.#fill(id, result.upstreamId, result.createdAt, started + ttlMs)
       return result

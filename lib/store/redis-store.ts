@@ -3,7 +3,8 @@
  *
  * Key layout (all key strings are built here and nowhere else):
  * - binding  `<prefix>{<pool>:<shard>}:b:<keyId>` → `<upstreamId>|<createdAtMs>`, PX = remaining TTL
- * - index    `<prefix>{<pool>:<shard>}:z:<upstreamId>` ZSET keyId → expiry ms (exact live counts, lazily trimmed)
+ * - index    `<prefix>{<pool>:<shard>}:z:<upstreamId>` ZSET keyId → until when it counts, ms: its expiry, or for a
+ *   binding on probation the end of its probation hold until it is touched (exact live counts, lazily trimmed)
  * - upstreams `<prefix>{<pool>}:u` HASH upstreamId → `<admin>|<down 0/1>|<changedAtMs>|<url>|<weight>` (shared
  *   state; url and weight only for upstreams added at run time)
  * - salt     `<prefix>salt` (SET NX once; every gateway derives the same key ids)
@@ -101,14 +102,14 @@ export interface RedisBindingStoreOptions {
 const NOW_LUA = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
 
-// KEYS[1] binding, KEYS[2] index of ARGV[1]; ARGV: upstreamId, ttlMs, keyId
+// KEYS[1] binding, KEYS[2] index of ARGV[1]; ARGV: upstreamId, ttlMs, keyId, countedMs (<= ttlMs)
 // → { created (0|1), '<upstreamId>|<createdAt>' }
 const BIND_IF_ABSENT_LUA = `${NOW_LUA}
 local current = redis.call('GET', KEYS[1])
 if current then return { 0, current } end                    -- an earlier caller won: report its binding
 local value = ARGV[1] .. '|' .. string.format('%d', now)
 redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3]) -- counted for countedMs only (probation), unless touched
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)          -- trim expired members so counts stay exact
 return { 1, value }`
 
@@ -135,7 +136,7 @@ local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 if string.sub(current, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then return 0 end  -- moved meanwhile: not ours to extend
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[2]), ARGV[3])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])  -- not XX: a lapsed probation entry counts again
 return 1`
 
 // KEYS[1] binding; ARGV: keyId, index key prefix (same hash tag), channel, message → 1 when deleted
@@ -178,7 +179,7 @@ return counts`
 type ScriptResult = [number, string?]
 
 interface StickyCommands {
-  stickyBindIfAbsent (binding: string, index: string, upstreamId: string, ttlMs: number, keyId: string): Promise<ScriptResult>
+  stickyBindIfAbsent (binding: string, index: string, upstreamId: string, ttlMs: number, keyId: string, countedMs: number): Promise<ScriptResult>
   stickyRebind (binding: string, fromIndex: string, toIndex: string, expected: string, next: string, keyId: string, channel: string, message: string): Promise<ScriptResult>
   stickyTouch (binding: string, index: string, upstreamId: string, ttlMs: number, keyId: string): Promise<number>
   stickyDelete (binding: string, keyId: string, indexPrefix: string, channel: string, message: string): Promise<number>
@@ -395,10 +396,12 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
     return binding === null ? null : { ...binding, ttlMs: ttl < 0 ? Infinity : ttl }
   }
 
-  async bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number): Promise<BindResult> {
+  async bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number, countedMs = ttlMs): Promise<BindResult> {
     const tag = this.#tag(pool, keyId)
+    const ttl = Math.max(1, Math.round(ttlMs))
+    const counted = Number.isFinite(countedMs) ? Math.min(ttl, Math.max(0, Math.round(countedMs))) : ttl
     const [created, value] = await this.#client.stickyBindIfAbsent(
-      tag + ':b:' + keyId, tag + ':z:' + upstreamId, upstreamId, Math.max(1, Math.round(ttlMs)), keyId)
+      tag + ':b:' + keyId, tag + ':z:' + upstreamId, upstreamId, ttl, keyId, counted)
     const binding = parseBinding(value ?? '')
     if (binding === null) throw new Error(`fastify-sticky: unreadable binding value in Redis for pool "${pool}"`)
     return { upstreamId: binding.upstreamId, createdAt: binding.createdAt, created: created === 1 }

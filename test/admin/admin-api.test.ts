@@ -12,6 +12,8 @@ import { eventually } from '../store/binding-store.contract'
 import { ADMIN_TOKEN, startAdminGateway } from './admin-gateway'
 
 const UNAUTHORIZED = { statusCode: 401, error: 'Unauthorized', message: 'Unauthorized' }
+/** What a script sends with a request that changes state (the status page does). */
+const SCRIPTED = { 'x-sticky-admin': '1' }
 const hits = (upstreams: TestUpstream[]): number => upstreams.reduce((total, u) => total + u.hits, 0)
 
 t.test('options are checked at register', async (t) => {
@@ -136,7 +138,7 @@ t.test('upstream lookups: 404 unknown, 409 ambiguous, ?pool= decides', async (t)
     },
     defaults: { pool: 'shop' }
   })
-  const post = (path: string): ReturnType<typeof get> => get(`${gw.admin}${path}`, { method: 'POST', headers: gw.auth })
+  const post = (path: string): ReturnType<typeof get> => get(`${gw.admin}${path}`, { method: 'POST', headers: { ...gw.auth, ...SCRIPTED } })
   const list = (await get(`${gw.admin}/upstreams`, { headers: gw.auth })).json<AdminUpstreamView[]>()
   t.same(list.map((u) => `${u.pool}/${u.id}/${u.weight}`), ['shop/a/1', 'shop/b/3', 'models/a/1'])
 
@@ -207,7 +209,7 @@ t.test('binding look-up, move and evict: input checks', async (t) => {
   t.match((await binding(encodeURIComponent(unbound))).json(), { statusCode: 404, message: 'no binding for this key' })
 
   const put = (body: unknown, headers: Record<string, string> = {}): ReturnType<typeof get> =>
-    binding(cookie, { method: 'PUT', headers: { ...gw.auth, ...headers }, body: body as object })
+    binding(cookie, { method: 'PUT', headers: { ...gw.auth, ...SCRIPTED, ...headers }, body: body as object })
   t.equal((await put({})).status, 400, 'upstream is required')
   t.match((await put({ upstream: 'zz' })).json(), { statusCode: 400, message: 'pool "shop" has no upstream "zz"' })
   t.equal((await put('{"upstream":', { 'content-type': 'application/json' })).status, 400, 'bad JSON')
@@ -234,8 +236,8 @@ t.test('binding look-up, move and evict: input checks', async (t) => {
   t.match((await put({ upstream: other })).json(), { statusCode: 409, message: `upstream "${other}" is down` })
   await gw.app.sticky.store.setUpstreamState('shop', other, { down: false })
 
-  t.equal((await binding(cookie, { method: 'DELETE' })).status, 204)
-  t.equal((await binding(cookie, { method: 'DELETE' })).status, 404, 'gone')
+  t.equal((await binding(cookie, { method: 'DELETE', headers: { ...gw.auth, ...SCRIPTED } })).status, 204)
+  t.equal((await binding(cookie, { method: 'DELETE', headers: { ...gw.auth, ...SCRIPTED } })).status, 404, 'gone')
   t.equal((await binding(cookie)).status, 404)
   t.equal(a.hits + b.hits, 3, 'only the client\'s own requests reached upstreams')
 })
@@ -247,7 +249,7 @@ t.test('two gateways on one Redis: drain, undrain, move and evict change routing
   const g1 = await startAdminGateway(t, { upstreams, redisUrl: redis.url, prefix })
   const g2 = await startAdminGateway(t, { upstreams, redisUrl: redis.url, prefix })
   const admin = (gw: typeof g1, path: string, method = 'GET', body?: object): ReturnType<typeof get> =>
-    get(`${gw.admin}${path}`, { method, headers: gw.auth, body })
+    get(`${gw.admin}${path}`, { method, headers: { ...gw.auth, ...SCRIPTED }, body })
   const sessionsOf = async (gw: typeof g1): Promise<Record<string, number | null>> =>
     Object.fromEntries((await admin(gw, '/upstreams')).json<AdminUpstreamView[]>().map((u) => [u.id, u.sessions]))
   const total = (counts: Record<string, number | null>): number => Object.values(counts).reduce<number>((s, n) => s + (n ?? 0), 0)

@@ -194,8 +194,9 @@ t.test('the metrics and admin options are checked', async (t) => {
   t.throws(() => resolveMetricsOptions({ registy: registry }), { message: /metrics\.registy is not a known option/ })
   t.throws(() => resolveMetricsOptions('yes'), { message: /metrics must be a boolean or \{ registry \}/ })
   t.equal(resolveAdminOptions(undefined), undefined)
-  t.same(resolveAdminOptions({ token: 'x'.repeat(16) }), { prefix: '/_sticky', token: 'x'.repeat(16), authHook: undefined })
-  t.throws(() => resolveAdminOptions({ token: 'x'.repeat(16), path: '/x' }), { message: /admin\.path is not a known option \(known: token, prefix, authHook\)/ })
+  t.same(resolveAdminOptions({ token: 'x'.repeat(16) }), { prefix: '/_sticky', token: 'x'.repeat(16), authHook: undefined, listen: undefined })
+  t.same(resolveAdminOptions({ token: 'x'.repeat(16), listen: { port: 9090 } })?.listen, { port: 9090, host: '127.0.0.1' }, 'admin.listen binds loopback by default')
+  t.throws(() => resolveAdminOptions({ token: 'x'.repeat(16), path: '/x' }), { message: /admin\.path is not a known option \(known: token, prefix, authHook, listen\)/ })
   let message = ''
   try {
     resolveAdminOptions({ token: 'tooshort' })

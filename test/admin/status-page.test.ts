@@ -3,6 +3,7 @@ import path from 'node:path'
 import t from 'tap'
 import type { AdminUpstreamView } from '../../lib/admin/routes'
 import { STATUS_PAGE_REFRESH_MS } from '../../lib/admin/status-page'
+import type { Page } from 'playwright-core'
 import { openBrowser } from '../helpers/browser'
 import { CookieJar, get } from '../helpers/http'
 import { startUpstreams } from '../helpers/upstreams'
@@ -10,6 +11,15 @@ import { ADMIN_TOKEN, startAdminGateway } from './admin-gateway'
 
 /** Where the screenshot goes (gitignored); docs/status-page.png is a copy an engineer looked at. */
 const ARTIFACTS = path.join(__dirname, '..', 'artifacts')
+
+/** Everything a script of the current page's origin can read without the page's own variables: web storage, cookies. */
+async function readableStorage (page: Page): Promise<string> {
+  return page.evaluate(() => JSON.stringify({
+    session: Object.entries(sessionStorage),
+    local: Object.entries(localStorage),
+    cookie: document.cookie
+  }))
+}
 
 t.test('status page in headless Chromium: login, live figures, drain', async (t) => {
   const upstreams = await startUpstreams(t, ['a', 'b', 'c'])
@@ -55,8 +65,9 @@ t.test('status page in headless Chromium: login, live figures, drain', async (t)
     await page.locator('#login-form button').click()
     await page.locator('tr[data-upstream="models/m2"]').waitFor()
     t.notOk(page.url().includes(ADMIN_TOKEN), 'the token is in no URL')
-    t.equal(await page.evaluate(() => sessionStorage.getItem('fastify-sticky.admin-token')), ADMIN_TOKEN, 'kept in this tab\'s sessionStorage')
-    t.equal(await page.evaluate(() => localStorage.length), 0, 'and nowhere more lasting')
+    const storage = await readableStorage(page)
+    t.notOk(storage.includes(ADMIN_TOKEN.slice(0, 8)), `nothing of the token in sessionStorage, localStorage or cookies: ${storage}`)
+    t.equal(await page.evaluate(() => sessionStorage.length + localStorage.length), 0, 'web storage is empty')
     t.equal(await page.evaluate(() => document.cookie), '', 'no cookie either')
     for (const u of await expected()) {
       const row = page.locator(`tr[data-upstream="${u.pool}/${u.id}"]`)
@@ -68,6 +79,21 @@ t.test('status page in headless Chromium: login, live figures, drain', async (t)
     t.equal(await page.locator('section[data-pool="shop"] [data-kpi="sessions"] .v').textContent(), '9')
     t.equal(await page.locator('section[data-pool="models"] [data-kpi="sessions"] .v').textContent(), '3')
     t.equal(await page.locator('section[data-pool="shop"] svg rect.bar').count(), 3, 'one bar per upstream with sessions')
+  })
+
+  await t.test('a proxied app\'s page in the same tab finds nothing of the token; a reload asks for it again', async (t) => {
+    // Issue #16 finding 3: the token was kept in sessionStorage, which every page of the origin (any proxied app) reads.
+    const app = await page.goto(`${gw.url}/some-app/page`)
+    t.equal((await app?.json() as { upstream?: string }).upstream !== undefined, true, 'a proxied application\'s page, same origin as the status page')
+    const storage = await readableStorage(page)
+    t.notOk(storage.includes(ADMIN_TOKEN.slice(0, 8)), `its script reads nothing of the token: ${storage}`)
+    await page.goto(`${gw.admin}/`)
+    await page.locator('#login').waitFor()
+    t.ok(await page.locator('#login').isVisible(), 'the status page forgot the token with the page')
+    await page.locator('#token').fill(ADMIN_TOKEN)
+    await page.locator('#login-form button').click()
+    await page.locator('tr[data-upstream="models/m2"]').waitFor()
+    t.pass('signed in again')
   })
 
   await t.test('requests/s comes from two metric snapshots', async (t) => {
@@ -108,7 +134,7 @@ t.test('status page in headless Chromium: login, live figures, drain', async (t)
   await t.test('log out forgets the token', async (t) => {
     await page.locator('#logout').click()
     t.ok(await page.locator('#login').isVisible())
-    t.equal(await page.evaluate(() => sessionStorage.length), 0)
+    t.equal(await page.evaluate(() => sessionStorage.length + localStorage.length), 0)
   })
 
   t.same(errors, [], 'no console errors, CSP violations or uncaught exceptions')
