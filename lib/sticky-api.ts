@@ -2,7 +2,7 @@
  * The programmatic API, `app.sticky`: pools, counts, draining and runtime membership. Every change goes to the
  * store first, so every gateway on it sees the same within about a second.
  */
-import type { FastifyBaseLogger } from 'fastify'
+import type { CoreLogger } from './core/logger'
 import type { AffinityStats } from './affinity/resolve'
 import { resolveUpstream, type ResolvedUpstream, type StickyUpstreamOptions } from './options'
 import type { UpstreamPool, UpstreamState } from './pool/upstream-pool'
@@ -88,7 +88,7 @@ export interface StickyApiDeps {
   readonly store: BindingStore
   readonly pools: ReadonlyMap<string, UpstreamPool>
   readonly stats: AffinityStats
-  readonly log: FastifyBaseLogger
+  readonly log: CoreLogger
 }
 
 /** Builds `app.sticky`. */

@@ -1,7 +1,7 @@
 /**
  * Pool options: upstreams (ids, origins, weights, session caps), health checks, strategy and overflow.
  */
-import type { ResolvedPool, ResolvedUpstream, StickyStrategy } from '../options'
+import type { ResolvedPool, ResolvedUpstream, StickyStrategy } from './types'
 import { checkKeys, duration, fail, isRecord, positiveInteger } from './checks'
 
 /** Default time an upstream marked down waits before a connection is tried again. */

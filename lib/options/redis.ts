@@ -1,7 +1,7 @@
 /**
  * Redis connection and near-cache options: a URL, Sentinel or Cluster addresses, or the caller's ioredis client.
  */
-import type { ResolvedOptions } from '../options'
+import type { ResolvedOptions } from './types'
 import { DEFAULT_NEAR_CACHE_MAX_ENTRIES, DEFAULT_NEAR_CACHE_TTL_MS } from '../store/near-cache'
 import type { RedisConnection } from '../store/redis-store'
 import { checkKeys, duration, fail, isRecord } from './checks'

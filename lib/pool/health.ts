@@ -6,7 +6,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
-import type { FastifyBaseLogger } from 'fastify'
+import type { CoreLogger } from '../core/logger'
 import type { ResolvedUpstream } from '../options'
 import type { BindingStore } from '../store/binding-store'
 import type { UpstreamPool } from './upstream-pool'
@@ -24,7 +24,7 @@ interface ProbeRecord {
 export class HealthMonitor {
   readonly #store: BindingStore
   readonly #pools: ReadonlyMap<string, UpstreamPool>
-  readonly #log: FastifyBaseLogger
+  readonly #log: CoreLogger
   readonly #connectTimeoutMs: number
   readonly #probes = new Map<string, ProbeRecord>()
   readonly #timers: NodeJS.Timeout[] = []
@@ -32,7 +32,7 @@ export class HealthMonitor {
   /**
    * @param connectTimeoutMs - timeout of a cool-down reachability retry
    */
-  constructor (store: BindingStore, pools: ReadonlyMap<string, UpstreamPool>, log: FastifyBaseLogger, connectTimeoutMs: number) {
+  constructor (store: BindingStore, pools: ReadonlyMap<string, UpstreamPool>, log: CoreLogger, connectTimeoutMs: number) {
     this.#store = store
     this.#pools = pools
     this.#log = log

@@ -13,7 +13,7 @@ import t, { type Test } from 'tap'
 import { extractKey, ipPrefixKey, MAX_KEY_LENGTH, resolveKeySources, type KeyInput, type ResolvedKeySource } from '../../lib/affinity/keys'
 import { parseSetCookie } from '../../lib/affinity/resolve'
 import { createRoutingCookieCodec, MAX_ROUTING_COOKIE_LENGTH, newBindingId } from '../../lib/affinity/routing-cookie'
-import { removeCookies } from '../../lib/proxy/forward'
+import { removeCookies } from '../../lib/core/routing-cookie-header'
 import { aroundLimit, cookieHeader, headerChar, headerValue, mutationOf, setCookieAttribute } from './arbitraries'
 
 const RUNS = 10_000

@@ -1,0 +1,386 @@
+/**
+ * The sticky core: everything that decides, and nothing that speaks HTTP for a framework. Given a request's view it
+ * decides the upstream (and the routing cookie to set); given a failed forward it says whom to blame and whether to
+ * retry, moving the session when its upstream is down; given an upstream's response headers it learns the app's
+ * session cookie and rewrites what must not reach the client. Every front door (the Fastify plugin, the
+ * @fastify/http-proxy integration, the Express middleware) translates its framework's request into a
+ * {@link RequestView}, calls these, and writes the answers. Framework-free: no import of fastify, reply-from or
+ * an HTTP server type.
+ */
+import { AffinityResolver, type StickyDecision } from '../affinity/resolve'
+import { StoreKeyIds } from '../affinity/key-id'
+import { createRoutingCookieCodec, type RoutingCookieCodec } from '../affinity/routing-cookie'
+import { instrumentCacheableStore, instrumentStore } from '../admin/instrumented-store'
+import type { StickyMetrics } from '../admin/metrics'
+import { resolveRouteConfig, type ResolvedOptions, type ResolvedRouteConfig, type StickyRouteConfig } from '../options'
+import { HealthMonitor } from '../pool/health'
+import { UpstreamPool } from '../pool/upstream-pool'
+import { createStickyApi, type StickyApi } from '../sticky-api'
+import type { BindingStore } from '../store/binding-store'
+import { MemoryBindingStore } from '../store/memory-store'
+import { NearCacheStore } from '../store/near-cache'
+import { RedisBindingStore } from '../store/redis-store'
+import { TouchScheduler } from '../store/touch-scheduler'
+import { classifyForwardFailure, planFailureResponse } from './failure'
+import type { CoreLogger } from './logger'
+import { badGateway, badRequestTarget, noUpstream, upstreamTimeout, type StickyProblem } from './problem'
+import type { EdgeFacts, LearnSource, RequestView, StickyRequestState } from './request-state'
+import { parseCookieHeader, readRoutingCookie, removeCookies } from './routing-cookie-header'
+import { TunnelLimits } from './tunnel-limits'
+import { removeHopByHop, writeForwardingHeaders } from './upstream-headers'
+import { withoutOrigin, privateCacheControl } from './response-headers'
+
+const STORE_WARN_INTERVAL_MS = 10_000
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+
+/** The routing cookie a response must set: name, value and attributes (serialised by the front door). */
+export interface RoutingCookie {
+  readonly name: string
+  readonly value: string
+  readonly attributes: {
+    readonly path: string
+    readonly domain: string | undefined
+    readonly maxAge: number | undefined
+    readonly sameSite: 'lax' | 'strict' | 'none'
+    readonly httpOnly: true
+    readonly secure: boolean
+  }
+}
+
+/** What became of a failed forward. */
+export type FailureOutcome =
+  | { readonly retry: true }
+  | { readonly retry: false, readonly problem: StickyProblem | null }
+
+/** What a front door tells the core of a failed forward. */
+export interface FailureContext {
+  /** The client's connection closed first (nobody to answer). */
+  readonly clientGone: boolean
+  /** The request can be sent again as it was (no body, or a buffered one). */
+  readonly replayable: boolean
+  readonly method: string
+}
+
+/** What the core needs from its host. */
+export interface StickyCoreDeps {
+  readonly log: CoreLogger
+  /** Metrics, when on: store operations are timed, the near cache reports hits and misses. */
+  readonly metrics?: StickyMetrics
+}
+
+/** The framework-free sticky core; see the module comment. */
+export interface StickyCore {
+  readonly options: ResolvedOptions
+  /** The programmatic API (`app.sticky` in Fastify). */
+  readonly api: StickyApi
+  /** The routing cookie signer and verifier (the admin API reads cookies pasted by operators). */
+  readonly codec: RoutingCookieCodec
+  /** Derives the key id of a raw affinity key (the admin API looks bindings up by raw key). */
+  keyIdOf (rawKey: string): string | undefined
+  /** WebSocket tunnel caps. */
+  readonly tunnels: TunnelLimits
+  /** The default pool's round-robin route, for forwards outside sticky routes; `null` when no pool can be named. */
+  readonly defaultRoute: ResolvedRouteConfig | null
+  /**
+   * Resolves a route's `config.sticky` once, at route registration.
+   * @param label - `METHOD url`, for messages
+   * @returns the frozen settings, or `null` when the route is not sticky
+   * @throws FST_STICKY_INVALID_ROUTE_CONFIG naming the route and the option
+   */
+  route (label: string, config: boolean | StickyRouteConfig | undefined): ResolvedRouteConfig | null
+  /**
+   * Decides a request's upstream: the route's key sources in order (routing cookie, address, header, query, learnt
+   * app cookie, function), then the store, then the balancer.
+   * @returns the request's state, or the problem to answer (503 when no upstream can take it)
+   */
+  decide (route: ResolvedRouteConfig, view: RequestView): Promise<StickyRequestState | StickyProblem>
+  /** A request without affinity (`key: false`, or a forward outside sticky routes): round robin, no store. */
+  balance (route: ResolvedRouteConfig): StickyRequestState | StickyProblem
+  /**
+   * The routing cookie the state's response must set, if any.
+   * @param https - whether the client's request is HTTPS as the framework sees it (for `secure: 'auto'`)
+   */
+  routingCookie (state: StickyRequestState, https: boolean): RoutingCookie | undefined
+  /**
+   * Rewrites the headers of the request sent upstream, in place: hop-by-hop headers removed, routing cookies
+   * stripped, forwarding headers written from `edge`, the rebound header set only when the session moved.
+   */
+  upstreamRequestHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>, edge: EdgeFacts): Record<string, unknown>
+  /**
+   * Rewrites the upstream's response headers for the client, in place: hop-by-hop removed, `Location` without the
+   * upstream's origin, `Cache-Control: private` when the response sets the routing cookie.
+   */
+  clientResponseHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>): Record<string, unknown>
+  /**
+   * Reports a failed forward: blames the upstream only when it is at fault, moves the session (compare-and-set, so
+   * every gateway agrees) when its upstream is now down, and says whether to retry (the state then names the new
+   * upstream, and `state.cookie` the new cookie) or what to answer.
+   */
+  reportFailure (state: StickyRequestState | undefined, error: unknown, context: FailureContext): Promise<FailureOutcome>
+  /** Learns the app's session cookie from the upstream's `Set-Cookie` on learn routes (before the response is released). */
+  learn (state: StickyRequestState, setCookie: string | readonly string[] | undefined): Promise<void>
+  /** The problem for a target that cannot be forwarded (400). */
+  badTarget (cause: unknown): StickyProblem
+  /** Counts an answer the gateway made itself (502/503/504 feed the forward-error metric). */
+  problemSent (pool: string, problem: StickyProblem): void
+  /** Stops timers, flushes pending touches, closes what the core opened. */
+  close (): Promise<void>
+}
+
+/** @returns whether a decision is a problem to answer rather than a request state */
+export function isStickyProblem (value: StickyRequestState | StickyProblem): value is StickyProblem {
+  return (value as StickyProblem).status !== undefined
+}
+
+// With metrics, store operations are timed; under a near cache they are timed below it (what Redis costs), and the
+// near cache reports its hits and misses itself.
+function createStore (options: ResolvedOptions, metrics: StickyMetrics | undefined): { store: BindingStore, owned: boolean } {
+  const measured = (store: BindingStore): BindingStore => metrics === undefined ? store : instrumentStore(store, metrics)
+  if (options.store !== undefined) return { store: measured(options.store), owned: false }
+  if (options.redis === undefined) return { store: measured(new MemoryBindingStore({ maxBindings: options.maxBindings })), owned: true }
+  const redis = new RedisBindingStore({ redis: options.redis, prefix: options.prefix })
+  if (options.nearCache === false) return { store: measured(redis), owned: true }
+  // The near cache closes the Redis store with itself.
+  return {
+    store: new NearCacheStore(metrics === undefined ? redis : instrumentCacheableStore(redis, metrics), {
+      ...options.nearCache,
+      ...(metrics === undefined ? {} : { observer: metrics.nearCache() })
+    }),
+    owned: true
+  }
+}
+
+/**
+ * Builds and starts a sticky core: the store (connected, or degraded while Redis is down), pools, health checks.
+ * @throws Error when a store the caller gave (or the in-memory one) cannot start
+ */
+export async function createStickyCore (options: ResolvedOptions, deps: StickyCoreDeps): Promise<StickyCore> {
+  const { log, metrics } = deps
+  const { store, owned } = createStore(options, metrics)
+  const keyIds = new StoreKeyIds(() => store.sharedSalt())
+  const stopSaltWatch = store.onSaltChange((salt) => {
+    keyIds.useSalt(salt)
+    log.warn('fastify-sticky: the store lost its shared salt; using the one now in it')
+  })
+  try {
+    await store.init()
+    await keyIds.load()
+  } catch (error) {
+    // A Redis we created keeps reconnecting by itself: start degraded rather than not at all, so a gateway
+    // restarted during a Redis outage still routes (cookie clients by their cookie, new ones by the balancer).
+    if (!owned || options.redis === undefined) {
+      stopSaltWatch()
+      throw new Error(`fastify-sticky: the binding store is not reachable at start (${(error as Error).message})`, { cause: error })
+    }
+    log.warn({ err: error }, 'fastify-sticky: Redis is not reachable at start; routing degraded until it is')
+  }
+  const pools = new Map(Object.entries(options.pools).map(([name, pool]) => [name, new UpstreamPool(name, pool, store)]))
+  const touches = new TouchScheduler(store, (error) => { log.debug({ err: error }, 'fastify-sticky: touching bindings failed') })
+  const codec = createRoutingCookieCodec(options.secrets)
+  const resolver = new AffinityResolver({ store, pools, codec, keyIds, touches, newBindings: options.newBindings })
+  const health = new HealthMonitor(store, pools, log, options.timeouts.connectMs)
+  await Promise.all([...pools.values()].map((pool) => pool.refreshCounts()))
+  await health.start()
+  const api = createStickyApi({ store, pools, stats: resolver.stats, log })
+  metrics?.attach(api)
+
+  const cookieOptions = options.cookie
+  const stripCookies = cookieOptions.forward ? [] : Object.values(options.pools).map((pool) => pool.cookieName)
+  const reboundHeader = options.reboundHeader
+  const xForwarded = options.xForwarded
+  const allowedHosts = xForwarded === false ? undefined : xForwarded.allowedHosts
+  const tunnels = options.websocket === false
+    ? new TunnelLimits(0, 0)
+    : new TunnelLimits(options.websocket.maxTunnels, options.websocket.maxTunnelsPerClient)
+  let lastStoreWarning = 0
+
+  // reply.forward() outside sticky routes balances over the default pool, when one can be named.
+  let defaultRoute: ResolvedRouteConfig | null
+  try {
+    defaultRoute = resolveRouteConfig('(default)', { key: false }, options)
+  } catch {
+    defaultRoute = null
+  }
+
+  function unavailable (route: ResolvedRouteConfig, strictDown: boolean): StickyProblem {
+    const config = resolver.pool(route).config
+    const retryAfterMs = config.healthCheck?.intervalMs ?? config.cooldownMs
+    return noUpstream(route.pool, strictDown, Math.max(1, Math.ceil(retryAfterMs / 1000)))
+  }
+
+  function stateOf (route: ResolvedRouteConfig, decision: StickyDecision, rest: Partial<StickyRequestState>): StickyRequestState {
+    return { route, decision, binding: rest.binding, cookie: rest.cookie, retried: false, unreached: 0, source: undefined, learn: rest.learn }
+  }
+
+  async function decide (route: ResolvedRouteConfig, view: RequestView): Promise<StickyRequestState | StickyProblem> {
+    if (route.key === false) return balance(route)
+    const sources = route.key
+    const cookieName = options.pools[route.pool].cookieName
+    const header = view.headers.cookie
+    const cookies = view.cookies ?? readCookies(typeof header === 'string' ? header : undefined)
+    const value = sources[sources.length - 1].kind === 'cookie'
+      ? readRoutingCookie(cookies, typeof header === 'string' ? header : undefined, cookieName, (v) => resolver.firstValidCookie(v))
+      : undefined
+    const cookieOnly = sources.length === 1
+    const result = cookieOnly && sources[0].kind === 'cookie'
+      ? await resolver.resolveCookie(route, value, view.ip)
+      : await resolver.resolve(route, sources, { ip: view.ip, headers: view.headers, query: view.query, cookies, request: view.request }, value)
+    if (result.rejected !== undefined) log.debug({ reason: result.rejected }, 'fastify-sticky: affinity key ignored')
+    if (result.storeError !== undefined) {
+      const now = Date.now()
+      if (now - lastStoreWarning > STORE_WARN_INTERVAL_MS) {
+        lastStoreWarning = now
+        log.warn({ err: result.storeError }, 'fastify-sticky: binding store failed; routing from cookies and the balancer')
+      }
+    }
+    if (result.sticky === null) return unavailable(route, result.failure === 'strict-down')
+    const learn = learnSourceOf(sources)
+    return stateOf(route, result.sticky, {
+      binding: result.binding,
+      cookie: result.setCookie,
+      learn: learn === undefined ? undefined : { source: learn, requestValue: cookies[learn.cookie] }
+    })
+  }
+
+  function balance (route: ResolvedRouteConfig): StickyRequestState | StickyProblem {
+    const decision = resolver.resolveWithoutAffinity(route)
+    return decision === null ? unavailable(route, false) : stateOf(route, decision, {})
+  }
+
+  function routingCookie (state: StickyRequestState, https: boolean): RoutingCookie | undefined {
+    if (state.cookie === undefined) return undefined
+    return {
+      name: options.pools[state.route.pool].cookieName,
+      value: state.cookie,
+      attributes: {
+        path: cookieOptions.path,
+        domain: cookieOptions.domain,
+        maxAge: cookieOptions.maxAgeSeconds,
+        sameSite: cookieOptions.sameSite,
+        httpOnly: true,
+        secure: cookieOptions.secure === 'auto' ? https : cookieOptions.secure
+      }
+    }
+  }
+
+  function upstreamRequestHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>, edge: EdgeFacts): Record<string, unknown> {
+    // undici refuses `Expect: 100-continue` (curl sends it for bodies over 1 MB); the body is streamed anyway.
+    if (headers.expect !== undefined) delete headers.expect
+    // What `Connection` does not name (a bare `Keep-Alive`, `Upgrade: h2c`, `TE`) would make undici refuse the
+    // request, or reach the upstream as if we had sent it.
+    removeHopByHop(headers)
+    if (stripCookies.length > 0 && typeof headers.cookie === 'string') {
+      const cookie = removeCookies(headers.cookie, stripCookies)
+      if (cookie === undefined) delete headers.cookie
+      else headers.cookie = cookie
+    }
+    if (xForwarded !== false) {
+      const host = edge.host === '' || (allowedHosts !== undefined && !allowedHosts.has(edge.host.toLowerCase())) ? undefined : edge.host
+      writeForwardingHeaders(headers, edge.forwardedFor, edge.protocol, host)
+    }
+    if (reboundHeader !== false) {
+      // A client-sent header must never claim a rebound that did not happen.
+      // (`delete` only when present: it turns the headers object into a slow dictionary for the rest of its life.)
+      if (state?.decision.rebound === true) headers[reboundHeader] = '1'
+      else if (headers[reboundHeader] !== undefined) delete headers[reboundHeader]
+    }
+    return headers
+  }
+
+  // An upstream that builds absolute URLs from the Host it was sent (its own address) would hand clients an
+  // internal address in redirects: those become path-absolute references (nginx's `proxy_redirect default`).
+  function clientResponseHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>): Record<string, unknown> {
+    removeHopByHop(headers)
+    if (state === undefined) return headers
+    const origin = state.decision.upstream.url
+    if (headers.location !== undefined) headers.location = withoutOrigin(headers.location, origin)
+    if (headers['content-location'] !== undefined) headers['content-location'] = withoutOrigin(headers['content-location'], origin)
+    // A shared cache that kept a response with our Set-Cookie would pin everyone it serves to one binding.
+    if (state.cookie !== undefined) headers['cache-control'] = privateCacheControl(headers['cache-control'])
+    return headers
+  }
+
+  async function reportFailure (state: StickyRequestState | undefined, error: unknown, context: FailureContext): Promise<FailureOutcome> {
+    const failure = classifyForwardFailure(error, context.clientGone)
+    if (state === undefined) {
+      const plan = planFailureResponse(failure, { replayable: false, idempotent: false, unreachedAttempts: 0, retried: true, poolSize: 0 })
+      return { retry: false, problem: answerFor(plan.status, error) }
+    }
+    const upstream = state.decision.upstream
+    const pool = resolver.pool(state.route)
+    const plan = planFailureResponse(failure, {
+      replayable: context.replayable,
+      idempotent: IDEMPOTENT_METHODS.has(context.method),
+      unreachedAttempts: state.unreached,
+      retried: state.retried,
+      poolSize: pool.upstreams.length
+    })
+    if (failure.kind === 'unreached') state.unreached++
+    // A reset may only be a stale keep-alive connection: blame the upstream only if it refuses a new one.
+    const down = plan.blame === 'yes' || (plan.blame === 'if-unreachable' && !(await health.isReachable(upstream)))
+    if (down) await health.setDown(pool, upstream, true, failure.code ?? 'connection failed')
+    if (!plan.retry || context.clientGone) {
+      if (plan.status !== null && plan.status !== 400) {
+        log.warn({ pool: pool.name, upstream: upstream.id, code: failure.code, statusCode: plan.status }, 'fastify-sticky: upstream request failed')
+      }
+      return { retry: false, problem: answerFor(plan.status, error) }
+    }
+    state.retried = true
+    if (!down) return { retry: true }
+    if (state.route.failover === 'strict' && state.binding !== undefined) return { retry: false, problem: unavailable(state.route, true) }
+    const moved = await resolver.failover(state.route, upstream, state.binding)
+    if (moved.sticky === null) return { retry: false, problem: unavailable(state.route, moved.failure === 'strict-down') }
+    state.decision = moved.sticky
+    state.binding = moved.binding ?? state.binding
+    if (moved.setCookie !== undefined) state.cookie = moved.setCookie
+    return { retry: true }
+  }
+
+  function answerFor (status: 400 | 502 | 504 | null, cause: unknown): StickyProblem | null {
+    if (status === null) return null
+    if (status === 400) return badRequestTarget(cause)
+    return status === 504 ? upstreamTimeout(cause) : badGateway(cause)
+  }
+
+  async function learn (state: StickyRequestState, setCookie: string | readonly string[] | undefined): Promise<void> {
+    if (state.learn === undefined) return
+    await resolver.learn(state.route, state.learn.source, state.learn.requestValue, state.decision.upstream, setCookie)
+  }
+
+  return {
+    options,
+    api,
+    codec,
+    keyIdOf: (rawKey) => keyIds.derive(rawKey),
+    tunnels,
+    defaultRoute,
+    route: (label, config) => resolveRouteConfig(label, config, options),
+    decide,
+    balance,
+    routingCookie,
+    upstreamRequestHeaders,
+    clientResponseHeaders,
+    reportFailure,
+    learn,
+    badTarget: badRequestTarget,
+    problemSent (pool, problem) {
+      if (problem.status !== 400) metrics?.onForwardError(pool, problem.status)
+    },
+    async close () {
+      stopSaltWatch()
+      health.stop()
+      await touches.flush()
+      if (owned) await store.close()
+    }
+  }
+}
+
+function learnSourceOf (sources: ReadonlyArray<{ readonly kind: string }>): LearnSource | undefined {
+  for (const source of sources) if (source.kind === 'learn') return source as LearnSource
+  return undefined
+}
+
+// The Cookie header as @fastify/cookie parses it, for front doors whose framework did not parse it.
+function readCookies (header: string | undefined): Record<string, string | undefined> {
+  return header === undefined || header === '' ? {} : parseCookieHeader(header)
+}

@@ -1,0 +1,109 @@
+/**
+ * The Fastify front door: registers the core, @fastify/cookie and @fastify/reply-from (when missing), the affinity
+ * hook on sticky routes (resolved once, in `onRoute`), `reply.forward()`, upgrade routing, and the admin API.
+ */
+import fastifyCookie from '@fastify/cookie'
+import fastifyReplyFrom from '@fastify/reply-from'
+import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
+import type { Duplex } from 'node:stream'
+import { Registry } from 'prom-client'
+import { serveAdmin } from '../admin/admin-listener'
+import { StickyMetrics } from '../admin/metrics'
+import { createStickyCore } from '../core/sticky-core'
+import { ReplyFromBaseError } from '../errors'
+import { resolveOptions, type ResolvedOptions, type StickyPluginOptions } from '../options'
+import { affinityHook } from './affinity-hook'
+import { bufferReplayableBody, createForwarder } from './forward'
+import { findReplyFromBase } from './reply-from-base'
+import { installUpgradeRouting } from './websocket'
+
+async function registerReplyFrom (fastify: FastifyInstance, options: ResolvedOptions): Promise<void> {
+  if (fastify.hasReplyDecorator('from')) {
+    // Someone registered reply-from already: usable only without `base`, which would pin every request.
+    if (findReplyFromBase(fastify) !== undefined) throw new ReplyFromBaseError()
+    return
+  }
+  await fastify.register(fastifyReplyFrom, {
+    disableRequestLogging: true,
+    undici: ({
+      connect: { timeout: options.timeouts.connectMs },
+      headersTimeout: options.timeouts.headersMs,
+      bodyTimeout: options.timeouts.bodyMs,
+      // reply-from turns TLS verification off unless told otherwise; an upstream's certificate must be checked.
+      tls: { rejectUnauthorized: true }
+    }) as Record<string, unknown>
+  })
+}
+
+function appendHook<T> (existing: T | T[] | undefined, hook: T): T[] {
+  return existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
+}
+
+/** The plugin function (wrapped with fastify-plugin in `lib/index.ts`). */
+export async function stickyPlugin (fastify: FastifyInstance, input: StickyPluginOptions): Promise<void> {
+  const options = resolveOptions(input)
+  // Metrics when asked for, and always behind the admin API (then in a registry of their own unless one was named).
+  const metrics = options.metrics !== false || options.admin !== undefined
+    ? new StickyMetrics({ registry: options.metrics === false ? new Registry() : options.metrics.registry })
+    : undefined
+  const core = await createStickyCore(options, { log: fastify.log, metrics })
+
+  if (!fastify.hasPlugin('@fastify/cookie')) await fastify.register(fastifyCookie)
+  await registerReplyFrom(fastify, options)
+
+  fastify.decorate('sticky', core.api)
+  fastify.decorateRequest('sticky', null)
+  if (options.admin !== undefined) {
+    // On the app under its prefix, or (admin.listen) only on a listener of its own, started in onReady, closed in onClose.
+    await serveAdmin(fastify, options.admin, {
+      api: core.api,
+      verifyRoutingCookie: (value) => {
+        const check = core.codec.verify(value)
+        return check.ok ? check.token : null
+      },
+      keyIdOf: core.keyIdOf,
+      registry: metrics?.registry
+    })
+  }
+
+  const tunnelSockets = new Set<Duplex>()
+  const forwarder = createForwarder(core, {
+    tunnels: {
+      options: {
+        connectTimeoutMs: options.timeouts.connectMs,
+        handshakeTimeoutMs: options.websocket === false ? 0 : options.websocket.handshakeTimeoutMs,
+        idleTimeoutMs: options.websocket === false ? 0 : options.websocket.idleTimeoutMs
+      },
+      sockets: tunnelSockets
+    },
+    serializeCookie: (cookie) => fastify.serializeCookie(cookie.name, cookie.value, cookie.attributes)
+  })
+  if (options.websocket !== false) installUpgradeRouting(fastify, tunnelSockets)
+  fastify.decorateReply('forward', forwarder.forward)
+  fastify.decorate(kForwarder as unknown as string, forwarder)
+
+  const replayBodyLimit = options.replayBodyLimit
+  const bufferBody = async (request: FastifyRequest): Promise<void> => bufferReplayableBody(request, replayBodyLimit)
+  fastify.addHook('onRoute', (routeOptions: RouteOptions) => {
+    const methods = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
+    const route = core.route(`${methods} ${routeOptions.url}`, routeOptions.config?.sticky)
+    if (route === null) return
+    routeOptions.onRequest = appendHook(routeOptions.onRequest, affinityHook(core, route))
+    if (metrics !== undefined) routeOptions.onResponse = appendHook(routeOptions.onResponse, metrics.responseHook(routeOptions.url, route.pool))
+    if (replayBodyLimit > 0) routeOptions.preHandler = appendHook(routeOptions.preHandler, bufferBody)
+  })
+
+  // Open tunnels would keep server.close() waiting: end them as the gateway closes.
+  fastify.addHook('preClose', async () => {
+    for (const socket of tunnelSockets) socket.destroy()
+    tunnelSockets.clear()
+  })
+
+  fastify.addHook('onClose', async () => {
+    await core.close()
+    metrics?.unregister()
+  })
+}
+
+/** Where the registration's forwarder is kept, for the @fastify/http-proxy integration. */
+export const kForwarder = Symbol.for('fastify-sticky.forwarder')
