@@ -32,6 +32,8 @@ export {
   type ExpiringBinding
 } from './store/near-cache'
 export { UpstreamPool } from './pool/upstream-pool'
+export { stickyProxy, type StickyProxyOptions } from './fastify/prefix-proxy'
+export type { ProxyAffinityOptions } from './fastify/proxy-route'
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -320,7 +320,7 @@ export async function runSoak (options: SoakOptions = {}): Promise<SoakSummary> 
       let nextRedisRestart = warmUpEnds + 6_000 + random() * 4_000
       await sleep(Math.max(0, warmUpEnds - Date.now()))
       while (Date.now() < deadline - 1_000) {
-        await sleep(1_200 + random() * 1_800)
+        await sleep(1_000 + random() * 1_000)
         if (Date.now() >= deadline - 1_000) break
         const now = Date.now()
         if (now >= nextRedisRestart) {
@@ -335,7 +335,11 @@ export async function runSoak (options: SoakOptions = {}): Promise<SoakSummary> 
         }
         const dead = upstreams.filter((u) => !u.alive)
         const healthy = upstreams.filter((u) => u.alive && now - u.changedAt >= HEALTHY_AFTER_MS)
-        if (dead.length > 0 && (random() < 0.6 || healthy.length < 2)) {
+        // A kill quota (one at the start, then one per 5 s) keeps the chaos from being all restarts: with ticks of
+        // at most 2 s and three upstreams, any 20 s run kills at least three times whatever the seed draws.
+        const killsDue = summary.kills < 1 + (now - warmUpEnds) / 5_000
+        const killNow = healthy.length >= 2 && (dead.length === 0 || killsDue)
+        if (dead.length > 0 && !killNow) {
           const victim = pick(dead)
           await victim.restart()
           summary.restarts++

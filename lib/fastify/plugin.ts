@@ -3,7 +3,7 @@
  * hook on sticky routes (resolved once, in `onRoute`), `reply.forward()`, upgrade routing, and the admin API.
  */
 import fastifyCookie from '@fastify/cookie'
-import fastifyReplyFrom from '@fastify/reply-from'
+import fastifyReplyFrom, { type FastifyReplyFromOptions } from '@fastify/reply-from'
 import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
 import type { Duplex } from 'node:stream'
 import { Registry } from 'prom-client'
@@ -17,13 +17,9 @@ import { bufferReplayableBody, createForwarder } from './forward'
 import { findReplyFromBase } from './reply-from-base'
 import { installUpgradeRouting } from './websocket'
 
-async function registerReplyFrom (fastify: FastifyInstance, options: ResolvedOptions): Promise<void> {
-  if (fastify.hasReplyDecorator('from')) {
-    // Someone registered reply-from already: usable only without `base`, which would pin every request.
-    if (findReplyFromBase(fastify) !== undefined) throw new ReplyFromBaseError()
-    return
-  }
-  await fastify.register(fastifyReplyFrom, {
+// The settings of every reply-from instance a sticky request goes through (ours, or @fastify/http-proxy's own).
+function replyFromOptions (options: ResolvedOptions): FastifyReplyFromOptions {
+  return {
     disableRequestLogging: true,
     undici: ({
       connect: { timeout: options.timeouts.connectMs },
@@ -32,7 +28,16 @@ async function registerReplyFrom (fastify: FastifyInstance, options: ResolvedOpt
       // reply-from turns TLS verification off unless told otherwise; an upstream's certificate must be checked.
       tls: { rejectUnauthorized: true }
     }) as Record<string, unknown>
-  })
+  }
+}
+
+async function registerReplyFrom (fastify: FastifyInstance, options: FastifyReplyFromOptions): Promise<void> {
+  if (fastify.hasReplyDecorator('from')) {
+    // Someone registered reply-from already: usable only without `base`, which would pin every request.
+    if (findReplyFromBase(fastify) !== undefined) throw new ReplyFromBaseError()
+    return
+  }
+  await fastify.register(fastifyReplyFrom, options)
 }
 
 function appendHook<T> (existing: T | T[] | undefined, hook: T): T[] {
@@ -49,7 +54,8 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
   const core = await createStickyCore(options, { log: fastify.log, metrics })
 
   if (!fastify.hasPlugin('@fastify/cookie')) await fastify.register(fastifyCookie)
-  await registerReplyFrom(fastify, options)
+  const fromOptions = replyFromOptions(options)
+  await registerReplyFrom(fastify, fromOptions)
 
   fastify.decorate('sticky', core.api)
   fastify.decorateRequest('sticky', null)
@@ -80,7 +86,8 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
   })
   if (options.websocket !== false) installUpgradeRouting(fastify, tunnelSockets)
   fastify.decorateReply('forward', forwarder.forward)
-  fastify.decorate(kForwarder as unknown as string, forwarder)
+  const registration: StickyRegistration = Object.freeze({ replyFromOptions: fromOptions, websocket: options.websocket !== false })
+  fastify.decorate(kRegistration as unknown as string, registration)
 
   const replayBodyLimit = options.replayBodyLimit
   const bufferBody = async (request: FastifyRequest): Promise<void> => bufferReplayableBody(request, replayBodyLimit)
@@ -105,5 +112,18 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
   })
 }
 
-/** Where the registration's forwarder is kept, for the @fastify/http-proxy integration. */
-export const kForwarder = Symbol.for('fastify-sticky.forwarder')
+/** What the @fastify/http-proxy integration needs from the plugin registration it builds on. */
+export interface StickyRegistration {
+  /** Options for any other reply-from instance a sticky request goes through (timeouts, TLS checks, logging). */
+  readonly replyFromOptions: FastifyReplyFromOptions
+  /** Whether upgrades are routed to sticky routes (the plugin's `websocket` is not `false`). */
+  readonly websocket: boolean
+}
+
+/** Where a registration keeps its {@link StickyRegistration} on the Fastify instance. */
+export const kRegistration = Symbol.for('fastify-sticky.registration')
+
+/** @returns the registration of fastify-sticky this instance (or a parent) has, if any */
+export function registrationOf (fastify: FastifyInstance): StickyRegistration | undefined {
+  return (fastify as unknown as Record<symbol, StickyRegistration | undefined>)[kRegistration]
+}

@@ -2,8 +2,8 @@
  * The package as users get it: `npm pack` (whose `prepack` builds dist/), the tarball's contents, publint and
  * attw on the tarball, then the tarball installed into scratch consumer projects — an ES module and a CommonJS
  * JavaScript app, a TypeScript app checked and compiled with moduleResolution node16 and bundler — each serving
- * sticky requests through real upstreams. Offline: consumers reach their dependencies through links into this
- * repo's node_modules, and attw and publint read the tarball file only.
+ * sticky requests through real upstreams, for each entry point (the plugin, `/express`, `/http-proxy`).
+ * Offline: consumers reach their dependencies through links into this repo's node_modules, and attw and publint read the tarball file only.
  */
 import { execFile } from 'node:child_process'
 import { builtinModules } from 'node:module'
@@ -20,6 +20,13 @@ const FIXTURES = path.join(__dirname, 'fixtures')
 // Honest budget: the build (tsc over lib/), attw and two consumer tsc runs take 30-40 s on an idle 2-core
 // machine and up to two minutes when other test files share the cores; .taprc's 60 s would kill it mid-build.
 t.setTimeout(240_000)
+
+/** The package's entry points: export key, name users import, folder under dist/ (and lib/). */
+const ENTRY_POINTS = [
+  { key: '.', name: 'fastify-sticky', dist: '' },
+  { key: './express', name: 'fastify-sticky/express', dist: 'express/' },
+  { key: './http-proxy', name: 'fastify-sticky/http-proxy', dist: 'http-proxy/' }
+] as const
 
 interface RunResult {
   code: number | null
@@ -134,16 +141,17 @@ t.before(async () => {
   }
 
   // The two type checks are the slowest steps: started now, awaited by their tests.
-  project('ts', 'module', { 'app.mts': 'ts-app.mts', 'app-cjs.cts': 'ts-app-cjs.cts' })
-  tscNode16 = tsc('tsconfig.node16.json', { module: 'node16', moduleResolution: 'node16', outDir: 'out-node16' }, ['app.mts', 'app-cjs.cts'])
-  tscBundler = tsc('tsconfig.bundler.json', { module: 'preserve', moduleResolution: 'bundler', outDir: 'out-bundler' }, ['app.mts'])
+  project('ts', 'module', { 'app.mts': 'ts-app.mts', 'app-cjs.cts': 'ts-app-cjs.cts', 'entries.mts': 'ts-entries.mts' })
+  tscNode16 = tsc('tsconfig.node16.json', { module: 'node16', moduleResolution: 'node16', outDir: 'out-node16' }, ['app.mts', 'app-cjs.cts', 'entries.mts'])
+  tscBundler = tsc('tsconfig.bundler.json', { module: 'preserve', moduleResolution: 'bundler', outDir: 'out-bundler' }, ['app.mts', 'entries.mts'])
 })
 
 t.test('the tarball holds dist/, README.md, LICENSE and package.json only', async (t) => {
   const stray = packedFiles.filter((file) => !['package.json', 'README.md', 'LICENSE'].includes(file) &&
     !/^dist\/.+\.(?:js|mjs|d\.ts|d\.mts|js\.map|mjs\.map)$/.test(file))
   t.same(stray, [], 'nothing else is packed')
-  for (const file of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'README.md', 'LICENSE']) {
+  const entries = ENTRY_POINTS.flatMap((entry) => ['js', 'mjs', 'd.ts', 'd.mts'].map((ext) => `dist/${entry.dist}index.${ext}`))
+  for (const file of [...entries, 'README.md', 'LICENSE']) {
     t.ok(packedFiles.includes(file), `${file} is packed`)
   }
 })
@@ -158,11 +166,13 @@ t.test('the shipped code and types import only declared dependencies and Node bu
   t.same(undeclared, [], 'every bare import is a dependency')
 })
 
-t.test('the package exports what lib/index.ts exports (dist/ was built from this source)', async (t) => {
-  const source: Record<string, unknown> = require('../../lib/index')
-  const shipped: Record<string, unknown> = require(path.join(installed, 'dist', 'index.js'))
-  t.equal(typeof shipped, typeof source, `require() gives a ${typeof source}, as from the source`)
-  t.same(Object.keys(shipped).sort(), Object.keys(source).sort(), 'the same export names')
+t.test('each entry point exports what its lib/ source exports (dist/ was built from this source)', async (t) => {
+  for (const entry of ENTRY_POINTS) {
+    const source: Record<string, unknown> = require(`../../lib/${entry.dist}index`)
+    const shipped: Record<string, unknown> = require(path.join(installed, 'dist', entry.dist, 'index.js'))
+    t.equal(typeof shipped, typeof source, `${entry.name}: require() gives a ${typeof source}, as from the source`)
+    t.same(Object.keys(shipped).sort(), Object.keys(source).sort(), `${entry.name}: the same export names`)
+  }
 })
 
 t.test('publint finds nothing', async (t) => {
@@ -178,9 +188,12 @@ t.test('attw finds nothing, for node10, node16 (CJS and ESM) and bundler', async
   const report = JSON.parse(result.stdout)
   t.ok(report.analysis.types, 'the package ships its own types')
   t.same(report.problems ?? {}, {}, 'no problem', { output: result.stdout })
-  const resolutions = report.analysis.entrypoints['.'].resolutions
-  for (const mode of ['node10', 'node16-cjs', 'node16-esm', 'bundler']) {
-    t.ok(resolutions[mode]?.resolution?.isTypeScript, `"fastify-sticky" resolves to types under ${mode}`)
+  t.same(Object.keys(report.analysis.entrypoints).sort(), ['.', './express', './http-proxy', './package.json'], 'every entry point analysed')
+  for (const entry of ENTRY_POINTS) {
+    const resolutions = report.analysis.entrypoints[entry.key].resolutions
+    for (const mode of ['node10', 'node16-cjs', 'node16-esm', 'bundler']) {
+      t.ok(resolutions[mode]?.resolution?.isTypeScript, `"${entry.name}" resolves to types under ${mode}`)
+    }
   }
 })
 
@@ -194,16 +207,42 @@ t.test('a CommonJS JavaScript app: require(\'fastify-sticky\')', async (t) => {
   assertSticky(t, await run(process.execPath, ['app.cjs'], dir), 'cjs')
 })
 
+/** The Express door and the http-proxy integration, each: a new session with its cookie, then a hit. */
+function assertEntries (t: Test, result: RunResult, consumer: string): void {
+  const out = summary(t, result)
+  if (out === undefined) return
+  t.equal(out.consumer, consumer)
+  t.match(out.express, { first: { status: 200, url: '/cart', setCookie: true }, second: { status: 200, upstream: out.express.first.upstream, setCookie: false } },
+    'fastify-sticky/express: a cookie, then the same upstream')
+  t.match(out.httpProxy, { first: { status: 200, url: '/cart', setCookie: true }, second: { status: 200, upstream: out.httpProxy.first.upstream, setCookie: false } },
+    'fastify-sticky/http-proxy: the prefix stripped, a cookie, then the same upstream')
+}
+
+t.test('ES module and CommonJS apps: fastify-sticky/express and fastify-sticky/http-proxy', async (t) => {
+  assertEntries(t, await run(process.execPath, ['app.mjs'], project('entries-esm', 'module', { 'app.mjs': 'entries-esm.mjs' })), 'entries-esm')
+  assertEntries(t, await run(process.execPath, ['app.cjs'], project('entries-cjs', 'commonjs', { 'app.cjs': 'entries-cjs.cjs' })), 'entries-cjs')
+})
+
+function assertTsEntries (t: Test, result: RunResult): void {
+  t.match(summary(t, result), {
+    consumer: 'ts-entries',
+    express: { status: 200, upstream: 'a', setCookie: true },
+    httpProxy: { status: 200, upstream: 'a', url: '/api/cart', setCookie: true }
+  }, 'both entry points serve sticky requests from TypeScript')
+}
+
 t.test('a TypeScript app, moduleResolution node16 (an ES module and a CommonJS file)', async (t) => {
   const checked = await tscNode16
   t.equal(checked.code, 0, 'type-checks and compiles', { output: show(checked) })
   assertSticky(t, await run(process.execPath, ['out-node16/app.mjs'], tsDir), 'ts-esm')
   t.match(summary(t, await run(process.execPath, ['out-node16/app-cjs.cjs'], tsDir)),
     { consumer: 'ts-cjs', registered: true, pools: ['shop'] }, 'the CommonJS file registers the plugin')
+  assertTsEntries(t, await run(process.execPath, ['out-node16/entries.mjs'], tsDir))
 })
 
 t.test('a TypeScript app, moduleResolution bundler', async (t) => {
   const checked = await tscBundler
   t.equal(checked.code, 0, 'type-checks and compiles', { output: show(checked) })
   assertSticky(t, await run(process.execPath, ['out-bundler/app.mjs'], tsDir), 'ts-esm')
+  assertTsEntries(t, await run(process.execPath, ['out-bundler/entries.mjs'], tsDir))
 })

@@ -1,0 +1,94 @@
+/**
+ * One Redis, one secret, one prefix: an Express gateway and a Fastify gateway are one gateway to the clients.
+ * Whichever door a client comes in first, every later request through the other door lands on the same upstream,
+ * with no new cookie; header keys agree the same way, and both doors send the same bytes (Set-Cookie) and the same
+ * request headers upstream.
+ */
+import t from 'tap'
+import { startGateway, type TestGateway } from '../helpers/gateway'
+import { CookieJar, get } from '../helpers/http'
+import { startRedis, uniquePrefix } from '../helpers/redis'
+import { startUpstreams } from '../helpers/upstreams'
+import { startExpressGateway, type TestExpressGateway } from './express-gateway'
+
+t.test('an Express and a Fastify gateway sharing one Redis route every client identically', async (t) => {
+  const redis = await startRedis(t)
+  const upstreams = await startUpstreams(t, ['a', 'b', 'c'])
+  const prefix = uniquePrefix()
+  // 50 new clients from one address in a few seconds: the per-client new-binding budget would serve some unbound.
+  const shared = { upstreams, redis: redis.url, prefix, newBindings: false as const }
+  const fastify: TestGateway = await startGateway(t, {
+    ...shared,
+    routes (app) {
+      app.all('/tenant/*', { config: { sticky: { key: { header: 'x-tenant' } } } }, (_request, reply) => reply.forward())
+      app.all('/*', { config: { sticky: true } }, (_request, reply) => reply.forward())
+    }
+  })
+  const express: TestExpressGateway = await startExpressGateway(t, {
+    ...shared,
+    mount (sticky, app) {
+      app?.use('/tenant', sticky.proxy({ key: { header: 'x-tenant' } }))
+      app?.use(sticky.proxy())
+    }
+  })
+  const doors = [{ name: 'express', url: express.url }, { name: 'fastify', url: fastify.url }]
+
+  t.test('50 cookie clients: first request through either door, later ones through the other', async (t) => {
+    const hitsBefore = { express: express.sticky.api.stats.hit, fastify: fastify.app.sticky.stats.hit }
+    const clients = await Promise.all(Array.from({ length: 50 }, async (_, i) => {
+      const jar = new CookieJar()
+      const first = doors[i % 2]
+      const response = await get(`${first.url}/first/${i}`, { jar })
+      return { i, jar, first, upstream: response.json().upstream as string, cookies: response.setCookies.length }
+    }))
+    t.ok(clients.every((c) => c.cookies === 1), 'each new client got one routing cookie from its first door')
+    t.ok(new Set(clients.map((c) => c.upstream)).size === 3, 'spread over all three upstreams')
+    let mismatches = 0
+    let newCookies = 0
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(clients.map(async (client) => {
+        const other = doors[(client.i + 1) % 2]
+        const response = await get(`${other.url}/later/${round}`, { jar: client.jar })
+        if (response.json().upstream !== client.upstream) mismatches++
+        newCookies += response.setCookies.length
+      }))
+    }
+    t.equal(mismatches, 0, 'all 150 later requests, through the other door, reached the client\'s upstream')
+    t.equal(newCookies, 0, 'and no door re-issued a cookie')
+    t.equal(express.sticky.api.stats.hit - hitsBefore.express, 75, 'the Express door found the Fastify door\'s 25 bindings in Redis (3 rounds)')
+    t.equal(fastify.app.sticky.stats.hit - hitsBefore.fastify, 75, 'and the Fastify door the Express door\'s')
+    t.same(await express.sticky.api.sessionCounts('shop'), await fastify.app.sticky.sessionCounts('shop'), 'both count the same sessions')
+  })
+
+  t.test('header-key clients agree too, and a race for one new key has one winner', async (t) => {
+    const tenants = Array.from({ length: 20 }, (_, i) => `tenant-${i}`)
+    const bound = await Promise.all(tenants.map(async (tenant, i) =>
+      (await get(`${doors[i % 2].url}/tenant/x`, { headers: { 'x-tenant': tenant } })).json().upstream as string))
+    for (const [i, tenant] of tenants.entries()) {
+      const response = await get(`${doors[(i + 1) % 2].url}/tenant/y`, { headers: { 'x-tenant': tenant } })
+      t.equal(response.json().upstream, bound[i], `${tenant} through the other door`)
+      t.equal(response.setCookies.length, 0, 'header keys set no cookie')
+    }
+    const racers = await Promise.all(Array.from({ length: 20 }, async (_, i) =>
+      (await get(`${doors[i % 2].url}/tenant/race`, { headers: { 'x-tenant': 'racer' } })).json().upstream as string))
+    t.equal(new Set(racers).size, 1, `20 concurrent first requests for one tenant, over both doors: one upstream (${[...new Set(racers)].join(',')})`)
+  })
+
+  t.test('both doors send the same cookie bytes and the same request upstream', async (t) => {
+    const viaExpress = await get(`${express.url}/same?q=1`, { headers: { 'x-app': 'v', cookie: 'app=1' } })
+    const viaFastify = await get(`${fastify.url}/same?q=1`, { headers: { 'x-app': 'v', cookie: 'app=1' } })
+    const shape = (line: string): string => line.replace(/^sticky=[^;]+/, 'sticky=<token>')
+    t.same(viaExpress.setCookies.map(shape), viaFastify.setCookies.map(shape), 'same Set-Cookie attributes')
+    t.equal(viaExpress.headers['cache-control'], viaFastify.headers['cache-control'])
+    const seen = (echo: { upstream: string, url: string, headers: Record<string, string> }): Record<string, unknown> => {
+      const { host, 'x-forwarded-host': forwardedHost, connection, ...headers } = echo.headers
+      void host; void connection
+      return { url: echo.url, headers, forwardedHostIsGateway: forwardedHost !== undefined }
+    }
+    t.same(seen(viaExpress.json()), seen(viaFastify.json()), 'same target and headers (Host and X-Forwarded-Host name each gateway)')
+    // A cookie made by one door is verified by the other (same secret, same signer).
+    const jar = new CookieJar().store(viaExpress.setCookies)
+    const back = await get(`${fastify.url}/same`, { jar })
+    t.same([back.json().upstream, back.setCookies.length], [viaExpress.json().upstream, 0])
+  })
+})
