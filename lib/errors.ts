@@ -20,6 +20,15 @@ export const InvalidRouteConfigError = createError<[string, string]>(
   TypeError
 )
 
+/** Thrown (404 if it reaches a route's reply) by the `app.sticky` API for a pool name that is not configured. */
+export const UnknownPoolError = createError<[string]>('FST_STICKY_UNKNOWN_POOL', 'fastify-sticky: no pool named "%s"', 404)
+
+/** Thrown (404 if it reaches a route's reply) by the `app.sticky` API for an upstream id the pool does not have. */
+export const UnknownUpstreamError = createError<[string, string]>('FST_STICKY_UNKNOWN_UPSTREAM', 'fastify-sticky: pool "%s" has no upstream "%s"', 404)
+
+/** Thrown (409 if it reaches a route's reply) by `pool(name).add()` for an id the pool already has. */
+export const UpstreamExistsError = createError<[string, string]>('FST_STICKY_UPSTREAM_EXISTS', 'fastify-sticky: pool "%s" already has an upstream "%s"', 409)
+
 /** Thrown at `register` time when @fastify/reply-from was registered with `base`, which pins every request to one origin. */
 export const ReplyFromBaseError = createError(
   'FST_STICKY_REPLY_FROM_BASE',

@@ -7,6 +7,7 @@ import type { AffinityStats } from './affinity/resolve'
 import { resolveUpstream, type ResolvedUpstream, type StickyUpstreamOptions } from './options'
 import type { UpstreamPool, UpstreamState } from './pool/upstream-pool'
 import type { BindingStore, UpstreamStateChange } from './store/binding-store'
+import { UnknownPoolError, UnknownUpstreamError, UpstreamExistsError } from './errors'
 
 /** The programmatic API, as `app.sticky`. */
 export interface StickyApi {
@@ -18,17 +19,17 @@ export interface StickyApi {
   readonly stats: Readonly<AffinityStats>
   /**
    * Live sessions per upstream of a pool, counted over the whole store (every gateway together).
-   * @throws Error when the pool does not exist
+   * @throws FST_STICKY_UNKNOWN_POOL
    */
   sessionCounts (pool: string): Promise<Record<string, number>>
   /**
    * Live sessions bound to one upstream (store-wide); what a `preStop` hook waits on while draining.
-   * @throws Error when the pool or upstream does not exist
+   * @throws FST_STICKY_UNKNOWN_POOL, FST_STICKY_UNKNOWN_UPSTREAM
    */
   sessions (pool: string, upstreamId: string): Promise<number>
   /**
    * Drains an upstream on every gateway: it keeps its bound sessions and gets no new ones.
-   * @throws Error when the pool or upstream does not exist (or the store fails)
+   * @throws FST_STICKY_UNKNOWN_POOL, FST_STICKY_UNKNOWN_UPSTREAM; the store's error when it fails
    */
   drain (pool: string, upstreamId: string): Promise<void>
   /** Makes a drained upstream take new sessions again (slow start applies). @throws as {@link StickyApi.drain} */
@@ -37,7 +38,7 @@ export interface StickyApi {
   state (pool: string, upstreamId: string): UpstreamState
   /**
    * Runtime membership of a pool, shared through the store: every gateway sees a change within about a second.
-   * @throws Error when the pool does not exist
+   * @throws FST_STICKY_UNKNOWN_POOL
    */
   pool (name: string): StickyPoolHandle
   /**
@@ -73,12 +74,12 @@ export interface StickyPoolHandle {
   /**
    * Adds an upstream on every gateway. Moves no existing session; new sessions go to it until its share is even
    * (least-sessions), ramped by slow start when configured.
-   * @throws FST_STICKY_INVALID_OPTION for a bad upstream; Error when the id is already a member
+   * @throws FST_STICKY_INVALID_OPTION for a bad upstream; FST_STICKY_UPSTREAM_EXISTS when the id is already a member
    */
   add (upstream: StickyUpstreamOptions): Promise<void>
   /**
    * Removes an upstream on every gateway; its sessions move, each on its next request (the app is told).
-   * @throws Error when the id is not a member
+   * @throws FST_STICKY_UNKNOWN_UPSTREAM when the id is not a member
    */
   remove (upstreamId: string): Promise<void>
 }
@@ -95,12 +96,12 @@ export interface StickyApiDeps {
 export function createStickyApi ({ store, pools, stats, log }: StickyApiDeps): StickyApi {
   const poolNamed = (name: string): UpstreamPool => {
     const pool = pools.get(name)
-    if (pool === undefined) throw new Error(`fastify-sticky: no pool named "${name}"`)
+    if (pool === undefined) throw new UnknownPoolError(name)
     return pool
   }
   const memberOf = (name: string, upstreamId: string): UpstreamPool => {
     const pool = poolNamed(name)
-    if (pool.get(upstreamId) === undefined) throw new Error(`fastify-sticky: pool "${name}" has no upstream "${upstreamId}"`)
+    if (pool.get(upstreamId) === undefined) throw new UnknownUpstreamError(name, upstreamId)
     return pool
   }
   // Applied here at once, then written to the store, then read back (another gateway may have changed more).
@@ -135,7 +136,7 @@ export function createStickyApi ({ store, pools, stats, log }: StickyApiDeps): S
         get upstreams () { return pool.upstreams },
         async add (input) {
           const upstream = resolveUpstream(`pool("${name}").add()`, input)
-          if (pool.get(upstream.id) !== undefined) throw new Error(`fastify-sticky: pool "${name}" already has an upstream "${upstream.id}"`)
+          if (pool.get(upstream.id) !== undefined) throw new UpstreamExistsError(name, upstream.id)
           const configured = pool.config.upstreams.some((u) => u.id === upstream.id)
           await change(pool, upstream.id, configured ? { admin: 'active' } : { admin: 'active', url: upstream.url, weight: upstream.weight }, 'added')
         },

@@ -59,7 +59,15 @@ t.test('new sessions go to the upstream with the fewest sessions, weights respec
   for (let i = 0; i < 40; i++) seen[(await get(`${gateway.url}/`)).json().upstream]++
   t.same(seen, { a: 20, b: 10, c: 10 }, 'weight 2 gets twice the sessions')
   t.same(await gateway.app.sticky.sessionCounts('shop'), { a: 20, b: 10, c: 10 }, 'store-wide counts agree')
-  await t.rejects(gateway.app.sticky.sessionCounts('nope'), /no pool named "nope"/)
+  await t.rejects(gateway.app.sticky.sessionCounts('nope'), { code: 'FST_STICKY_UNKNOWN_POOL', message: /no pool named "nope"/, statusCode: 404 })
+  // The API's errors are coded, so a route that passes an operator's input through answers 404/409, not 500.
+  const api = gateway.app.sticky
+  t.throws(() => api.pool('nope'), { code: 'FST_STICKY_UNKNOWN_POOL' })
+  t.throws(() => api.state('shop', 'zz'), { code: 'FST_STICKY_UNKNOWN_UPSTREAM', message: /pool "shop" has no upstream "zz"/ })
+  await t.rejects(api.drain('shop', 'zz'), { code: 'FST_STICKY_UNKNOWN_UPSTREAM' })
+  await t.rejects(api.sessions('nope', 'a'), { code: 'FST_STICKY_UNKNOWN_POOL' })
+  await t.rejects(api.pool('shop').remove('zz'), { code: 'FST_STICKY_UNKNOWN_UPSTREAM' })
+  await t.rejects(api.pool('shop').add({ id: 'a', url: upstreams[0].url }), { code: 'FST_STICKY_UPSTREAM_EXISTS', statusCode: 409 })
 })
 
 t.test('forged, garbled, oversized and unknown-upstream cookies: 2xx and a fresh cookie', async (t) => {
