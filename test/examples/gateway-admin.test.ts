@@ -66,6 +66,10 @@ async function stop (t: Test, gateway: Spawned): Promise<void> {
   t.equal(await exited, 0, 'SIGTERM closes cleanly')
 }
 
+// Every subtest runs its own gateway processes on ports of their own: they run side by side, as most of their time is
+// spent waiting for a child process to start or exit.
+t.jobs = 5
+
 t.test('ADMIN_PORT: the admin API on its own loopback listener, nothing of it on the public port', async (t) => {
   const upstreams = await startUpstreams(t, ['a', 'b'])
   const gateway = spawnGateway(t, { UPSTREAMS: upstreams.map((u) => `${u.id}=${u.url}`).join(','), ADMIN_TOKEN: TOKEN, ADMIN_PORT: '0' })
@@ -126,9 +130,12 @@ t.test('a bad REDIS_URL or UPSTREAMS stops the gateway with one line that holds 
     [{ REDIS_URL: 'redis://:supersecret@bad host', UPSTREAMS: 'a=http://u:pw@127.0.0.1:1', STICKY_SECRET: SECRET }, /^gateway: REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL, got "redis:\/\/\*\*\*@bad host"\n$/],
     [{ UPSTREAMS: 'a=http://u:pw@127.0.0.1:1' }, /^gateway: UPSTREAMS must be .*, got "a=http:\/\/\*\*\*@127\.0\.0\.1:1"\n$/]
   ]
-  for (const [env, message] of cases) {
-    const gateway = spawnGateway(t, { ...env, LOG_LEVEL: 'trace' })
-    t.equal(await exitCode(gateway), 2, `${Object.keys(env).join(', ')}: exit 2`)
+  // Started together; checked one after the other.
+  const gateways = cases.map(([env]) => spawnGateway(t, { ...env, LOG_LEVEL: 'trace' }))
+  const codes = await Promise.all(gateways.map(async (gateway) => exitCode(gateway)))
+  for (const [i, [env, message]] of cases.entries()) {
+    const gateway = gateways[i]
+    t.equal(codes[i], 2, `${Object.keys(env).join(', ')}: exit 2`)
     t.match(gateway.stderr(), message, 'one line naming the variable')
     const output = gateway.stdout() + gateway.stderr()
     t.notOk(output.includes('supersecret'), 'no Redis password')
@@ -145,15 +152,17 @@ t.test('on a password-protected Redis, a right or a wrong REDIS_URL password is 
   const authed = redis.url.replace('redis://', 'redis://:rightsecret@')
   const base = { UPSTREAMS: `a=${upstreams[0].url}`, STICKY_SECRET: SECRET, STICKY_PREFIX: uniquePrefix(), LOG_LEVEL: 'debug' }
 
+  // Both started at once; each is then checked on its own.
   const good = spawnGateway(t, { ...base, REDIS_URL: authed })
-  const goodUrl = (/listening on (http:\/\/\S+)/.exec(await listeningLine(good)) as RegExpExecArray)[1]
+  const wrong = spawnGateway(t, { ...base, REDIS_URL: redis.url.replace('redis://', 'redis://:supersecret@') })
+  const [goodLine, wrongLine] = await Promise.all([listeningLine(good), listeningLine(wrong)])
+  const goodUrl = (/listening on (http:\/\/\S+)/.exec(goodLine) as RegExpExecArray)[1]
   t.equal((await get(`${goodUrl}/x`)).json().upstream, 'a')
   await stop(t, good)
   t.notMatch(good.stdout() + good.stderr(), /Redis is not reachable/, 'the right password: a Redis store')
   t.notOk((good.stdout() + good.stderr()).includes('rightsecret'), 'whose password no log line holds')
 
-  const wrong = spawnGateway(t, { ...base, REDIS_URL: redis.url.replace('redis://', 'redis://:supersecret@') })
-  const wrongUrl = (/listening on (http:\/\/\S+)/.exec(await listeningLine(wrong)) as RegExpExecArray)[1]
+  const wrongUrl = (/listening on (http:\/\/\S+)/.exec(wrongLine) as RegExpExecArray)[1]
   t.equal((await get(`${wrongUrl}/x`)).json().upstream, 'a', 'a wrong one: routing degraded, still serving')
   await stop(t, wrong)
   const output = wrong.stdout() + wrong.stderr()

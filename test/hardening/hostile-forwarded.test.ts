@@ -1,7 +1,8 @@
 /**
  * Hostile input end to end, the client address key (`key: 'ip'`) under X-Forwarded-For, with trustProxy off, on,
- * and set to exactly the load balancer's address. 1,000 cases per mode, each sent twice (3,000 × 2 forwards in all):
- * what fits the suite's 5-minute budget on two cores with coverage on. The address prefixer gets 10,000 cases in
+ * and set to exactly the load balancer's address. 500 cases per mode (a new seed every run); with trustProxy on each
+ * is sent twice (stickiness is the oracle), with it off once (the socket address decides, and is bound before the
+ * first case: a second pass would repeat the first exactly). The address prefixer gets 10,000 cases in
  * pure-inputs.test.ts.
  */
 import Fastify from 'fastify'
@@ -11,7 +12,7 @@ import { startUpstreams } from '../helpers/upstreams'
 import { forwardedFor, inBatches, sample } from './arbitraries'
 import { startHostileGateway, upstreamOf } from './hostile-gateway'
 
-const CASES = 1_000
+const CASES = 500
 const CONCURRENCY = 16
 
 t.test('X-Forwarded-For and the ip key', async (t) => {
@@ -34,7 +35,18 @@ t.test('X-Forwarded-For and the ip key', async (t) => {
       const byKey = new Map<string, string>()
       let keyed = 0
       let junk = 0
-      for (const pass of [0, 1]) {
+      // The client address Fastify finds for each case, asked once (it depends on the header only).
+      const clients = new Map<number, Promise<string>>()
+      const clientOf = (i: number, xff: string): Promise<string> => {
+        let client = clients.get(i)
+        if (client === undefined) {
+          client = oracle.inject({ url: '/', headers: { 'x-forwarded-for': xff } }).then((response) => response.body)
+          clients.set(i, client)
+        }
+        return client
+      }
+      const passes = trustProxy === false ? [0] : [0, 1]
+      for (const pass of passes) {
         await inBatches(cases, CONCURRENCY, async (xff, i) => {
           const response = await g.app.inject({ url: '/i/x', headers: { 'x-forwarded-for': xff } })
           const problem = g.problem(response)
@@ -51,7 +63,7 @@ t.test('X-Forwarded-For and the ip key', async (t) => {
             return
           }
           // Trusted: the client is what proxy-addr finds, masked to its prefix; junk addresses are no key at all.
-          const client = (await oracle.inject({ url: '/', headers: { 'x-forwarded-for': xff } })).body
+          const client = await clientOf(i, xff)
           const key = ipPrefixKey(client, 32, 64)
           if (key === undefined) {
             if (pass === 0) junk++
@@ -69,7 +81,7 @@ t.test('X-Forwarded-For and the ip key', async (t) => {
           else if (seen !== upstream) problems.push(`prefix ${key} on two upstreams`)
         })
       }
-      t.same(problems.slice(0, 5), [], `${CASES} cases × 2: ${trustProxy === false ? 'all on the socket address\'s upstream' : `${keyed} usable addresses stayed put, ${junk} junk ones were balanced`}`)
+      t.same(problems.slice(0, 5), [], `${CASES} cases × ${passes.length}: ${trustProxy === false ? 'all on the socket address\'s upstream' : `${keyed} usable addresses stayed put, ${junk} junk ones were balanced`}`)
       if (trustProxy !== false) t.ok(g.app.sticky.stats.invalidKey > 0, `junk addresses counted (${g.app.sticky.stats.invalidKey})`)
     })
   }

@@ -1,7 +1,7 @@
 /**
  * Hostile input end to end, learn mode (`key: { learn: 'JSESSIONID' }`): real upstreams answer with arbitrary
  * Set-Cookie lines (any attributes, several lines, other cookies, deletions, oversized values, the characters Node
- * lets a server send), and the client then comes back with the app cookie as a browser would. 1,500 cases, each two
+ * lets a server send), and the client then comes back with the app cookie as a browser would. 750 cases, each two
  * forwards (learn, then return), through a real gateway (app.inject): what fits the ~40 s per-file budget on two cores
  * with coverage on; `parseSetCookie` itself gets 10,000 cases per property in pure-inputs.test.ts.
  */
@@ -16,7 +16,7 @@ import type { TestUpstream } from '../helpers/upstreams'
 import { aroundLimit, headerValue, inBatches, sample, setCookieAttribute } from './arbitraries'
 import { startHostileGateway, upstreamOf } from './hostile-gateway'
 
-const CASES = 1_500
+const CASES = 750
 const CONCURRENCY = 16
 
 // Upstreams that send back, as Set-Cookie, the lines listed (base64 JSON) in the request's x-set-cookie header.

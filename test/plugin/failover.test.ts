@@ -13,6 +13,10 @@ import { eventually } from '../store/binding-store.contract'
 const poolOf = (upstreams: Array<{ id: string, url: string }>): Record<string, StickyPoolOptions> =>
   ({ shop: { upstreams: upstreams.map((u) => ({ id: u.id, url: u.url })), cooldown: '1h' } })
 
+// Each subtest has upstreams, gateways (and Redis) of its own, and spends most of its time waiting on processes, probes
+// and polls: they run side by side.
+t.jobs = 7
+
 t.test('a killed upstream: its clients move, once, to the same new upstream on every gateway', async (t) => {
   const redis = await startRedis(t)
   const upstreams = await startUpstreamProcesses(t, ['a', 'b', 'c'])
@@ -109,28 +113,34 @@ t.test('strict routes answer 503 and keep the binding; the client returns when t
 })
 
 t.test('health: probes take an upstream down and up; without probes a cool-down retry brings it back', async (t) => {
-  const probed = await startUpstreamProcesses(t, ['a', 'b'])
-  const gateway = await startGateway(t, {
-    pools: { shop: { upstreams: probed.map((u) => ({ id: u.id, url: u.url })), healthCheck: { path: '/health', interval: 50, healthyThreshold: 2, unhealthyThreshold: 2 } } }
-  })
-  await get(`${probed[0].url}/health/fail`)
-  t.ok(await eventually(() => gateway.app.sticky.state('shop', 'a') === 'down', 2000), 'failing probes: down')
-  for (let i = 0; i < 4; i++) t.equal((await get(`${gateway.url}/`)).json().upstream, 'b', 'new sessions avoid it')
-  await get(`${probed[0].url}/health/ok`)
-  t.ok(await eventually(() => gateway.app.sticky.state('shop', 'a') === 'active', 2000), 'passing probes: up again')
+  // The two halves share nothing (upstreams and gateway of their own): they run side by side.
+  const probes = async (): Promise<void> => {
+    const probed = await startUpstreamProcesses(t, ['a', 'b'])
+    const gateway = await startGateway(t, {
+      pools: { shop: { upstreams: probed.map((u) => ({ id: u.id, url: u.url })), healthCheck: { path: '/health', interval: 50, healthyThreshold: 2, unhealthyThreshold: 2 } } }
+    })
+    await get(`${probed[0].url}/health/fail`)
+    t.ok(await eventually(() => gateway.app.sticky.state('shop', 'a') === 'down', 2000), 'failing probes: down')
+    for (let i = 0; i < 4; i++) t.equal((await get(`${gateway.url}/`)).json().upstream, 'b', 'new sessions avoid it')
+    await get(`${probed[0].url}/health/ok`)
+    t.ok(await eventually(() => gateway.app.sticky.state('shop', 'a') === 'active', 2000), 'passing probes: up again')
+  }
 
-  const plain = await startUpstreamProcesses(t, ['c', 'd'])
-  const cooled = await startGateway(t, { pools: { shop: { upstreams: plain.map((u) => ({ id: u.id, url: u.url })), cooldown: 300 } } })
-  const jar = new CookieJar()
-  const bound = (await get(`${cooled.url}/`, { jar })).json().upstream as string
-  const victim = plain.find((u) => u.id === bound) as typeof plain[number]
-  await victim.kill()
-  const moved = await get(`${cooled.url}/`, { jar })
-  t.equal(moved.status, 200, 'GET retried on the other upstream')
-  t.not(moved.json().upstream, bound)
-  t.equal(cooled.app.sticky.state('shop', bound), 'down', 'passive detection')
-  await victim.restart()
-  t.ok(await eventually(() => cooled.app.sticky.state('shop', bound) === 'active', 4000), 'reachable after the cool-down: up')
+  const cooldown = async (): Promise<void> => {
+    const plain = await startUpstreamProcesses(t, ['c', 'd'])
+    const cooled = await startGateway(t, { pools: { shop: { upstreams: plain.map((u) => ({ id: u.id, url: u.url })), cooldown: 300 } } })
+    const jar = new CookieJar()
+    const bound = (await get(`${cooled.url}/`, { jar })).json().upstream as string
+    const victim = plain.find((u) => u.id === bound) as typeof plain[number]
+    await victim.kill()
+    const moved = await get(`${cooled.url}/`, { jar })
+    t.equal(moved.status, 200, 'GET retried on the other upstream')
+    t.not(moved.json().upstream, bound)
+    t.equal(cooled.app.sticky.state('shop', bound), 'down', 'passive detection')
+    await victim.restart()
+    t.ok(await eventually(() => cooled.app.sticky.state('shop', bound) === 'active', 4000), 'reachable after the cool-down: up')
+  }
+  await Promise.all([probes(), cooldown()])
 })
 
 t.test('slow start: a re-activated upstream ramps up instead of taking every new session', async (t) => {

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import t, { type Test } from 'tap'
 import { startGateway, type TestGateway } from '../helpers/gateway'
-import { startRedis, uniquePrefix } from '../helpers/redis'
+import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis'
 import { rawExchange, upgradeRequest } from '../helpers/raw-http'
 
 interface SlowUpstream { id: string, url: string, upgrades: number, held: Duplex[] }
@@ -42,8 +42,12 @@ async function startSlowUpstreams (t: Test, ids: string[]): Promise<SlowUpstream
   return result
 }
 
+// One redis-server for the file (stopped at the end of it); each subtest's gateways share a prefix of their own.
+let sharedRedis: Promise<RedisServer> | undefined
+const redisOf = (): Promise<RedisServer> => (sharedRedis ??= startRedis(t))
+
 async function twoGateways (t: Test, upstreams: SlowUpstream[]): Promise<[TestGateway, TestGateway]> {
-  const redis = await startRedis(t)
+  const redis = await redisOf()
   const prefix = uniquePrefix()
   const options = {
     pools: { shop: { upstreams: upstreams.map((u) => ({ id: u.id, url: u.url })) } },
@@ -58,6 +62,10 @@ async function twoGateways (t: Test, upstreams: SlowUpstream[]): Promise<[TestGa
 function states (gateway: TestGateway, ids: string[]): string[] {
   return ids.map((id) => gateway.app.sticky.state('shop', id))
 }
+
+// The subtests share nothing but Redis (each has upstreams, gateways and a key prefix of its own), and most of their time
+// is spent waiting out the shared state poll: they run side by side.
+t.jobs = 3
 
 t.test('an upgrade the upstream is slow to answer is a 504, and marks nothing down', async (t) => {
   const upstreams = await startSlowUpstreams(t, ['a', 'b'])

@@ -25,6 +25,10 @@ function startGatewayProcess (t: Test, env: Record<string, string>): { child: Ch
   return { child, out: () => out, err: () => err }
 }
 
+// The subtests share nothing (each has processes, upstreams and Redis of its own) and mostly wait on processes: they
+// run side by side.
+t.jobs = 3
+
 t.test('readWorkers', async (t) => {
   t.equal(readWorkers({}), 1)
   t.equal(readWorkers({ WORKERS: '4' }), 4)

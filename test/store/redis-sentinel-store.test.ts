@@ -28,6 +28,13 @@ t.test('Redis behind Sentinel (one master, one replica, real redis-sentinel)', a
     const upstreams = await startUpstreams(t)
     const store = await openStore(t, new NearCacheStore(new RedisBindingStore({ redis: { sentinels: setup.sentinels, name: setup.name }, prefix: uniquePrefix() })))
     t.ok(await eventually(() => store.live), 'near cache live')
+    // Counts the keys touched: touch batches go out from a timer, within a second.
+    let touched = 0
+    const touch = store.touch.bind(store)
+    store.touch = async (requests) => {
+      await touch(requests)
+      touched += requests.length
+    }
     const gateway = await startGateway(t, { upstreams, store })
     const clients: Array<{ cookie: string, upstream: string }> = []
     for (let i = 0; i < 30; i++) {
@@ -40,7 +47,7 @@ t.test('Redis behind Sentinel (one master, one replica, real redis-sentinel)', a
     const direct = new Redis(setup.master.port, '127.0.0.1')
     t.teardown(() => direct.disconnect())
     // Failover loses what the replica has not received yet: make sure it has the bindings (and their touches).
-    await new Promise((resolve) => setTimeout(resolve, 1200))
+    t.ok(await eventually(() => touched >= clients.length, 3000), `every client's binding touched (${touched})`)
     t.equal(Number(await direct.call('WAIT', '1', '2000')), 1, 'the replica acknowledged every write')
     const before = await gateway.app.sticky.sessionCounts('shop')
     const total = (counts: Record<string, number>): number => Object.values(counts).reduce((a, b) => a + b, 0)
