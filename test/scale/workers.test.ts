@@ -6,6 +6,7 @@ import { request } from 'undici'
 import { readWorkers } from '../../examples/gateway'
 import { startRedis, uniquePrefix } from '../helpers/redis'
 import { startUpstreams } from '../helpers/upstreams'
+import { eventually } from '../store/binding-store.contract'
 
 const SECRET = 'workers-secret-0123456789-abcdefghijklmn'
 
@@ -112,7 +113,10 @@ t.test('WORKERS=2 on Redis: one port, one listening line, every client stays on 
     replaced = childrenOf(gateway.child.pid as number).filter((pid) => pid !== workers[0])
   }
   t.equal(replaced.length, 2, 'a new worker took the crashed one\'s place')
-  t.match(gateway.err(), new RegExp(`gateway: worker ${workers[0]} exited \\(SIGKILL\\); starting another`), 'said once, on stderr')
+  // The primary says it before it forks, but its stderr may reach this process after ps has shown the new worker.
+  const crashLine = new RegExp(`gateway: worker ${workers[0]} exited \\(SIGKILL\\); starting another`)
+  await eventually(() => crashLine.test(gateway.err()), 2000)
+  t.match(gateway.err(), crashLine, 'said once, on stderr')
   let after = 0
   await Promise.all(clients.slice(0, 10).map(async (client) => {
     for (let i = 0; i < 3; i++) if ((await send(client.cookie)).upstream !== client.upstream) after++
