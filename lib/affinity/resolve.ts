@@ -1,6 +1,11 @@
 /**
  * The affinity core: from a route's settings and the client's routing cookie to the upstream that serves the
  * request. Framework-free (no Fastify request object), so HTTP, upgrades and other adapters share it.
+ *
+ * Why ~480 lines: one walk over the key sources, the store and the balancer, whose branches (hit, re-bind under
+ * the cookie's id, rebound, degraded, unbound over budget) share one session-count invariant; split across files
+ * it would be kept by callers again (what issue #15 found). The decision types at the top and the cookie
+ * verification could move out; that is left for the hot-path work (#17), which rewrites this walk.
  */
 import type { ResolvedRouteConfig, ResolvedUpstream } from '../options'
 import type { UpstreamPool } from '../pool/upstream-pool'

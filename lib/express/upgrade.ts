@@ -20,7 +20,7 @@ import { clientFacts, type ClientFacts, type TrustFn } from './client-facts'
 import { sendProblem, writeUpstreamHead } from './client-response'
 import { routingSetCookies, type CookieText } from './cookie-text'
 import { createViewReader } from './request-view'
-import { openTunnel, type TunnelOptions } from './tunnel'
+import { openTunnel, type TunnelOptions } from '../tunnel/upgrade-tunnel'
 
 /** A node:http `'upgrade'` listener. */
 export type UpgradeListener = (request: IncomingMessage, socket: Duplex, head: Buffer) => void

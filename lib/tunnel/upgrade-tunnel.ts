@@ -3,7 +3,7 @@
  * sent with node:http, the upstream's 101 is relayed with our Set-Cookie added, and the two sockets are piped both
  * ways (with backpressure), each side's close closing the other. The same two clocks as the Fastify door's tunnel:
  * connecting (past it, the upstream was never reached), then the answer (past it, a 504 and no verdict on the
- * upstream). Nothing here knows Express: it could serve the Fastify door as well (see lib/fastify/websocket.ts).
+ * upstream). Framework-free: the Express door and the Fastify door (lib/fastify/websocket.ts) both open theirs here.
  */
 import http, { type IncomingMessage } from 'node:http'
 import https from 'node:https'
