@@ -50,3 +50,42 @@ export const BadRequestTargetError = createError('FST_STICKY_BAD_REQUEST_TARGET'
 
 /** Sent (503) to an upgrade refused because the gateway, or this client, has as many open tunnels as allowed. */
 export const TunnelLimitError = createError<[string]>('FST_STICKY_TUNNEL_LIMIT', 'Service Unavailable: too many open WebSocket tunnels %s', 503)
+
+/** Thrown (404) by `app.sticky.bindings.move()` when the key has no binding to move. */
+export const UnknownBindingError = createError('FST_STICKY_UNKNOWN_BINDING', 'fastify-sticky: no binding for this key', 404)
+
+const AmbiguousBinding = createError<[string]>(
+  'FST_STICKY_AMBIGUOUS_BINDING',
+  'fastify-sticky: the key is bound in several pools (%s): name the pool',
+  409
+)
+
+/** Thrown (409) by `app.sticky.bindings` when the key is bound in several pools and no pool was named. */
+export class AmbiguousBindingError extends AmbiguousBinding {
+  /** The pools the key is bound in. */
+  readonly pools: readonly string[]
+  /** @param pools - the pools the key is bound in */
+  constructor (pools: readonly string[]) {
+    super(pools.join(', '))
+    this.pools = pools
+  }
+}
+
+/** Thrown (409) by `app.sticky.bindings.move()` towards an upstream that is down. */
+export const UpstreamDownError = createError<[string, string]>('FST_STICKY_UPSTREAM_DOWN', 'fastify-sticky: pool "%s": upstream "%s" is down', 409)
+
+const BindingChanged = createError('FST_STICKY_BINDING_CHANGED', 'fastify-sticky: the binding changed meanwhile; look it up again', 409)
+
+/** Thrown (409) by `app.sticky.bindings.move()` when another gateway moved or evicted the binding meanwhile. */
+export class BindingChangedError extends BindingChanged {
+  /** The upstream the binding is on now; `null` when it was evicted. */
+  readonly upstream: string | null
+  /** @param upstream - the upstream the binding is on now; `null` when it was evicted */
+  constructor (upstream: string | null) {
+    super()
+    this.upstream = upstream
+  }
+}
+
+/** Thrown (503) by `app.sticky.bindings` when the binding store cannot be asked (down, or its salt not read yet). */
+export const StoreUnavailableError = createError('FST_STICKY_STORE_UNAVAILABLE', 'fastify-sticky: the binding store did not answer; try again', 503)

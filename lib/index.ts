@@ -21,7 +21,8 @@ export type {
   UpstreamAdminState
 } from './store/binding-store'
 export type { UpstreamState } from './pool/upstream-pool'
-export type { StickyApi, StickyPoolHandle } from './sticky-api'
+export type { StickyApi, StickyPool, StickyPoolHandle, StickyAdminListener } from './sticky-api'
+export type { StickyBindings, StickyBindingKey, StickyBindingKind, StickyBindingLookup, StickyBindingView } from './core/bindings-api'
 export { MemoryBindingStore, type MemoryBindingStoreOptions } from './store/memory-store'
 export {
   RedisBindingStore, type RedisBindingStoreOptions, type RedisConnection, type RedisSentinelConnection,
@@ -31,7 +32,6 @@ export {
   NearCacheStore, type NearCacheOptions, type NearCacheStats, type NearCacheObserver, type CacheableBindingStore,
   type ExpiringBinding
 } from './store/near-cache'
-export { UpstreamPool } from './pool/upstream-pool'
 export { stickyProxy, type StickyProxyOptions } from './fastify/prefix-proxy'
 export type { ProxyAffinityOptions } from './fastify/proxy-route'
 
@@ -75,9 +75,7 @@ declare module 'fastify' {
  */
 const sticky = fp(stickyPlugin, { fastify: '5.x', name: 'fastify-sticky' })
 
+// `require('fastify-sticky')` is this module's exports object: `app.register()` takes it as it is (Fastify uses a
+// registered object's function `default`), and `{ sticky }` names the plugin itself.
 export default sticky
 export { sticky }
-
-// `require('fastify-sticky')` is the plugin itself, as with other Fastify plugins; `default`, `sticky` and the
-// other named exports stay reachable as its properties (Node still finds them for ES module importers).
-module.exports = Object.assign(sticky, module.exports)

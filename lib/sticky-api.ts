@@ -1,5 +1,5 @@
 /**
- * The programmatic API, `app.sticky`: pools, counts, draining and runtime membership. Every change goes to the
+ * The programmatic API, `app.sticky`: pools, bindings, counts, draining and runtime membership. Every change goes to the
  * store first, so every gateway on it sees the same within about a second.
  */
 import type { CoreLogger } from './core/logger'
@@ -7,14 +7,17 @@ import type { AffinityStats } from './affinity/resolve'
 import { resolveUpstream, type ResolvedUpstream, type StickyUpstreamOptions } from './options'
 import type { UpstreamPool, UpstreamState } from './pool/upstream-pool'
 import type { BindingStore, UpstreamStateChange } from './store/binding-store'
+import { createBindingsApi, type BindingsApiDeps, type StickyBindings } from './core/bindings-api'
 import { UnknownPoolError, UnknownUpstreamError, UpstreamExistsError } from './errors'
 
 /** The programmatic API, as `app.sticky`. */
 export interface StickyApi {
-  /** The binding store every sticky route uses. */
+  /** The binding store every sticky route uses (the one given as `store`, or the one the plugin built). */
   readonly store: BindingStore
-  /** The pools, by name. */
-  readonly pools: ReadonlyMap<string, UpstreamPool>
+  /** The pools, by name: read-only views whose changes are validated and shared through the store. */
+  readonly pools: ReadonlyMap<string, StickyPool>
+  /** One binding's look-up, move and eviction by the key a client is routed by. */
+  readonly bindings: StickyBindings
   /** Decision and refused-input counters since the plugin started. */
   readonly stats: Readonly<AffinityStats>
   /**
@@ -37,10 +40,10 @@ export interface StickyApi {
   /** @returns `active`, `draining`, `down` or `removed`, as this gateway knows it now */
   state (pool: string, upstreamId: string): UpstreamState
   /**
-   * Runtime membership of a pool, shared through the store: every gateway sees a change within about a second.
+   * One pool (as `pools.get(name)`, but throwing for an unknown name).
    * @throws FST_STICKY_UNKNOWN_POOL
    */
-  pool (name: string): StickyPoolHandle
+  pool (name: string): StickyPool
   /**
    * The admin API's own listener (`admin.listen`) once it listens: from the app's `onReady` until it closes.
    * `undefined` before and after, and when the admin API is off or served by the app itself (under its prefix).
@@ -67,10 +70,26 @@ export function setAdminListener (api: StickyApi, listener: StickyAdminListener 
   else adminListeners.set(api, Object.freeze({ ...listener }))
 }
 
-/** Runtime membership of one pool (`app.sticky.pool(name)`). */
-export interface StickyPoolHandle {
-  /** The pool's current members. */
+/**
+ * One pool, as `app.sticky.pools.get(name)` and `app.sticky.pool(name)` show it: what it holds now, and the changes
+ * an operator makes, each validated (coded errors) and shared through the store, so every gateway sees it within
+ * about a second.
+ */
+export interface StickyPool {
+  readonly name: string
+  /** The pool's current members (runtime additions included, removed ones not). */
   readonly upstreams: readonly ResolvedUpstream[]
+  /**
+   * @returns `active`, `draining`, `down` or `removed`, as this gateway knows it now
+   * @throws FST_STICKY_UNKNOWN_UPSTREAM for an id the pool never had
+   */
+  state (upstreamId: string): UpstreamState
+  /** Live sessions per upstream, store-wide. @throws the store's error when it fails */
+  sessionCounts (): Promise<Record<string, number>>
+  /** As {@link StickyApi.drain}. */
+  drain (upstreamId: string): Promise<void>
+  /** As {@link StickyApi.undrain}. */
+  undrain (upstreamId: string): Promise<void>
   /**
    * Adds an upstream on every gateway. Moves no existing session; new sessions go to it until its share is even
    * (least-sessions), ramped by slow start when configured.
@@ -84,24 +103,41 @@ export interface StickyPoolHandle {
   remove (upstreamId: string): Promise<void>
 }
 
+/** @deprecated Since 0.2: the same as {@link StickyPool}, which `app.sticky.pool()` returns. */
+export type StickyPoolHandle = StickyPool
+
 /** What {@link createStickyApi} works with. */
 export interface StickyApiDeps {
   readonly store: BindingStore
   readonly pools: ReadonlyMap<string, UpstreamPool>
   readonly stats: AffinityStats
   readonly log: CoreLogger
+  /** Verifies a routing cookie value (for `bindings`); `null` when it does not verify. */
+  readonly verifyRoutingCookie: BindingsApiDeps['verifyRoutingCookie']
+  /** Derives the store's key id of a raw affinity key (for `bindings`). */
+  readonly keyIdOf: BindingsApiDeps['keyIdOf']
+}
+
+// The pools themselves, for the plugin's own tests and internals: the public API hands out views only.
+const poolsOfApi = new WeakMap<StickyApi, ReadonlyMap<string, UpstreamPool>>()
+
+/** @returns the pools behind `api` (not part of the public API: their mutators skip the store) */
+export function internalPools (api: StickyApi): ReadonlyMap<string, UpstreamPool> {
+  const pools = poolsOfApi.get(api)
+  if (pools === undefined) throw new TypeError('not an app.sticky object')
+  return pools
 }
 
 /** Builds `app.sticky`. */
-export function createStickyApi ({ store, pools, stats, log }: StickyApiDeps): StickyApi {
+export function createStickyApi (deps: StickyApiDeps): StickyApi {
+  const { store, pools, stats, log } = deps
   const poolNamed = (name: string): UpstreamPool => {
     const pool = pools.get(name)
     if (pool === undefined) throw new UnknownPoolError(name)
     return pool
   }
-  const memberOf = (name: string, upstreamId: string): UpstreamPool => {
-    const pool = poolNamed(name)
-    if (pool.get(upstreamId) === undefined) throw new UnknownUpstreamError(name, upstreamId)
+  const memberOf = (pool: UpstreamPool, upstreamId: string): UpstreamPool => {
+    if (pool.get(upstreamId) === undefined) throw new UnknownUpstreamError(pool.name, upstreamId)
     return pool
   }
   // Applied here at once, then written to the store, then read back (another gateway may have changed more).
@@ -111,38 +147,46 @@ export function createStickyApi ({ store, pools, stats, log }: StickyApiDeps): S
     pool.applyStates(await store.upstreamStates(pool.name))
     log.info({ pool: pool.name, upstream: upstreamId }, `fastify-sticky: upstream ${message}`)
   }
-  const api: StickyApi = {
-    store,
-    pools,
-    stats,
-    get admin () { return adminListeners.get(api) },
-    async sessionCounts (name) {
-      return store.sessionCounts(name, poolNamed(name).upstreams.map((u) => u.id))
-    },
-    async sessions (name, upstreamId) {
-      memberOf(name, upstreamId)
-      return (await store.sessionCounts(name, [upstreamId]))[upstreamId]
-    },
-    drain: async (name, upstreamId) => change(memberOf(name, upstreamId), upstreamId, { admin: 'draining' }, 'draining'),
-    undrain: async (name, upstreamId) => change(memberOf(name, upstreamId), upstreamId, { admin: 'active' }, 'undrained'),
-    state (name, upstreamId) {
-      const pool = poolNamed(name)
-      if (pool.get(upstreamId) === undefined && pool.state(upstreamId) !== 'removed') memberOf(name, upstreamId)
+  const viewOf = (pool: UpstreamPool): StickyPool => Object.freeze({
+    name: pool.name,
+    get upstreams () { return pool.upstreams },
+    state (upstreamId: string) {
+      if (pool.get(upstreamId) === undefined && pool.state(upstreamId) !== 'removed') memberOf(pool, upstreamId)
       return pool.state(upstreamId)
     },
-    pool (name) {
-      const pool = poolNamed(name)
-      return {
-        get upstreams () { return pool.upstreams },
-        async add (input) {
-          const upstream = resolveUpstream(`pool("${name}").add()`, input)
-          if (pool.get(upstream.id) !== undefined) throw new UpstreamExistsError(name, upstream.id)
-          const configured = pool.config.upstreams.some((u) => u.id === upstream.id)
-          await change(pool, upstream.id, configured ? { admin: 'active' } : { admin: 'active', url: upstream.url, weight: upstream.weight }, 'added')
-        },
-        remove: async (upstreamId) => change(memberOf(name, upstreamId), upstreamId, { admin: 'removed' }, 'removed')
-      }
-    }
+    sessionCounts: async () => store.sessionCounts(pool.name, pool.upstreams.map((u) => u.id)),
+    drain: async (upstreamId: string) => change(memberOf(pool, upstreamId), upstreamId, { admin: 'draining' }, 'draining'),
+    undrain: async (upstreamId: string) => change(memberOf(pool, upstreamId), upstreamId, { admin: 'active' }, 'undrained'),
+    async add (input: StickyUpstreamOptions) {
+      const upstream = resolveUpstream(`pool("${pool.name}").add()`, input)
+      if (pool.get(upstream.id) !== undefined) throw new UpstreamExistsError(pool.name, upstream.id)
+      const configured = pool.config.upstreams.some((u) => u.id === upstream.id)
+      await change(pool, upstream.id, configured ? { admin: 'active' } : { admin: 'active', url: upstream.url, weight: upstream.weight }, 'added')
+    },
+    remove: async (upstreamId: string) => change(memberOf(pool, upstreamId), upstreamId, { admin: 'removed' }, 'removed')
+  })
+  const views: ReadonlyMap<string, StickyPool> = new Map([...pools].map(([name, pool]) => [name, viewOf(pool)]))
+  const view = (name: string): StickyPool => {
+    poolNamed(name)
+    return views.get(name) as StickyPool
   }
+  const bindings = createBindingsApi({ store, pools, log, verifyRoutingCookie: deps.verifyRoutingCookie, keyIdOf: deps.keyIdOf })
+  const api: StickyApi = {
+    store,
+    pools: views,
+    bindings,
+    stats,
+    get admin () { return adminListeners.get(api) },
+    sessionCounts: async (name) => view(name).sessionCounts(),
+    async sessions (name, upstreamId) {
+      memberOf(poolNamed(name), upstreamId)
+      return (await store.sessionCounts(name, [upstreamId]))[upstreamId]
+    },
+    drain: async (name, upstreamId) => view(name).drain(upstreamId),
+    undrain: async (name, upstreamId) => view(name).undrain(upstreamId),
+    state: (name, upstreamId) => view(name).state(upstreamId),
+    pool: view
+  }
+  poolsOfApi.set(api, pools)
   return api
 }

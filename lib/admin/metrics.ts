@@ -7,11 +7,11 @@ import type { FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastif
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
 import type { CookieRejection, StickyDecisionKind } from '../affinity/resolve'
 import { InvalidOptionError } from '../errors'
-import type { UpstreamPool, UpstreamState } from '../pool/upstream-pool'
+import type { UpstreamState } from '../pool/upstream-pool'
 
 /** What metrics read at scrape time: a subset of `app.sticky`. */
 export interface MetricsSource {
-  readonly pools: ReadonlyMap<string, UpstreamPool>
+  readonly pools: ReadonlyMap<string, { readonly name: string, readonly upstreams: ReadonlyArray<{ readonly id: string }> }>
   readonly stats: {
     /** Ignored routing cookies, by reason. */
     readonly invalidCookie: Readonly<Partial<Record<CookieRejection, number>>>

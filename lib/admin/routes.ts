@@ -13,11 +13,12 @@ import type {
 } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Registry } from 'prom-client'
-import type { UpstreamPool, UpstreamState } from '../pool/upstream-pool'
-import type { Binding, BindingStore } from '../store/binding-store'
+import type { StickyBindings, StickyBindingView } from '../core/bindings-api'
+import type { UpstreamState } from '../pool/upstream-pool'
+import type { StickyPool } from '../sticky-api'
+import { AmbiguousBindingError, BindingChangedError } from '../errors'
 import { resolveAdminOptions, type ResolvedAdminOptions } from './admin-options'
 import { bearerAuthHook } from './bearer-auth'
-import { parseBindingKey, routingCookieKeys, type BindingKeyMatch, type BindingKeyParser, type VerifiedRoutingCookie } from './binding-keys'
 import { renderStatusPage, sendStatusPage } from './status-page'
 
 /** Largest request body the admin API reads (a move is `{"upstream":"<id>"}`). */
@@ -32,14 +33,10 @@ export const ADMIN_REQUEST_HEADER = 'x-sticky-admin'
 /** `code` of the 403 a state-changing admin request gets without {@link ADMIN_REQUEST_HEADER} or a JSON body. */
 export const ADMIN_HEADER_REQUIRED_CODE = 'FST_STICKY_ADMIN_HEADER_REQUIRED'
 
-/** What the admin API needs of `app.sticky`. */
+/** What the admin API needs of `app.sticky`: it changes nothing the programmatic API could not. */
 export interface AdminApi {
-  readonly store: BindingStore
-  readonly pools: ReadonlyMap<string, UpstreamPool>
-  sessionCounts (pool: string): Promise<Record<string, number>>
-  drain (pool: string, upstreamId: string): Promise<void>
-  undrain (pool: string, upstreamId: string): Promise<void>
-  state (pool: string, upstreamId: string): UpstreamState
+  readonly pools: ReadonlyMap<string, StickyPool>
+  readonly bindings: StickyBindings
 }
 
 /** Options of {@link adminRoutes}. */
@@ -55,12 +52,6 @@ export interface AdminRoutesOptions {
   readonly authHook?: onRequestHookHandler | onRequestAsyncHookHandler
   /** The plugin's API (`app.sticky`). */
   readonly api: AdminApi
-  /** Verifies a routing cookie value (signature and format); `null` when it does not verify. */
-  readonly verifyRoutingCookie: (value: string) => VerifiedRoutingCookie | null
-  /** Derives the store's key id of a raw affinity key; `undefined` while the store's salt is not known. */
-  readonly keyIdOf: (rawKey: string) => string | undefined
-  /** Further kinds of keys `/bindings/:key` recognises, tried after the routing cookie. */
-  readonly keyParsers?: readonly BindingKeyParser[]
   /** The registry `/metrics` serves; without one, `/metrics` answers 404. */
   readonly registry?: Registry
 }
@@ -76,21 +67,8 @@ export interface AdminUpstreamView {
   readonly weight: number
 }
 
-/** A binding, as `/bindings/:key` shows it. */
-export interface AdminBindingView {
-  readonly pool: string
-  /** The kind of key that named it, e.g. `cookie`. */
-  readonly key: string
-  /** The store's key id (a keyed hash; the raw key is never shown). */
-  readonly keyId: string
-  /** The upstream it is bound to now. */
-  readonly upstream: string
-  readonly state: UpstreamState | null
-  /** When it was first made (ISO 8601). */
-  readonly createdAt: string
-  /** The upstream the routing cookie names (it may differ from `upstream` until the client's next request). */
-  readonly cookieUpstream?: string
-}
+/** A binding, as `/bindings/:key` shows it: what `app.sticky.bindings.get()` returns. */
+export type AdminBindingView = StickyBindingView
 
 interface PoolQuery { pool?: string }
 interface IdParams { id: string }
@@ -131,8 +109,7 @@ function requireScriptedRequest (request: FastifyRequest, _reply: unknown, done:
 
 async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutesOptions): Promise<void> {
   const { prefix } = resolveAdminOptions({ prefix: options.prefix, token: options.token, authHook: options.authHook }) as ResolvedAdminOptions
-  const { api, keyIdOf, registry } = options
-  const parsers = [routingCookieKeys(options.verifyRoutingCookie), ...(options.keyParsers ?? [])]
+  const { api, registry } = options
   const auth = options.authHook ?? bearerAuthHook(options.token as string)
   const page = renderStatusPage(options.authHook === undefined ? 'token' : 'hook', registry !== undefined)
 
@@ -181,12 +158,12 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
     const setState = (action: 'drain' | 'undrain') => async (request: FastifyRequest<{ Params: IdParams, Querystring: PoolQuery }>): Promise<AdminUpstreamView> => {
       const pool = findUpstream(api, request.params.id, request.query.pool)
       try {
-        await api[action](pool.name, request.params.id)
+        await pool[action](request.params.id)
       } catch (error) {
         request.log.warn({ err: error }, `fastify-sticky: admin ${action} failed`)
         throw new AdminAnswer(503, 'the binding store did not take the change; try again')
       }
-      return (await viewsOf(api, pool)).find((u) => u.id === request.params.id) as AdminUpstreamView
+      return (await viewsOf(pool)).find((u) => u.id === request.params.id) as AdminUpstreamView
     }
     const poolQuery = { type: 'object', properties: { pool: { type: 'string', maxLength: 128 } } }
     admin.post<{ Params: IdParams, Querystring: PoolQuery }>('/upstreams/:id/drain', { ...changing, schema: { querystring: poolQuery } }, setState('drain'))
@@ -198,16 +175,13 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
       return reply.header('content-type', registry.contentType).send(text)
     })
 
-    const lookUp = async (request: FastifyRequest<{ Params: KeyParams, Querystring: PoolQuery }>): Promise<Found> => {
-      const match = parseBindingKey(parsers, request.params['*'])
-      if (match === null) throw new AdminAnswer(404, 'not a routing cookie value nor a known affinity key')
-      const keyId = keyIdOf(match.rawKey)
-      if (keyId === undefined) throw new AdminAnswer(503, 'the binding store is not reachable yet')
-      return findBinding(api, match, keyId, request.query.pool)
-    }
+    // The path names a routing cookie value; the query, optionally, the pool to look in.
+    const keyOf = (request: FastifyRequest<{ Params: KeyParams, Querystring: PoolQuery }>): [string, { pool?: string }] =>
+      [request.params['*'], request.query.pool === undefined ? {} : { pool: request.query.pool }]
     admin.get<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...guarded, ...quiet, schema: { querystring: poolQuery } }, async (request) => {
-      const found = await lookUp(request)
-      return viewOf(api, found)
+      const view = await bindingCall(async () => api.bindings.get(...keyOf(request)))
+      if (view === null) throw new AdminAnswer(404, 'no binding for this key', { code: 'FST_STICKY_UNKNOWN_BINDING' })
+      return view
     })
     admin.put<{ Params: KeyParams, Querystring: PoolQuery, Body: MoveBody }>('/bindings/*', {
       ...changing,
@@ -217,24 +191,12 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
         body: { type: 'object', required: ['upstream'], properties: { upstream: { type: 'string', minLength: 1, maxLength: 64 } } }
       }
     }, async (request) => {
-      const found = await lookUp(request)
-      const { pool, keyId, binding } = found
-      const target = pool.get(request.body.upstream)
-      if (target === undefined) throw new AdminAnswer(400, `pool "${pool.name}" has no upstream "${request.body.upstream}"`)
-      if (api.state(pool.name, target.id) === 'down') throw new AdminAnswer(409, `upstream "${target.id}" is down`)
-      if (binding.upstreamId === target.id) return viewOf(api, found)
-      const moved = await storeCall(() => api.store.rebind(pool.name, keyId, binding.upstreamId, target.id))
-      if (!moved.swapped) {
-        throw new AdminAnswer(409, 'the binding changed meanwhile; look it up again', { upstream: moved.upstreamId })
-      }
-      log.info({ reqId: request.id, pool: pool.name, keyId, from: binding.upstreamId, to: target.id }, 'fastify-sticky: admin moved a binding')
-      return viewOf(api, { ...found, binding: { ...binding, upstreamId: target.id } })
+      const [key, lookup] = keyOf(request)
+      return bindingCall(async () => api.bindings.move(key, request.body.upstream, lookup))
     })
-    admin.delete<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...changing, ...quiet, schema: { querystring: poolQuery } }, async (request, reply) => {
-      const { pool, keyId, binding } = await lookUp(request)
-      const deleted = await storeCall(() => api.store.delete(pool.name, keyId))
-      if (!deleted) throw new AdminAnswer(404, 'no binding for this key')
-      log.info({ reqId: request.id, pool: pool.name, keyId, upstream: binding.upstreamId }, 'fastify-sticky: admin evicted a binding')
+    admin.delete<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...changing, ...quiet, schema: { querystring: poolQuery } }, async (_request, reply) => {
+      const evicted = await bindingCall(async () => api.bindings.evict(...keyOf(_request)))
+      if (!evicted) throw new AdminAnswer(404, 'no binding for this key', { code: 'FST_STICKY_UNKNOWN_BINDING' })
       return reply.code(204).send()
     })
 
@@ -243,18 +205,22 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
   }, { prefix })
 }
 
-interface Found {
-  readonly pool: UpstreamPool
-  readonly keyId: string
-  readonly match: BindingKeyMatch
-  readonly binding: Binding
-}
-
-async function storeCall<T> (call: () => Promise<T>): Promise<T> {
+/**
+ * Runs an `app.sticky.bindings` call, turning its coded errors into the admin API's answers (the status and the
+ * message; the code, and what an operator needs to act, as extra fields).
+ */
+async function bindingCall<T> (call: () => Promise<T>): Promise<T> {
   try {
     return await call()
-  } catch {
-    throw new AdminAnswer(503, 'the binding store did not answer; try again')
+  } catch (error) {
+    const { code, statusCode, message } = error as FastifyError
+    if (typeof code !== 'string' || !code.startsWith('FST_STICKY_') || statusCode === undefined) throw error
+    const extra: Record<string, unknown> = { code }
+    if (error instanceof AmbiguousBindingError) extra.pools = error.pools
+    if (error instanceof BindingChangedError) extra.upstream = error.upstream
+    // The target of a move comes in the body: a member it is not is a bad request, not a missing resource.
+    const status = code === 'FST_STICKY_UNKNOWN_UPSTREAM' ? 400 : statusCode
+    throw new AdminAnswer(status, message.replace(/^fastify-sticky: /, ''), extra)
   }
 }
 
@@ -263,14 +229,14 @@ async function storeCall<T> (call: () => Promise<T>): Promise<T> {
  * @returns the pool that has the upstream
  * @throws AdminAnswer 404 (unknown pool or upstream), 409 (the id is in several pools and no pool was given)
  */
-function findUpstream (api: AdminApi, id: string, poolName: string | undefined): UpstreamPool {
+function findUpstream (api: AdminApi, id: string, poolName: string | undefined): StickyPool {
   if (poolName !== undefined) {
     const pool = api.pools.get(poolName)
     if (pool === undefined) throw new AdminAnswer(404, `no pool "${poolName}"`)
-    if (pool.get(id) === undefined) throw new AdminAnswer(404, `pool "${poolName}" has no upstream "${id}"`)
+    if (!hasMember(pool, id)) throw new AdminAnswer(404, `pool "${poolName}" has no upstream "${id}"`)
     return pool
   }
-  const pools = [...api.pools.values()].filter((pool) => pool.get(id) !== undefined)
+  const pools = [...api.pools.values()].filter((pool) => hasMember(pool, id))
   if (pools.length === 0) throw new AdminAnswer(404, `no upstream "${id}"`)
   if (pools.length > 1) {
     throw new AdminAnswer(409, `upstream "${id}" is in several pools (${pools.map((p) => p.name).join(', ')}): add ?pool=`, { pools: pools.map((p) => p.name) })
@@ -278,44 +244,14 @@ function findUpstream (api: AdminApi, id: string, poolName: string | undefined):
   return pools[0]
 }
 
-async function findBinding (api: AdminApi, match: BindingKeyMatch, keyId: string, poolName: string | undefined): Promise<Found> {
-  let pools: UpstreamPool[]
-  if (poolName !== undefined) {
-    const pool = api.pools.get(poolName)
-    if (pool === undefined) throw new AdminAnswer(404, `no pool "${poolName}"`)
-    pools = [pool]
-  } else {
-    pools = match.pools === undefined
-      ? [...api.pools.values()]
-      : match.pools.map((name) => api.pools.get(name)).filter((pool): pool is UpstreamPool => pool !== undefined)
-  }
-  // A binding id is random per pool cookie, so at most one pool has it; the store is asked in each, together.
-  const bindings = await storeCall(() => Promise.all(pools.map((pool) => api.store.get(pool.name, keyId))))
-  const found = pools.flatMap((pool, i) => bindings[i] === null ? [] : [{ pool, keyId, match, binding: bindings[i] as Binding }])
-  if (found.length === 0) throw new AdminAnswer(404, 'no binding for this key')
-  if (found.length > 1) {
-    throw new AdminAnswer(409, `the key is bound in several pools (${found.map((f) => f.pool.name).join(', ')}): add ?pool=`, { pools: found.map((f) => f.pool.name) })
-  }
-  return found[0]
+function hasMember (pool: StickyPool, id: string): boolean {
+  return pool.upstreams.some((u) => u.id === id)
 }
 
-function viewOf (api: AdminApi, found: Found): AdminBindingView {
-  const { pool, keyId, match, binding } = found
-  return {
-    pool: pool.name,
-    key: match.kind,
-    keyId,
-    upstream: binding.upstreamId,
-    state: pool.get(binding.upstreamId) === undefined ? null : api.state(pool.name, binding.upstreamId),
-    createdAt: new Date(binding.createdAt).toISOString(),
-    ...(match.upstreamHint === undefined ? {} : { cookieUpstream: match.upstreamHint })
-  }
-}
-
-async function viewsOf (api: AdminApi, pool: UpstreamPool): Promise<AdminUpstreamView[]> {
+async function viewsOf (pool: StickyPool): Promise<AdminUpstreamView[]> {
   let counts: Record<string, number> | undefined
   try {
-    counts = await api.sessionCounts(pool.name)
+    counts = await pool.sessionCounts()
   } catch {
     counts = undefined // shown as unknown; the state and the rest still help an operator during a store outage
   }
@@ -323,7 +259,7 @@ async function viewsOf (api: AdminApi, pool: UpstreamPool): Promise<AdminUpstrea
     pool: pool.name,
     id: u.id,
     url: u.url,
-    state: api.state(pool.name, u.id),
+    state: pool.state(u.id),
     sessions: counts === undefined ? null : counts[u.id] ?? 0,
     weight: u.weight
   }))
@@ -331,7 +267,7 @@ async function viewsOf (api: AdminApi, pool: UpstreamPool): Promise<AdminUpstrea
 
 /** @returns every upstream of every pool, with its state and live session count */
 export async function listUpstreams (api: AdminApi): Promise<AdminUpstreamView[]> {
-  return (await Promise.all([...api.pools.values()].map((pool) => viewsOf(api, pool)))).flat()
+  return (await Promise.all([...api.pools.values()].map(viewsOf))).flat()
 }
 
 /**
@@ -342,12 +278,9 @@ export async function listUpstreams (api: AdminApi): Promise<AdminUpstreamView[]
  * await app.register(sticky, options)
  * await app.register(adminRoutes, {
  *   token: process.env.ADMIN_TOKEN,
- *   api: app.sticky,
- *   verifyRoutingCookie: (value) => { const c = codec.verify(value); return c.ok ? c.token : null },
- *   keyIdOf: (rawKey) => keyIds.derive(rawKey)
+ *   api: app.sticky
  * })
  */
 export const adminRoutes = fp(adminRoutesPlugin, { fastify: '5.x', name: 'fastify-sticky-admin' })
 
 export { DEFAULT_ADMIN_LISTEN_HOST, DEFAULT_ADMIN_PREFIX } from './admin-options'
-export { routingCookieKeys, type BindingKeyMatch, type BindingKeyParser, type VerifiedRoutingCookie } from './binding-keys'

@@ -143,6 +143,17 @@ function maskV4 (address: string, prefix: number): string {
 }
 
 /**
+ * The prefix a named source puts before its raw key, so a header and a query parameter with the same value are
+ * different keys (`app.sticky.bindings` builds the same to find a binding by value).
+ */
+export function keyNamespace (kind: 'header' | 'query' | 'learn', name: string): string {
+  return kind === 'learn' ? 'learn:' + name + '\0' : kind + ':' + name.toLowerCase() + '\0'
+}
+
+/** The prefix of `ip` keys (the masked address follows). */
+export const IP_KEY_NAMESPACE = 'ip\0'
+
+/**
  * Validates a route's `key` option into an ordered list of sources (first that yields a key wins).
  * @param onError - reports a problem with the dotted path below `key` and a message; never returns
  * @returns the sources, or `false` for no affinity
@@ -154,7 +165,7 @@ export function resolveKeySources (input: unknown, onError: (path: string, messa
   const sources = list.map((entry: unknown, i): ResolvedKeySource => {
     const path = Array.isArray(input) ? `key[${i}]` : 'key'
     if (entry === 'cookie') return Object.freeze({ kind: 'cookie' })
-    if (entry === 'ip') return Object.freeze({ kind: 'ip', ipv4Prefix: 32, ipv6Prefix: 64, namespace: 'ip\0' })
+    if (entry === 'ip') return Object.freeze({ kind: 'ip', ipv4Prefix: 32, ipv6Prefix: 64, namespace: IP_KEY_NAMESPACE })
     if (typeof entry === 'function') return Object.freeze({ kind: 'function', fn: entry as (request: unknown) => string | undefined, namespace: 'fn' + i + '\0' })
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry) || Object.keys(entry).length !== 1) {
       onError(path, "must be 'cookie', 'ip', { ip }, { header }, { query }, { learn }, a function, or a list of them")
@@ -166,14 +177,14 @@ export function resolveKeySources (input: unknown, onError: (path: string, messa
       if (Object.keys(rest).length > 0) onError(`${path}.ip.${Object.keys(rest)[0]}`, 'is not a known option (known: ipv4Prefix, ipv6Prefix)')
       if (!Number.isInteger(ipv4Prefix) || ipv4Prefix < 0 || ipv4Prefix > 32) onError(`${path}.ip.ipv4Prefix`, 'must be a whole number from 0 to 32')
       if (!Number.isInteger(ipv6Prefix) || ipv6Prefix < 0 || ipv6Prefix > 128) onError(`${path}.ip.ipv6Prefix`, 'must be a whole number from 0 to 128')
-      return Object.freeze({ kind: 'ip', ipv4Prefix, ipv6Prefix, namespace: 'ip\0' })
+      return Object.freeze({ kind: 'ip', ipv4Prefix, ipv6Prefix, namespace: IP_KEY_NAMESPACE })
     }
     if (kind === 'header' || kind === 'query' || kind === 'learn') {
       const valid = typeof value === 'string' && (kind === 'query' ? value.length > 0 && value.length <= 64 : HEADER_NAME_RE.test(value))
       if (!valid) onError(`${path}.${kind}`, `must be a ${kind === 'query' ? 'query parameter' : kind === 'learn' ? 'cookie' : 'header'} name`)
       const name = value as string
-      if (kind === 'learn') return Object.freeze({ kind, cookie: name, namespace: 'learn:' + name + '\0' })
-      return Object.freeze({ kind, name: kind === 'header' ? name.toLowerCase() : name, namespace: kind + ':' + name.toLowerCase() + '\0' })
+      if (kind === 'learn') return Object.freeze({ kind, cookie: name, namespace: keyNamespace(kind, name) })
+      return Object.freeze({ kind, name: kind === 'header' ? name.toLowerCase() : name, namespace: keyNamespace(kind, name) })
     }
     return onError(path, `has an unknown key source "${kind}" (known: cookie, ip, header, query, learn, a function)`)
   })

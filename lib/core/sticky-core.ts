@@ -181,7 +181,17 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
   const health = new HealthMonitor(store, pools, log, options.timeouts.connectMs)
   await Promise.all([...pools.values()].map((pool) => pool.refreshCounts()))
   await health.start()
-  const api = createStickyApi({ store, pools, stats: resolver.stats, log })
+  const api = createStickyApi({
+    store,
+    pools,
+    stats: resolver.stats,
+    log,
+    verifyRoutingCookie: (value) => {
+      const check = codec.verify(value)
+      return check.ok ? check.token : null
+    },
+    keyIdOf: (rawKey) => keyIds.derive(rawKey)
+  })
   metrics?.attach(api)
 
   const cookieOptions = options.cookie

@@ -23,7 +23,8 @@ import { createUpgradeListener, type UpgradeListener } from './upgrade'
 
 export type { StickyDecision, StickyDecisionKind } from '../affinity/resolve'
 export type { CoreLogger as StickyLogger } from '../core/logger'
-export type { StickyApi, StickyPoolHandle } from '../sticky-api'
+export type { StickyApi, StickyPool, StickyPoolHandle } from '../sticky-api'
+export type { StickyBindings, StickyBindingKey, StickyBindingKind, StickyBindingLookup, StickyBindingView } from '../core/bindings-api'
 export type {
   Duration, StickyPoolOptions, StickyUpstreamOptions, StickyCookieOptions, StickyTimeoutOptions, StickyHealthCheckOptions,
   StickyFailoverPolicy, StickyStrategy, IpKeyOptions, ResolvedUpstream, StickyNearCacheOptions

@@ -63,11 +63,6 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
     // On the app under its prefix, or (admin.listen) only on a listener of its own, started in onReady, closed in onClose.
     await serveAdmin(fastify, options.admin, {
       api: core.api,
-      verifyRoutingCookie: (value) => {
-        const check = core.codec.verify(value)
-        return check.ok ? check.token : null
-      },
-      keyIdOf: core.keyIdOf,
       registry: metrics?.registry
     })
   }

@@ -20,7 +20,7 @@ t.test('options are checked at register', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
   await app.register(sticky, { secret: TEST_SECRET, pools: { shop: { upstreams: [{ id: 'a', url: 'http://127.0.0.1:9' }] } } })
-  const base = { api: app.sticky, verifyRoutingCookie: () => null, keyIdOf: () => undefined }
+  const base = { api: app.sticky }
   const cases: Array<[string, Record<string, unknown>, RegExp]> = [
     ['neither token nor hook', {}, /needs a token \(Authorization: Bearer\) or an authHook/],
     ['both', { token: ADMIN_TOKEN, authHook: () => {} }, /either token or authHook, not both/],
@@ -168,21 +168,18 @@ t.test('binding look-up, move and evict: input checks', async (t) => {
   let race: ((store: BindingStore, pool: string, keyId: string) => Promise<void>) | undefined
   const gw = await startAdminGateway(t, {
     upstreams,
-    // The admin API sees a store where, at the chosen moment, another gateway moves the binding first.
-    api: (api) => ({
-      ...api,
-      store: new Proxy(api.store, {
-        get (target, property, receiver) {
-          const value = Reflect.get(target, property, receiver) as (...args: unknown[]) => unknown
-          if (property === 'rebind') {
-            return async (pool: string, keyId: string, expected: string, next: string) => {
-              if (race !== undefined) await race(target, pool, keyId)
-              return target.rebind(pool, keyId, expected, next)
-            }
+    // A store where, at the chosen moment, another gateway moves the binding first.
+    wrapStore: (store) => new Proxy(store, {
+      get (target, property, receiver) {
+        const value = Reflect.get(target, property, receiver) as (...args: unknown[]) => unknown
+        if (property === 'rebind') {
+          return async (pool: string, keyId: string, expected: string, next: string) => {
+            if (race !== undefined) await race(target, pool, keyId)
+            return target.rebind(pool, keyId, expected, next)
           }
-          return typeof value === 'function' ? value.bind(target) : value
         }
-      })
+        return typeof value === 'function' ? value.bind(target) : value
+      }
     })
   })
   const jar = new CookieJar()
@@ -202,7 +199,7 @@ t.test('binding look-up, move and evict: input checks', async (t) => {
   t.equal((await binding(encodeURIComponent(encodeURIComponent(cookie)))).status, 200, 'even twice')
   t.equal((await binding(cookie + '?pool=shop')).status, 200)
   t.equal((await binding(cookie + '?pool=nope')).status, 404)
-  t.match((await binding('not-a-cookie')).json(), { statusCode: 404, message: 'not a routing cookie value nor a known affinity key' })
+  t.match((await binding('not-a-cookie')).json(), { statusCode: 404, message: 'no binding for this key' }, 'a value that is not a routing cookie names no binding')
   const forged = createRoutingCookieCodec(['another-secret-0123456789-abcdefghijkl']).sign({ bindingId: 'A'.repeat(22), upstreamId: 'a', createdAt: Date.now() })
   t.equal((await binding(encodeURIComponent(forged))).status, 404, 'a cookie signed by another secret is nobody\'s')
   const unbound = createRoutingCookieCodec([TEST_SECRET]).sign({ bindingId: 'B'.repeat(22), upstreamId: 'a', createdAt: Date.now() })
@@ -223,8 +220,14 @@ t.test('binding look-up, move and evict: input checks', async (t) => {
   }
   const conflict = await put({ upstream: other })
   t.equal(conflict.status, 409, 'the binding changed between look-up and move')
-  t.match(conflict.json(), { message: 'the binding changed meanwhile; look it up again', upstream: other })
+  t.match(conflict.json(), { message: 'the binding changed meanwhile; look it up again', upstream: other, code: 'FST_STICKY_BINDING_CHANGED' })
   t.equal((await get(`${gw.url}/`, { jar })).json().upstream, other, 'the client follows the other move')
+  race = async () => { throw new Error('connection lost') }
+  const failed = await put({ upstream: bound })
+  t.equal(failed.status, 503, 'a store that fails the move')
+  t.match(failed.json(), { code: 'FST_STICKY_STORE_UNAVAILABLE', message: 'the binding store did not answer; try again' })
+  t.notMatch(failed.body, /connection lost/, 'the cause stays in the logs')
+  race = undefined
   const back = await put({ upstream: bound })
   t.equal(back.status, 200)
   t.match(back.json(), { upstream: bound })
@@ -233,11 +236,13 @@ t.test('binding look-up, move and evict: input checks', async (t) => {
   // A down upstream takes no moved session.
   await gw.app.sticky.store.setUpstreamState('shop', other, { down: true })
   await eventually(async () => gw.app.sticky.state('shop', other) === 'down', 3000)
-  t.match((await put({ upstream: other })).json(), { statusCode: 409, message: `upstream "${other}" is down` })
+  t.match((await put({ upstream: other })).json(), { statusCode: 409, message: `upstream "${other}" is down`, code: 'FST_STICKY_UPSTREAM_DOWN' })
   await gw.app.sticky.store.setUpstreamState('shop', other, { down: false })
 
   t.equal((await binding(cookie, { method: 'DELETE', headers: { ...gw.auth, ...SCRIPTED } })).status, 204)
-  t.equal((await binding(cookie, { method: 'DELETE', headers: { ...gw.auth, ...SCRIPTED } })).status, 404, 'gone')
+  const gone = await binding(cookie, { method: 'DELETE', headers: { ...gw.auth, ...SCRIPTED } })
+  t.equal(gone.status, 404, 'gone')
+  t.match(gone.json(), { code: 'FST_STICKY_UNKNOWN_BINDING' })
   t.equal((await binding(cookie)).status, 404)
   t.equal(a.hits + b.hits, 3, 'only the client\'s own requests reached upstreams')
 })

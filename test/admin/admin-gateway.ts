@@ -2,11 +2,9 @@ import { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance, type onRequestHookHandler } from 'fastify'
 import { Registry } from 'prom-client'
 import type { Test } from 'tap'
-import { StoreKeyIds } from '../../lib/affinity/key-id'
-import { createRoutingCookieCodec } from '../../lib/affinity/routing-cookie'
 import { instrumentStore } from '../../lib/admin/instrumented-store'
 import { StickyMetrics } from '../../lib/admin/metrics'
-import { adminRoutes, type AdminApi } from '../../lib/admin/routes'
+import { adminRoutes } from '../../lib/admin/routes'
 import sticky, { MemoryBindingStore, RedisBindingStore, type BindingStore, type StickyPluginOptions } from '../../lib/index'
 import { TEST_SECRET } from '../helpers/gateway'
 import type { TestUpstream } from '../helpers/upstreams'
@@ -38,8 +36,6 @@ export interface StartAdminGatewayOptions extends Partial<StickyPluginOptions> {
   token?: string
   authHook?: onRequestHookHandler
   adminPrefix?: string
-  /** Replaces parts of `app.sticky` handed to the admin API. */
-  api?: (api: AdminApi) => AdminApi
   /** Adds routes; by default every path is forwarded with `config.sticky: true`. */
   routes?: (app: FastifyInstance, metrics: StickyMetrics) => void
   /** Registers the admin API before the routes (default) or after them. */
@@ -51,7 +47,7 @@ export interface StartAdminGatewayOptions extends Partial<StickyPluginOptions> {
  * response hook on its sticky routes) and the admin API; closed at `t` teardown.
  */
 export async function startAdminGateway (t: Test, options: StartAdminGatewayOptions): Promise<AdminGateway> {
-  const { upstreams, redisUrl, wrapStore, token, authHook, adminPrefix, api, routes, adminFirst, ...plugin } = options
+  const { upstreams, redisUrl, wrapStore, token, authHook, adminPrefix, routes, adminFirst, ...plugin } = options
   const logs: string[] = []
   const app = Fastify({
     logger: {
@@ -76,19 +72,11 @@ export async function startAdminGateway (t: Test, options: StartAdminGatewayOpti
     ...rest
   })
   metrics.attach(app.sticky)
-  const codec = createRoutingCookieCodec([TEST_SECRET])
-  const keyIds = new StoreKeyIds(() => app.sticky.store.sharedSalt())
-  await keyIds.load()
   const registerAdmin = async (): Promise<void> => {
     await app.register(adminRoutes, {
       ...(authHook === undefined ? { token: token ?? ADMIN_TOKEN } : { authHook }),
       ...(adminPrefix === undefined ? {} : { prefix: adminPrefix }),
-      api: api === undefined ? app.sticky : api(app.sticky),
-      verifyRoutingCookie: (value) => {
-        const check = codec.verify(value)
-        return check.ok ? check.token : null
-      },
-      keyIdOf: (rawKey) => keyIds.derive(rawKey),
+      api: app.sticky,
       registry
     })
   }

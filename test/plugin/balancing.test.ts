@@ -1,6 +1,7 @@
 import t from 'tap'
 import Redis from 'ioredis'
 import type { StickyPluginOptions } from '../../lib/index'
+import { internalPools } from '../../lib/sticky-api'
 import { startGateway } from '../helpers/gateway'
 import { get } from '../helpers/http'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis'
@@ -129,7 +130,7 @@ t.test('runtime add is shared: a gateway learns an added upstream within a secon
   await g1.app.sticky.pool('shop').add({ id: 'n', url: upstreams[2].url })
   t.ok(await eventually(() => g2.app.sticky.pool('shop').upstreams.some((u) => u.id === 'n'), 2000), 'the other gateway sees it')
   // The membership change triggers a count refresh; wait for it as a running gateway would have it.
-  await g2.app.sticky.pools.get('shop')?.refreshCounts()
+  await internalPools(g2.app.sticky).get('shop')?.refreshCounts()
   const seen = await spread(g2.url, 100, 10)
   t.equal(seen.n, 10, `an empty upstream takes the new sessions (least-sessions): ${JSON.stringify(seen)}`)
   await t.rejects(g1.app.sticky.pool('shop').add({ id: 'n', url: upstreams[2].url }), /already has an upstream "n"/)

@@ -5,6 +5,7 @@ import type { BindingStore } from '../../lib/store/binding-store'
 import { MemoryBindingStore } from '../../lib/store/memory-store'
 import { NearCacheStore } from '../../lib/store/near-cache'
 import { RedisBindingStore } from '../../lib/store/redis-store'
+import { internalPools } from '../../lib/sticky-api'
 import { eventually } from '../store/binding-store.contract'
 import { startGateway } from '../helpers/gateway'
 import { CookieJar, get } from '../helpers/http'
@@ -75,7 +76,7 @@ t.test('sessions whose clients came back keep counting: maxSessions still holds 
   }
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, made + 1300 - Date.now())))
   t.same(await gateway.app.sticky.sessionCounts('shop'), { a: 3 }, 'past the hold, returned sessions still count')
-  await gateway.app.sticky.pools.get('shop')?.refreshCounts()
+  await internalPools(gateway.app.sticky).get('shop')?.refreshCounts()
   t.equal((await get(`${gateway.url}/`)).status, 503, 'so a fourth new session is refused')
 })
 
