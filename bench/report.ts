@@ -1,7 +1,7 @@
 /**
  * Turns the measured windows into figures (paired per-round ratios, medians, targets) and writes
- * bench/results/latest.json, latest.md and latest.svg, and the README block between
- * `<!-- bench:begin -->` and `<!-- bench:end -->` when the README has one.
+ * bench/results/latest.json, latest.md and latest.svg, and the block of docs/benchmark.md between
+ * `<!-- bench:begin -->` and `<!-- bench:end -->`.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -342,7 +342,7 @@ const README_BEGIN = '<!-- bench:begin -->'
 const README_END = '<!-- bench:end -->'
 
 /**
- * Writes latest.json, latest.md and latest.svg under `dir`, and the README block when present.
+ * Writes latest.json, latest.md and latest.svg under `dir`, and the block of the page at `readmePath` when it has one.
  * @returns the paths written
  */
 export function writeReport (report: BenchReport, dir: string, readmePath: string | null): string[] {

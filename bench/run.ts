@@ -686,7 +686,7 @@ async function main (): Promise<void> {
     notes,
     profile: null
   }
-  const written = writeReport(report, join(ROOT, 'bench', 'results'), settings.readme && !settings.quick && !settings.selfCheck ? join(ROOT, 'README.md') : null)
+  const written = writeReport(report, join(ROOT, 'bench', 'results'), settings.readme && !settings.quick && !settings.selfCheck ? join(ROOT, 'docs', 'benchmark.md') : null)
   log('')
   log(readFileSync(join(ROOT, 'bench', 'results', 'latest.md'), 'utf8'))
   log(`bench: wrote ${written.map((p) => p.slice(ROOT.length + 1)).join(', ')} in ${report.durationS} s total`)

@@ -1,5 +1,5 @@
 /**
- * A ready sticky gateway configured only by environment (`npm run gateway`). See README "The gateway".
+ * A ready sticky gateway configured only by environment (`npm run gateway`). See docs/operating.md "The gateway".
  * It proxies every path and method, bodies streamed unparsed, to one pool of upstreams. With `WORKERS=n` it runs
  * n processes (node:cluster) sharing the port, which agree on every binding through Redis.
  */

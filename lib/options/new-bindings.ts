@@ -13,7 +13,7 @@ import { checkKeys, fail, isRecord } from './checks'
 export const DEFAULT_NEW_BINDINGS_PER_CLIENT = Object.freeze({ rate: 30, perMs: 60_000, burst: 30 })
 /**
  * Default per-gateway budget: 1,000 new bindings a second per gateway process, above what one process serves in new
- * sessions in practice; it bounds what many addresses together can write (see README "What a binding costs").
+ * sessions in practice; it bounds what many addresses together can write (see docs/choices-and-limits.md "What a binding costs").
  */
 export const DEFAULT_NEW_BINDINGS_PER_GATEWAY = Object.freeze({ rate: 1000, perMs: 1000, burst: 1000 })
 /**

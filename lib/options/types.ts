@@ -155,7 +155,7 @@ export interface StickyTimeoutOptions {
   body?: Duration
 }
 
-/** The near cache in front of Redis (see README "Running several gateways"). */
+/** The near cache in front of Redis (see docs/operating.md "The near cache"). */
 export interface StickyNearCacheOptions {
   /** Most bindings kept per gateway; the least recently used is dropped first. @defaultValue 100000 */
   maxEntries?: number
