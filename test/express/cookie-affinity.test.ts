@@ -1,6 +1,7 @@
 /**
- * The Express door's HTTP path on each host it supports (Express 5, Express 4, plain node:http): routing cookie
- * affinity, what reaches the upstream, bodies both ways, and the answers the gateway makes itself.
+ * The Express door's HTTP path on each host it supports (Express 5, Express 4, plain node:http): what reaches the
+ * upstream, bodies both ways, the answers the gateway makes itself, and decisionOf (a new binding, then its hit).
+ * Cookie affinity itself, the same for every door: test/doors/behaviours.ts.
  */
 import http from 'node:http'
 import t from 'tap'
@@ -21,33 +22,9 @@ function rawGet (base: string, path: string, headers: Record<string, string> = {
 }
 
 for (const host of HOSTS) {
-  t.test(`${host}: cookie affinity`, async (t) => {
+  t.test(`${host}: the HTTP path`, async (t) => {
     const upstreams = await startUpstreams(t)
     const gateway = await startExpressGateway(t, { upstreams, host })
-
-    t.test('a new client gets one routing cookie and comes back to its upstream', async (t) => {
-      const jar = new CookieJar()
-      const first = await get(`${gateway.url}/cart?x=1`, { jar })
-      t.equal(first.status, 200)
-      t.equal(first.setCookies.length, 1, 'one Set-Cookie')
-      t.match(first.setCookies[0], /^sticky=[^;]+; Path=\/; HttpOnly; SameSite=Lax$/, 'signed, HttpOnly, SameSite=Lax, not Secure on http')
-      t.equal(first.headers['cache-control'], 'private', 'a response that sets the routing cookie is not for shared caches')
-      const upstream = first.json().upstream as string
-      t.equal(first.json().url, '/cart?x=1', 'the request target reaches the upstream as sent')
-      for (let i = 0; i < 5; i++) {
-        const again = await get(`${gateway.url}/page/${i}`, { jar, cookie: 'app=1' })
-        t.equal(again.json().upstream, upstream, `request ${i + 2}: same upstream`)
-        t.equal(again.setCookies.length, 0, 'no new cookie')
-        t.equal(again.json().headers.cookie, 'app=1', 'the routing cookie is not forwarded; the app\'s cookies are')
-      }
-    })
-
-    t.test('new clients are spread (least-sessions) and each keeps its own upstream', async (t) => {
-      const jars = Array.from({ length: 6 }, () => new CookieJar())
-      const bound = await Promise.all(jars.map(async (jar) => (await get(`${gateway.url}/`, { jar })).json().upstream as string))
-      t.ok(new Set(bound).size >= 2, `spread over several upstreams (${bound.join(',')})`)
-      for (const [i, jar] of jars.entries()) t.equal((await get(`${gateway.url}/`, { jar })).json().upstream, bound[i])
-    })
 
     t.test('forwarding headers are the gateway\'s own; client claims are dropped', async (t) => {
       // node:http sends Connection as given (undici's client would rewrite it).

@@ -2,7 +2,8 @@
  * One Redis, one secret, one prefix: an Express gateway, a Fastify gateway with hand-written routes and a Fastify
  * gateway on @fastify/http-proxy (stickyHttpProxy) are one gateway to the clients. Whichever door a client comes in
  * first, every later request through another door lands on the same upstream, with no new cookie; header keys
- * agree the same way, and every door sends the same bytes (Set-Cookie) and the same request headers upstream.
+ * agree the same way, and every door sends the same bytes (Set-Cookie) and the same request headers upstream. A
+ * routing cookie got over HTTP through one door routes a WebSocket through another.
  */
 import t from 'tap'
 import { stickyHttpProxy } from '../../lib/http-proxy/index'
@@ -10,6 +11,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway'
 import { CookieJar, get } from '../helpers/http'
 import { startRedis, uniquePrefix } from '../helpers/redis'
 import { startUpstreams } from '../helpers/upstreams'
+import { openSocket, startWsUpstreams } from '../helpers/ws-upstream'
 import { startExpressGateway, type TestExpressGateway } from './express-gateway'
 
 t.test('Express, Fastify and http-proxy gateways sharing one Redis route every client identically', async (t) => {
@@ -106,5 +108,21 @@ t.test('Express, Fastify and http-proxy gateways sharing one Redis route every c
     const jar = new CookieJar().store(viaExpress.setCookies)
     const back = await get(`${fastify.url}/same`, { jar })
     t.same([back.json().upstream, back.setCookies.length], [viaExpress.json().upstream, 0])
+  })
+
+  t.test('a routing cookie from one door\'s HTTP routes the next door\'s WebSocket', async (t) => {
+    const live = await startWsUpstreams(t, ['a', 'b', 'c'])
+    const wsShared = { pools: { shop: { upstreams: live.map(({ id, url }) => ({ id, url })) } }, redis: redis.url, prefix: uniquePrefix(), newBindings: false as const }
+    const wsDoors = [
+      (await startExpressGateway(t, wsShared)).url,
+      (await startGateway(t, wsShared)).url,
+      (await startGateway(t, { ...wsShared, routes (app) { void app.register(stickyHttpProxy, {}) } })).url
+    ]
+    for (let i = 0; i < 6; i++) {
+      const page = await get(`${wsDoors[i % 3]}/page`)
+      const opened = await openSocket(wsDoors[(i + 1) % 3].replace('http:', 'ws:') + '/live', page.setCookies[0].split(';')[0])
+      t.same([opened.hello.upstream, opened.setCookie.length], [page.json().upstream, 0], `client ${i}: same upstream, no new cookie`)
+      opened.ws.terminate()
+    }
   })
 })

@@ -42,19 +42,6 @@ t.test('every key kind, Express door first, Fastify door after', async (t) => {
   }
   const upstreamOf = async (url: string, headers: Record<string, string> = {}): Promise<string> => (await get(url, { headers })).json().upstream
 
-  t.test('header: the value is the key; missing → balanced, nothing bound; no routing cookie', async (t) => {
-    const { urls, express, prefix } = await pair({ key: { header: 'x-tenant' } }, { key: { header: 'x-tenant' } })
-    for (const tenant of ['acme', 'globex', 'initech', 'umbrella']) {
-      const first = await get(`${urls[0]}/`, { headers: { 'x-tenant': tenant } })
-      t.equal(first.setCookies.length, 0, 'no routing cookie of our own')
-      for (let i = 0; i < 4; i++) t.equal(await upstreamOf(`${urls[i % 2]}/`, { 'x-tenant': tenant }), first.json().upstream, `${tenant} stays, through both doors`)
-    }
-    t.equal((await client.keys(prefix + '*:b:*')).length, 4, 'one binding per tenant')
-    for (let i = 0; i < 3; i++) await get(`${urls[0]}/`)
-    t.equal((await client.keys(prefix + '*:b:*')).length, 4, 'requests without the header bind nothing')
-    t.equal(express.sticky.api.stats.none, 3)
-  })
-
   t.test('query parameter (node:http door: no Express query parser)', async (t) => {
     const { urls } = await pair({ key: { query: 'room' } }, { key: { query: 'room' } }, { host: 'node' })
     const rooms = new Map<string, string>()
