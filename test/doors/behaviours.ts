@@ -144,11 +144,16 @@ export function doorBehaviours (t: Test, door: Door): void {
       t.ok(new Set(bound).size >= 2, `new clients spread over the pool (${bound.join(',')})`)
       for (const [i, jar] of jars.entries()) t.equal((await get(`${gateway.url}/`, { jar })).json().upstream, bound[i], 'each keeps its own')
 
+      const both = await get(`${gateway.url}/set-cookie/app/7`, { headers: { 'x-sticky-rebound': '1' } })
+      t.equal(both.setCookies.length, 2, 'a new client gets the upstream\'s Set-Cookie and the routing cookie')
+      t.ok(both.setCookies.includes('app=7; Path=/') && both.setCookies.some((line) => ROUTING_COOKIE.test(line)), both.setCookies.join(' | '))
+      t.equal(both.json().headers['x-sticky-rebound'], undefined, 'a client cannot claim a rebound')
+
       const garbled = await get(`${gateway.url}/`, { cookie: 'sticky=garbage; app=2' })
       t.equal(garbled.status, 200, 'a routing cookie that does not verify is never an error')
       t.match(garbled.setCookies, [ROUTING_COOKIE], 'but a fresh routing cookie')
       t.equal(garbled.json().headers.cookie, 'app=2', 'and it is not forwarded either')
-      t.same([gateway.api.stats.new, gateway.api.stats.hit], [8, 10], 'decisions counted: 8 new, 10 hits')
+      t.same([gateway.api.stats.new, gateway.api.stats.hit], [9, 10], 'decisions counted: 9 new, 10 hits')
     })
 
     t.test('header key: the value is the key on every replica; no header: balanced, nothing bound; one winner', async (t) => {
@@ -257,6 +262,14 @@ export function doorBehaviours (t: Test, door: Door): void {
         t.equal((await get(`${replicas[i % 2].url}/`, { jar: client.jar })).json().upstream, client.upstream, 'bound sessions stay where they are')
       }
       t.equal(await replicas[1].api.sessions(SHOP, drained), 2, 'its two sessions are still counted')
+      for (const u of upstreams) await replicas[0].api.drain(SHOP, u.id)
+      t.ok(await eventually(() => upstreams.every((u) => replicas[1].api.state(SHOP, u.id) === 'draining'), 3000))
+      const nowhere = await get(`${replicas[1].url}/`)
+      t.equal(nowhere.status, 503, 'every upstream drained: a new client is refused')
+      t.ok(Number(nowhere.headers['retry-after']) >= 1, 'with Retry-After')
+      t.match(nowhere.json(), { statusCode: 503, code: 'FST_STICKY_NO_UPSTREAM', error: 'Service Unavailable' })
+      t.same([nowhere.setCookies.length, /127\.0\.0\.1/.test(nowhere.body)], [0, false], 'no cookie, no address')
+      t.equal((await get(`${replicas[1].url}/`, { jar: clients[1].jar })).json().upstream, clients[1].upstream, 'a bound client is still served')
     })
 
     t.test('WebSocket: the upgrade is sticky, cookie on the 101, one binding with HTTP; closes both ways; close() ends tunnels', async (t) => {
