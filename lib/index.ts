@@ -5,12 +5,12 @@
  * @packageDocumentation
  */
 import fp from 'fastify-plugin'
-import type { StickyDecision } from './affinity/resolve'
+import type { StickyDecision } from './affinity/decision'
 import type { StickyRouteConfig } from './options'
 import type { StickyApi } from './sticky-api'
 import { stickyPlugin } from './fastify/plugin'
 
-export type { StickyDecision, StickyDecisionKind, AffinityStats, CookieRejection } from './affinity/resolve'
+export type { StickyDecision, StickyDecisionKind, AffinityStats, CookieRejection } from './affinity/decision'
 export type {
   Duration, StickyPluginOptions, StickyRouteConfig, StickyPoolOptions, StickyUpstreamOptions, StickyKeyOption,
   StickyCookieOptions, StickyTimeoutOptions, StickyHealthCheckOptions, StickyFailoverPolicy, StickyStrategy,

@@ -3,7 +3,7 @@
  * store first, so every gateway on it sees the same within about a second.
  */
 import type { CoreLogger } from './core/logger'
-import type { AffinityStats } from './affinity/resolve'
+import type { AffinityStats } from './affinity/decision'
 import { resolveUpstream, type ResolvedUpstream, type StickyUpstreamOptions } from './options'
 import type { UpstreamPool, UpstreamState } from './pool/upstream-pool'
 import type { BindingStore, UpstreamStateChange } from './store/binding-store'

@@ -5,7 +5,7 @@
  */
 import type { FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify'
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
-import type { CookieRejection, StickyDecisionKind } from '../affinity/resolve'
+import type { CookieRejection, StickyDecisionKind } from '../affinity/decision'
 import { InvalidOptionError } from '../errors'
 import type { UpstreamState } from '../pool/upstream-pool'
 

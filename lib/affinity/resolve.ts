@@ -1,95 +1,24 @@
 /**
- * The affinity core: from a route's settings and the client's routing cookie to the upstream that serves the
- * request. Framework-free (no Fastify request object), so HTTP, upgrades and other adapters share it.
- *
- * Why ~480 lines: one walk over the key sources, the store and the balancer, whose branches (hit, re-bind under
- * the cookie's id, rebound, degraded, unbound over budget) share one session-count invariant; split across files
- * it would be kept by callers again (what issue #15 found). The decision types at the top and the cookie
- * verification could move out; that is left for the hot-path work (#17), which rewrites this walk.
+ * The affinity resolver: from a route's settings and the request's keys (the routing cookie first) to the upstream
+ * that serves the request, through the store walk of ./store-walk.ts; failover moves a binding off an upstream that
+ * failed; learning binds the app session cookie an upstream sets. Framework-free (no Fastify request object), so
+ * HTTP, upgrades and every front door share it.
  */
 import type { ResolvedRouteConfig, ResolvedUpstream } from '../options'
+import type { ResolvedNewBindings } from '../options/new-bindings'
 import type { UpstreamPool } from '../pool/upstream-pool'
-import type { Binding, BindingStore } from '../store/binding-store'
+import type { BindingStore } from '../store/binding-store'
 import type { TouchScheduler } from '../store/touch-scheduler'
+import {
+  decided, newAffinityStats, type AffinityFailure, type AffinityResult, type AffinityStats, type BindingContext,
+  type CookieRejection, type StickyDecision, type StickyDecisionKind
+} from './decision'
 import type { StoreKeyIds } from './key-id'
 import { extractKey, MAX_KEY_LENGTH, type KeyInput, type ResolvedKeySource } from './keys'
-import { NewBindingBudget, type BudgetRefusal } from './new-binding-budget'
-import type { ResolvedNewBindings } from '../options/new-bindings'
-import { newBindingId, type RoutingCookieCodec, type RoutingCookieRejection, type RoutingToken } from './routing-cookie'
-import { trimOws } from './cookie-text'
-
-/**
- * How the upstream was chosen: `hit` (an existing binding), `new` (a binding was made now), `rebind` (the
- * binding was moved), `degraded` (the store failed; the cookie or the balancer decided), `unbound` (the client is
- * over its new-binding budget: its cookie or rendezvous hashing decided, and nothing was stored), `none` (no
- * affinity).
- */
-export type StickyDecisionKind = 'hit' | 'new' | 'rebind' | 'degraded' | 'unbound' | 'none'
-
-/** Why a client's routing cookie (or another key's value) was ignored. */
-export type CookieRejection = RoutingCookieRejection | 'unknown-upstream' | 'junk-key'
-
-/** The routing decision of one request, as `request.sticky` exposes it. */
-export interface StickyDecision {
-  /** The pool's name. */
-  readonly pool: string
-  /** The upstream that serves the request. */
-  readonly upstream: ResolvedUpstream
-  /** How it was chosen. */
-  readonly decision: StickyDecisionKind
-  /** `true` when the client's session moved away from an upstream that is down: its session state is lost. */
-  readonly rebound: boolean
-}
-
-/** The binding behind a decision, kept so a failed forward can move it. */
-export interface BindingContext {
-  readonly keyId: string
-  /** What the `hash` strategy hashes for this binding. */
-  readonly hashKey: string
-  /** For routing-cookie bindings: what a re-issued cookie carries. */
-  readonly cookie: { readonly bindingId: string, readonly createdAt: number } | undefined
-}
-
-/** Why no upstream could be given: none can take the request, or a strict route's upstream is down. */
-export type AffinityFailure = 'no-upstream' | 'strict-down'
-
-/** What {@link AffinityResolver.resolveCookie} found. */
-export interface AffinityResult {
-  /** The decision; `null` together with `failure`. */
-  readonly sticky: StickyDecision | null
-  readonly failure?: AffinityFailure
-  /** A routing cookie value to send back (new or moved binding, or a signature by an older secret), if any. */
-  readonly setCookie: string | undefined
-  /** Why the client's cookie was ignored, if it was. */
-  readonly rejected: CookieRejection | undefined
-  /** The binding, for failover. */
-  readonly binding?: BindingContext
-  /** The store error behind a `degraded` decision. */
-  readonly storeError?: unknown
-}
-
-/** Counters of decisions and refused input, since the plugin started. */
-export interface AffinityStats {
-  hit: number
-  new: number
-  rebind: number
-  degraded: number
-  /** Requests served without a stored binding because a new-binding budget was spent (see `overBudget`). */
-  unbound: number
-  /** New bindings refused, by the budget that refused them (per client address, per gateway). */
-  overBudget: Record<BudgetRefusal, number>
-  none: number
-  /** Requests answered 503 because no upstream could take them (or a strict route's upstream was down). */
-  unavailable: number
-  invalidCookie: Record<Exclude<CookieRejection, 'junk-key'>, number>
-  /** Requests whose only key values were refused (too long, not an address, a key function that threw). */
-  invalidKey: number
-  /** App session cookies bound from upstream responses (learn keys). */
-  learned: number
-  /** App session cookies deleted by upstream responses, their bindings forgotten. */
-  learnedForgotten: number
-  storeErrors: number
-}
+import { NewBindingBudget } from './new-binding-budget'
+import { newBindingId, type RoutingCookieCodec, type RoutingToken } from './routing-cookie'
+import { parseSetCookie } from './set-cookie'
+import { BindingWalk } from './store-walk'
 
 /** What the resolver works with. */
 export interface AffinityResolverDeps {
@@ -102,39 +31,21 @@ export interface AffinityResolverDeps {
   readonly newBindings: ResolvedNewBindings
 }
 
-/** How long the binding of a client that has not yet come back with its cookie lives. */
-export const PROBATION_TTL_MS = 60_000
-
-function decided (pool: UpstreamPool, upstream: ResolvedUpstream, decision: StickyDecisionKind, rebound: boolean): StickyDecision {
-  return { pool: pool.name, upstream, decision, rebound }
-}
 
 /** Resolves affinity for requests; one instance per plugin registration. */
 export class AffinityResolver {
   /** Decision and rejection counters. */
-  readonly stats: AffinityStats = {
-    hit: 0,
-    new: 0,
-    rebind: 0,
-    degraded: 0,
-    unbound: 0,
-    overBudget: { client: 0, gateway: 0 },
-    none: 0,
-    unavailable: 0,
-    invalidCookie: { oversized: 0, 'bad-signature': 0, garbled: 0, 'unknown-upstream': 0 },
-    invalidKey: 0,
-    learned: 0,
-    learnedForgotten: 0,
-    storeErrors: 0
-  }
+  readonly stats: AffinityStats = newAffinityStats()
 
   readonly #deps: AffinityResolverDeps
   readonly #budget: NewBindingBudget
+  readonly #walk: BindingWalk
 
   /** @param deps - store, pools, cookie codec, key id deriver, touch scheduler and new-binding budgets */
   constructor (deps: AffinityResolverDeps) {
     this.#deps = deps
     this.#budget = new NewBindingBudget(deps.newBindings)
+    this.#walk = new BindingWalk(deps, this.#budget, this.stats)
   }
 
   /** @returns the pool named by a resolved route config (validated at route registration) */
@@ -159,7 +70,7 @@ export class AffinityResolver {
       return null
     }
     this.stats.none++
-    return decided(pool, upstream, 'none', false)
+    return decided(pool.name, upstream, 'none', false)
   }
 
   /**
@@ -184,7 +95,7 @@ export class AffinityResolver {
       return { sticky: null, failure: 'no-upstream', setCookie: undefined, rejected: undefined }
     }
     this.stats.none++
-    return { sticky: decided(pool, upstream, 'none', false), setCookie: undefined, rejected: junk ? 'junk-key' : undefined }
+    return { sticky: decided(pool.name, upstream, 'none', false), setCookie: undefined, rejected: junk ? 'junk-key' : undefined }
   }
 
   /**
@@ -204,7 +115,9 @@ export class AffinityResolver {
     // to the balancer's choice and lose its session, so a client refused lately has its new keys bound where hashing
     // puts them.
     const placed = this.#budget.refusedWithin(client, route.idleTimeoutMs) ? pool.pickUnbound(namespaced) : undefined
-    const outcome = await this.#bind(route, pool, keyId, ttlMs, namespaced, placed, true, client)
+    const outcome = await this.#walk.bind({
+      route, pool, keyId, ttlMs, hashKey: namespaced, preferred: placed, onProbation: true, client, lookup: true, refuseMissing: false
+    })
     if (outcome.failure !== undefined) return this.#unavailable(outcome.failure, binding)
     if (outcome.decision === 'degraded') {
       // Without the store, a key's upstream is a pure function of the key: every gateway computes the same.
@@ -260,8 +173,20 @@ export class AffinityResolver {
     // A strict route never moves a session silently: with the named upstream down and no live binding elsewhere,
     // the answer is 503 (the binding stays).
     const strictDown = namedDown && route.failover === 'strict'
-    // A client without a cookie is on probation (see #bind); a returning one is not.
-    const outcome = await this.#bind(route, pool, keyId, ttlMs, bindingId, namedUsable ? named : undefined, token === undefined, client, token !== undefined, strictDown)
+    // A client without a cookie is on probation (see BindingWalk.bind); a returning one is not, and only a returning
+    // one can have a binding to look up.
+    const outcome = await this.#walk.bind({
+      route,
+      pool,
+      keyId,
+      ttlMs,
+      hashKey: bindingId,
+      preferred: namedUsable ? named : undefined,
+      onProbation: token === undefined,
+      client,
+      lookup: token !== undefined,
+      refuseMissing: strictDown
+    })
     if (outcome.failure !== undefined) return this.#unavailable(outcome.failure, binding, rejected)
     if (outcome.decision === 'degraded') {
       if (strictDown) return this.#unavailable('strict-down', binding, rejected)
@@ -319,88 +244,6 @@ export class AffinityResolver {
   }
 
   /**
-   * The store walk shared by every key kind: an alive binding on a usable upstream is a hit; one on a down (or no
-   * longer configured) upstream is moved with a compare-and-set, or refused on strict routes; a missing one is
-   * bound race-free to `preferred` or the strategy's choice, if the new-binding budget allows; past it, the key is
-   * served by `preferred` or rendezvous hashing and nothing is written (`unbound`). A new binding made on probation
-   * lives {@link PROBATION_TTL_MS} until the key returns (its first return touches it to the idle timeout), and counts
-   * against its upstream (`maxSessions`, least-sessions) only for the probation hold unless it returns, so bots and
-   * one-off requests neither fill the store for long nor hold upstreams' session slots.
-   * @param keyId - `undefined` while the store's salt is unknown (treated as a store failure)
-   * @param hashKey - what the `hash` strategy hashes: the raw key (never stored) or the binding id, so every
-   *   gateway places a key alike even before they share a salt
-   * @param client - the client address the new-binding budget counts, if known
-   * @param lookup - whether to read an existing binding first (a brand-new cookie cannot have one)
-   * @param refuseMissing - answer `strict-down` instead of binding a missing key
-   */
-  async #bind (
-    route: ResolvedRouteConfig, pool: UpstreamPool, keyId: string | undefined, ttlMs: number, hashKey: string,
-    preferred: ResolvedUpstream | undefined, onProbation: boolean, client: string | undefined, lookup = true, refuseMissing = false
-  ): Promise<BindOutcome> {
-    const { store, touches } = this.#deps
-    const newBindings = this.#budget
-    let counted: string | undefined
-    try {
-      if (keyId === undefined) throw new Error('fastify-sticky: the store\'s shared salt is not loaded yet')
-      if (lookup) {
-        const current = await store.get(pool.name, keyId)
-        const bound = current === null ? undefined : pool.get(current.upstreamId)
-        if (bound !== undefined && pool.state(bound.id) !== 'down') {
-          const remaining = Math.min(ttlMs, (current as Binding).createdAt + route.maxLifetimeMs - Date.now())
-          touches.schedule(pool.name, keyId, bound.id, route.idleTimeoutMs, remaining)
-          return { upstream: bound, decision: 'hit', rebound: false }
-        }
-        if (current !== null) {
-          if (bound !== undefined && route.failover === 'strict') return { failure: 'strict-down' }
-          // Bound to an upstream that is down, or that this gateway's configuration no longer has: move it,
-          // agreeing with every other gateway through the compare-and-set.
-          const next = pool.pickForNewSession(hashKey)
-          if (next === undefined) return { failure: 'no-upstream' }
-          const moved = await store.rebind(pool.name, keyId, current.upstreamId, next.id)
-          const upstream = moved.upstreamId === null ? undefined : pool.get(moved.upstreamId)
-          if (upstream !== undefined) {
-            touches.noteFresh(pool.name, keyId)
-            return { upstream, decision: 'rebind', rebound: true }
-          }
-        }
-      }
-      if (refuseMissing) return { failure: 'strict-down' }
-      const choice = preferred ?? pool.pickForNewSession(hashKey)
-      if (choice === undefined) return { failure: 'no-upstream' }
-      // Taken only once the session can be placed: a full pool's 503 costs the client nothing.
-      const refusal = newBindings.take(client)
-      if (refusal !== undefined) {
-        this.stats.overBudget[refusal]++
-        // Nothing remembers this placement, so it must be one every request and every gateway computes alike.
-        const upstream = preferred ?? pool.pickUnbound(hashKey)
-        return upstream === undefined ? { failure: 'no-upstream' } : { upstream, decision: 'unbound', rebound: false }
-      }
-      // Counted before the store answers, so new sessions arriving together see each other and spread; taken back
-      // if the key turns out to be bound already.
-      pool.noteBound(choice.id)
-      counted = choice.id
-      const probationTtlMs = Math.min(ttlMs, PROBATION_TTL_MS)
-      const result = onProbation
-        ? await store.bindIfAbsent(pool.name, keyId, choice.id, probationTtlMs, Math.min(probationTtlMs, newBindings.probationHoldMs))
-        : await store.bindIfAbsent(pool.name, keyId, choice.id, ttlMs)
-      counted = undefined
-      if (!result.created) pool.forgetBound(choice.id)
-      // Another gateway may have won with an upstream only its configuration knows (a rolling config change).
-      const upstream = pool.get(result.upstreamId) ?? choice
-      if (!onProbation) touches.noteFresh(pool.name, keyId)
-      return { upstream, decision: result.created || preferred !== undefined ? 'new' : 'hit', rebound: false }
-    } catch (storeError) {
-      this.stats.storeErrors++
-      if (counted !== undefined) pool.forgetBound(counted)
-      const upstream = preferred ?? pool.pickForNewSession(hashKey)
-      if (upstream === undefined) return { failure: 'no-upstream' }
-      // Counts cannot be re-read from a failing store: count this gateway's own choices, so new clients spread.
-      if (preferred === undefined) pool.noteBound(upstream.id)
-      return { upstream, decision: 'degraded', rebound: false, storeError }
-    }
-  }
-
-  /**
    * Learns the app's session cookie from an upstream response: a cookie it sets is bound to that upstream (the
    * upstream that issued the session is the one that has it); one it deletes forgets the binding of the value the
    * client sent. Resolves once the store has it, so the response can wait for it.
@@ -432,7 +275,7 @@ export class AffinityResolver {
       const ttlMs = Math.min(route.idleTimeoutMs, route.maxLifetimeMs)
       const result = await store.bindIfAbsent(pool.name, keyId, upstream.id, ttlMs)
       if (result.upstreamId !== upstream.id) await store.rebind(pool.name, keyId, result.upstreamId, upstream.id)
-      if (result.created) pool.noteBound(upstream.id)
+      if (result.created) pool.reserve(upstream.id)
       touches.noteFresh(pool.name, keyId)
       this.stats.learned++
     }
@@ -443,7 +286,7 @@ export class AffinityResolver {
     setCookie: string | undefined, binding: BindingContext | undefined, storeError?: unknown, rejected?: CookieRejection
   ): AffinityResult {
     this.stats[decision]++
-    return { sticky: decided(pool, upstream, decision, rebound), setCookie, rejected, binding, storeError }
+    return { sticky: decided(pool.name, upstream, decision, rebound), setCookie, rejected, binding, storeError }
   }
 
   #unavailable (failure: AffinityFailure, binding: BindingContext | undefined, rejected?: CookieRejection): AffinityResult {
@@ -451,37 +294,3 @@ export class AffinityResolver {
     return { sticky: null, failure, setCookie: undefined, rejected, binding }
   }
 }
-
-/**
- * Reads one Set-Cookie line for the named cookie.
- * @returns its value and whether the line deletes it (empty value, `Max-Age<=0`, or `Expires` in the past)
- */
-export function parseSetCookie (line: string, name: string): { value: string, deleted: boolean } | undefined {
-  const parts = line.split(';')
-  const first = parts[0]
-  const eq = first.indexOf('=')
-  if (eq < 0 || trimOws(first.slice(0, eq)) !== name) return undefined
-  let value = trimOws(first.slice(eq + 1))
-  // Keyed as the client's Cookie header will be read back by @fastify/cookie (%-decoded when it decodes, quotes
-  // kept), or the client would never find its binding.
-  if (value.includes('%')) {
-    try { value = decodeURIComponent(value) } catch {}
-  }
-  let maxAge: number | undefined
-  let expires: number | undefined
-  for (let i = 1; i < parts.length; i++) {
-    const attribute = parts[i].trim()
-    const sep = attribute.indexOf('=')
-    const key = (sep < 0 ? attribute : attribute.slice(0, sep)).trim().toLowerCase()
-    const text = sep < 0 ? '' : attribute.slice(sep + 1).trim()
-    if (key === 'max-age' && /^-?\d+$/.test(text)) maxAge = Number(text)
-    else if (key === 'expires' && Number.isFinite(Date.parse(text))) expires = Date.parse(text)
-  }
-  // Max-Age wins over Expires (RFC 6265 §5.3).
-  const deleted = value === '' || value === '""' || (maxAge !== undefined ? maxAge <= 0 : expires !== undefined && expires <= Date.now())
-  return { value, deleted }
-}
-
-type BindOutcome =
-  | { readonly failure: AffinityFailure, readonly upstream?: undefined, readonly decision?: undefined, readonly rebound?: undefined, readonly storeError?: undefined }
-  | { readonly failure?: undefined, readonly upstream: ResolvedUpstream, readonly decision: 'hit' | 'new' | 'rebind' | 'degraded' | 'unbound', readonly rebound: boolean, readonly storeError?: unknown }

@@ -3,7 +3,7 @@
  * Every front door keeps exactly one of these per request (Fastify on `request`, Express on `res.locals`-like
  * storage of its own) and hands it back to the core. Framework-free.
  */
-import type { BindingContext, StickyDecision } from '../affinity/resolve'
+import type { BindingContext, StickyDecision } from '../affinity/decision'
 import type { ResolvedKeySource } from '../affinity/keys'
 import type { ResolvedRouteConfig } from '../options'
 

@@ -7,7 +7,8 @@
  * {@link RequestView}, calls these, and writes the answers. Framework-free: no import of fastify, reply-from or
  * an HTTP server type.
  */
-import { AffinityResolver, type StickyDecision } from '../affinity/resolve'
+import type { StickyDecision } from '../affinity/decision'
+import { AffinityResolver } from '../affinity/resolve'
 import { StoreKeyIds } from '../affinity/key-id'
 import { createRoutingCookieCodec, type RoutingCookieCodec } from '../affinity/routing-cookie'
 import { instrumentCacheableStore, instrumentStore } from '../admin/instrumented-store'

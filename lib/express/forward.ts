@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import type { StickyDecision } from '../affinity/resolve'
+import type { StickyDecision } from '../affinity/decision'
 import { forwardTarget } from '../core/forward-target'
 import type { CoreLogger } from '../core/logger'
 import { badGateway } from '../core/problem'

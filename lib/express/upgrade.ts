@@ -8,7 +8,7 @@
 import { ServerResponse, type IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import type { StickyDecision } from '../affinity/resolve'
+import type { StickyDecision } from '../affinity/decision'
 import { ipPrefixKey } from '../affinity/keys'
 import { forwardTarget } from '../core/forward-target'
 import type { CoreLogger } from '../core/logger'

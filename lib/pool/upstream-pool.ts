@@ -36,6 +36,22 @@ function rendezvousScore (key: string, upstream: ResolvedUpstream, weight = upst
 
 const ACTIVE_UP: UpstreamStatus = Object.freeze({ admin: 'active', down: false, changedAt: 0 })
 
+/** One session counted on an upstream by {@link UpstreamPool.reserve}. */
+export class SessionReservation {
+  #pool: UpstreamPool | undefined
+
+  /** @internal Made by {@link UpstreamPool.reserve}. */
+  constructor (pool: UpstreamPool, readonly upstreamId: string) {
+    this.#pool = pool
+  }
+
+  /** Takes the session back: no binding was made after all. Idempotent. */
+  release (): void {
+    this.#pool?.releaseReservation(this.upstreamId)
+    this.#pool = undefined
+  }
+}
+
 /** The upstreams of one pool, with least-sessions and weighted round-robin selection. */
 export class UpstreamPool {
   /** The pool's name. */
@@ -226,19 +242,31 @@ export class UpstreamPool {
     return best
   }
 
-  /** Records a binding this gateway just made, until the next store-wide count replaces the figure. */
-  noteBound (upstreamId: string): void {
-    this.#counts.set(upstreamId, (this.#counts.get(upstreamId) ?? 0) + 1)
-    // A read in flight may have been answered before this binding: it is added on top when the read lands.
-    if (this.#refreshing !== undefined) this.#boundDuringRefresh.set(upstreamId, (this.#boundDuringRefresh.get(upstreamId) ?? 0) + 1)
+  /**
+   * Counts a session on an upstream at once, before the store has the binding, so new sessions arriving together see
+   * each other and spread; until the next store-wide count replaces the figure. The pool keeps its counts right
+   * only through these reservations: whoever reserves takes the slot back with `release()` when no binding was
+   * made after all (the key was bound already, or the store failed).
+   * @returns the reservation (releasing it twice takes back nothing more)
+   */
+  reserve (upstreamId: string): SessionReservation {
+    this.#add(upstreamId, 1)
+    return new SessionReservation(this, upstreamId)
   }
 
-  /** Takes back a {@link UpstreamPool.noteBound} for a binding that was not made after all. */
-  forgetBound (upstreamId: string): void {
-    const count = this.#counts.get(upstreamId) ?? 0
-    if (count > 0) this.#counts.set(upstreamId, count - 1)
-    const during = this.#boundDuringRefresh.get(upstreamId) ?? 0
-    if (during > 0) this.#boundDuringRefresh.set(upstreamId, during - 1)
+  /** @internal {@link SessionReservation.release} */
+  releaseReservation (upstreamId: string): void {
+    this.#add(upstreamId, -1)
+  }
+
+  #add (upstreamId: string, delta: 1 | -1): void {
+    const count = (this.#counts.get(upstreamId) ?? 0) + delta
+    if (count >= 0) this.#counts.set(upstreamId, count)
+    // A read in flight may have been answered before this binding: it is added on top when the read lands.
+    if (this.#refreshing !== undefined) {
+      const during = (this.#boundDuringRefresh.get(upstreamId) ?? 0) + delta
+      if (during >= 0) this.#boundDuringRefresh.set(upstreamId, during)
+    }
   }
 
   /**

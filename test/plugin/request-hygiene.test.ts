@@ -1,7 +1,7 @@
 import net from 'node:net'
 import t from 'tap'
 import Redis from 'ioredis'
-import { PROBATION_TTL_MS } from '../../lib/affinity/resolve'
+import { PROBATION_TTL_MS } from '../../lib/affinity/store-walk'
 import { startGateway } from '../helpers/gateway'
 import { CookieJar, get } from '../helpers/http'
 import { startRedis, uniquePrefix } from '../helpers/redis'
