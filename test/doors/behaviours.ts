@@ -1,6 +1,7 @@
 /**
  * One behaviour suite for every front door (Fastify routes, stickyHttpProxy, Express), so the doors cannot drift:
- * cookie affinity, header keys, learnt app cookies, failover, draining, WebSocket and a Redis outage. Each door's
+ * cookie affinity, header keys, learnt app cookies, failover, draining, WebSocket (affinity, failover, refusals,
+ * tunnel caps), upstream timeouts and a Redis outage (a gateway started during it too). Each door's
  * test file gives {@link doorBehaviours} a {@link Door} that starts a gateway of its kind; everything else here is
  * the same for all of them: real upstreams, one real redis-server per file (a key prefix per subtest), and the
  * same requests and assertions.
