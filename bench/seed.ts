@@ -157,7 +157,7 @@ async function memoryBreakdown (store: RedisBindingStore, client: Redis, pool: s
 }
 
 /**
- * Pipelined SET PX + ZADD, in the layout `bindIfAbsent` makes (see the header of lib/store/redis-store.ts),
+ * Pipelined SET PX + ZADD, in the layout `bindIfAbsent` makes (see the header of lib/store/redis-layout.ts),
  * with keys derived from the store's own `bindingKey()`; then checked against the store.
  */
 async function seedInBulk (store: RedisBindingStore, client: Redis, pool: string, upstreams: readonly string[], count: number,

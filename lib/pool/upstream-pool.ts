@@ -5,6 +5,7 @@
 import type { ResolvedPool, ResolvedUpstream } from '../options'
 import { resolveUpstream } from '../options/pool'
 import type { BindingStore, UpstreamStateChange, UpstreamStatus } from '../store/binding-store'
+import { boundedRendezvous, loadOf, rendezvousScore, smoothRoundRobin, twoChoices } from './strategies'
 
 /** How often the store-wide session counts are re-read while new sessions arrive. */
 export const SESSION_COUNT_REFRESH_MS = 1000
@@ -13,26 +14,6 @@ const SLOW_START_FLOOR = 0.05
 
 /** An upstream's state as routing sees it: `removed` wins over `down`, which wins over `draining`. */
 export type UpstreamState = 'active' | 'draining' | 'down' | 'removed'
-
-// FNV-1a: a fast, well-spread 32-bit hash; rendezvous scores need spread, not secrecy.
-function fnv1a (text: string): number {
-  let hash = 0x811c9dc5
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i)
-    hash = Math.imul(hash, 0x01000193)
-  }
-  return hash >>> 0
-}
-
-/** Weighted rendezvous score of an upstream for a key: the highest score wins (`-w / ln(u)`, u uniform in (0,1)). */
-function rendezvousScore (key: string, upstream: ResolvedUpstream, weight = upstream.weight): number {
-  // Mixing the id in after the key and finalising again keeps similar ids from producing similar scores.
-  let h = fnv1a(key + '\0' + upstream.id)
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0
-  h = (h ^ (h >>> 16)) >>> 0
-  return -weight / Math.log((h + 0.5) / 4294967296)
-}
 
 const ACTIVE_UP: UpstreamStatus = Object.freeze({ admin: 'active', down: false, changedAt: 0 })
 
@@ -167,11 +148,11 @@ export class UpstreamPool {
     }
     switch (this.config.strategy) {
       case 'weighted-round-robin':
-        return this.#smoothRoundRobin(candidates, weights, this.#newSessionWeights)
+        return smoothRoundRobin(candidates, weights, this.#newSessionWeights)
       case 'random-two-choices':
-        return this.#twoChoices(candidates, weights)
+        return twoChoices(candidates, weights, this.#counts)
       case 'hash':
-        return this.#boundedRendezvous(candidates, weights, hashKey ?? String(Math.random()))
+        return boundedRendezvous(candidates, weights, hashKey ?? String(Math.random()), this.#counts, this.config.loadFactor)
       default:
         return this.#leastLoaded(candidates, now)
     }
@@ -277,7 +258,7 @@ export class UpstreamPool {
   nextRoundRobin (): ResolvedUpstream | undefined {
     const now = Date.now()
     const candidates = this.#activeUp(now)
-    return this.#smoothRoundRobin(candidates, candidates.map((u) => this.#effectiveWeight(u, now)), this.#currentWeight)
+    return smoothRoundRobin(candidates, candidates.map((u) => this.#effectiveWeight(u, now)), this.#currentWeight)
   }
 
   /**
@@ -302,10 +283,6 @@ export class UpstreamPool {
     return this.upstreams.filter((u) => this.#effectiveWeight(u, now) > 0)
   }
 
-  #load (u: ResolvedUpstream, weight: number): number {
-    return ((this.#counts.get(u.id) ?? 0) + 1) / weight
-  }
-
   #leastLoaded (candidates: readonly ResolvedUpstream[], now: number): ResolvedUpstream | undefined {
     if (candidates.length === 0) return undefined
     // Ties (an empty pool, equal loads) rotate, so equal upstreams take turns.
@@ -314,66 +291,13 @@ export class UpstreamPool {
     let bestLoad = Infinity
     for (let i = 0; i < candidates.length; i++) {
       const candidate = candidates[(start + i) % candidates.length]
-      const load = this.#load(candidate, this.#effectiveWeight(candidate, now))
+      const load = loadOf(candidate, this.#effectiveWeight(candidate, now), this.#counts)
       if (load < bestLoad) {
         best = candidate
         bestLoad = load
       }
     }
     return best
-  }
-
-  #smoothRoundRobin (candidates: readonly ResolvedUpstream[], weights: readonly number[], state: Map<string, number>): ResolvedUpstream | undefined {
-    let best = -1
-    let bestWeight = -Infinity
-    let total = 0
-    for (let i = 0; i < candidates.length; i++) {
-      total += weights[i]
-      const current = (state.get(candidates[i].id) ?? 0) + weights[i]
-      state.set(candidates[i].id, current)
-      if (current > bestWeight) {
-        best = i
-        bestWeight = current
-      }
-    }
-    if (best < 0) return undefined
-    state.set(candidates[best].id, bestWeight - total)
-    return candidates[best]
-  }
-
-  // Power of two choices: two weighted random picks, the less loaded wins; nearly as even as least-sessions
-  // without every gateway herding to the same minimum between count refreshes.
-  #twoChoices (candidates: readonly ResolvedUpstream[], weights: readonly number[]): ResolvedUpstream {
-    const total = weights.reduce((a, b) => a + b, 0)
-    const draw = (): number => {
-      let r = Math.random() * total
-      for (let i = 0; i < weights.length; i++) {
-        r -= weights[i]
-        if (r < 0) return i
-      }
-      return weights.length - 1
-    }
-    const a = draw()
-    let b = draw()
-    if (candidates.length > 1) for (let tries = 0; b === a && tries < 4; tries++) b = draw()
-    return this.#load(candidates[a], weights[a]) <= this.#load(candidates[b], weights[b]) ? candidates[a] : candidates[b]
-  }
-
-  // Consistent hashing with bounded loads, rendezvous style: upstreams in the key's hash order, the first whose
-  // load stays within loadFactor of the weighted mean takes the session.
-  #boundedRendezvous (candidates: readonly ResolvedUpstream[], weights: readonly number[], key: string): ResolvedUpstream {
-    const order = candidates.map((u, i) => ({ u, w: weights[i], score: rendezvousScore(key, u, weights[i]) }))
-      .sort((x, y) => y.score - x.score)
-    let sessions = 0
-    let weightSum = 0
-    for (const { u, w } of order) {
-      sessions += this.#counts.get(u.id) ?? 0
-      weightSum += w
-    }
-    // Rounded up, as consistent hashing with bounded loads does, so small pools are not diverted needlessly.
-    const bound = Math.ceil(this.config.loadFactor * (sessions + 1) / weightSum)
-    for (const { u, w } of order) if (((this.#counts.get(u.id) ?? 0) + 1) / w <= bound) return u
-    return order[0].u
   }
 
   // 0 for upstreams that take no new sessions; a ramp while slow start lasts after one became active again.
