@@ -142,7 +142,6 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
     const changing = { onRequest: [auth as onRequestHookHandler, requireScriptedRequest as onRequestHookHandler] }
     // Binding routes carry a cookie value in their path: keep Fastify's request logs (which print the URL) quiet.
     const quiet = { logLevel: 'warn' as const }
-    const log = fastify.log
 
     admin.get('/', options.authHook === undefined ? {} : guarded, async (_request, reply) => sendStatusPage(reply, page))
     // The prefix itself answers only GET (and HEAD); other methods must not fall through to a sticky catch-all.

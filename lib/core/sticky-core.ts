@@ -11,25 +11,20 @@ import type { StickyDecision } from '../affinity/decision'
 import { AffinityResolver } from '../affinity/resolve'
 import { StoreKeyIds } from '../affinity/key-id'
 import { createRoutingCookieCodec, type RoutingCookieCodec } from '../affinity/routing-cookie'
-import { instrumentCacheableStore, instrumentStore } from '../admin/instrumented-store'
 import type { StickyMetrics } from '../admin/metrics'
 import { resolveRouteConfig, type ResolvedOptions, type ResolvedRouteConfig, type StickyRouteConfig } from '../options'
 import { HealthMonitor } from '../pool/health'
 import { UpstreamPool } from '../pool/upstream-pool'
 import { createStickyApi, type StickyApi } from '../sticky-api'
-import type { BindingStore } from '../store/binding-store'
-import { MemoryBindingStore } from '../store/memory-store'
-import { NearCacheStore } from '../store/near-cache'
-import { RedisBindingStore } from '../store/redis-store'
 import { TouchScheduler } from '../store/touch-scheduler'
+import { createStore } from './core-store'
 import { classifyForwardFailure, planFailureResponse } from './failure'
+import { createHeaderRewriter } from './header-rewriter'
 import type { CoreLogger } from './logger'
 import { badGateway, badRequestTarget, noUpstream, upstreamTimeout, type StickyProblem } from './problem'
 import type { EdgeFacts, LearnSource, RequestView, StickyRequestState } from './request-state'
-import { parseCookieHeader, readRoutingCookie, removeCookies } from './routing-cookie-header'
+import { parseCookieHeader, readRoutingCookie } from './routing-cookie-header'
 import { TunnelLimits } from './tunnel-limits'
-import { removeHopByHop, writeForwardingHeaders } from './upstream-headers'
-import { withoutOrigin, privateCacheControl } from './response-headers'
 
 const STORE_WARN_INTERVAL_MS = 10_000
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
@@ -133,24 +128,6 @@ export function isStickyProblem (value: StickyRequestState | StickyProblem): val
   return (value as StickyProblem).status !== undefined
 }
 
-// With metrics, store operations are timed; under a near cache they are timed below it (what Redis costs), and the
-// near cache reports its hits and misses itself.
-function createStore (options: ResolvedOptions, metrics: StickyMetrics | undefined): { store: BindingStore, owned: boolean } {
-  const measured = (store: BindingStore): BindingStore => metrics === undefined ? store : instrumentStore(store, metrics)
-  if (options.store !== undefined) return { store: measured(options.store), owned: false }
-  if (options.redis === undefined) return { store: measured(new MemoryBindingStore({ maxBindings: options.maxBindings })), owned: true }
-  const redis = new RedisBindingStore({ redis: options.redis, prefix: options.prefix })
-  if (options.nearCache === false) return { store: measured(redis), owned: true }
-  // The near cache closes the Redis store with itself.
-  return {
-    store: new NearCacheStore(metrics === undefined ? redis : instrumentCacheableStore(redis, metrics), {
-      ...options.nearCache,
-      ...(metrics === undefined ? {} : { observer: metrics.nearCache() })
-    }),
-    owned: true
-  }
-}
-
 /**
  * Builds and starts a sticky core: the store (connected, or degraded while Redis is down), pools, health checks.
  * @throws Error when a store the caller gave (or the in-memory one) cannot start
@@ -195,11 +172,7 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
   })
   metrics?.attach(api)
 
-  const cookieOptions = options.cookie
-  const stripCookies = cookieOptions.forward ? [] : Object.values(options.pools).map((pool) => pool.cookieName)
-  const reboundHeader = options.reboundHeader
-  const xForwarded = options.xForwarded
-  const allowedHosts = xForwarded === false ? undefined : xForwarded.allowedHosts
+  const { routingCookie, upstreamRequestHeaders, clientResponseHeaders } = createHeaderRewriter(options)
   const tunnels = options.websocket === false
     ? new TunnelLimits(0, 0)
     : new TunnelLimits(options.websocket.maxTunnels, options.websocket.maxTunnelsPerClient)
@@ -256,59 +229,6 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
   function balance (route: ResolvedRouteConfig): StickyRequestState | StickyProblem {
     const decision = resolver.resolveWithoutAffinity(route)
     return decision === null ? unavailable(route, false) : stateOf(route, decision, {})
-  }
-
-  function routingCookie (state: StickyRequestState, https: boolean): RoutingCookie | undefined {
-    if (state.cookie === undefined) return undefined
-    return {
-      name: options.pools[state.route.pool].cookieName,
-      value: state.cookie,
-      attributes: {
-        path: cookieOptions.path,
-        domain: cookieOptions.domain,
-        maxAge: cookieOptions.maxAgeSeconds,
-        sameSite: cookieOptions.sameSite,
-        httpOnly: true,
-        secure: cookieOptions.secure === 'auto' ? https : cookieOptions.secure
-      }
-    }
-  }
-
-  function upstreamRequestHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>, edge: EdgeFacts): Record<string, unknown> {
-    // undici refuses `Expect: 100-continue` (curl sends it for bodies over 1 MB); the body is streamed anyway.
-    if (headers.expect !== undefined) delete headers.expect
-    // What `Connection` does not name (a bare `Keep-Alive`, `Upgrade: h2c`, `TE`) would make undici refuse the
-    // request, or reach the upstream as if we had sent it.
-    removeHopByHop(headers)
-    if (stripCookies.length > 0 && typeof headers.cookie === 'string') {
-      const cookie = removeCookies(headers.cookie, stripCookies)
-      if (cookie === undefined) delete headers.cookie
-      else headers.cookie = cookie
-    }
-    if (xForwarded !== false) {
-      const host = edge.host === '' || (allowedHosts !== undefined && !allowedHosts.has(edge.host.toLowerCase())) ? undefined : edge.host
-      writeForwardingHeaders(headers, edge.forwardedFor, edge.protocol, host)
-    }
-    if (reboundHeader !== false) {
-      // A client-sent header must never claim a rebound that did not happen.
-      // (`delete` only when present: it turns the headers object into a slow dictionary for the rest of its life.)
-      if (state?.decision.rebound === true) headers[reboundHeader] = '1'
-      else if (headers[reboundHeader] !== undefined) delete headers[reboundHeader]
-    }
-    return headers
-  }
-
-  // An upstream that builds absolute URLs from the Host it was sent (its own address) would hand clients an
-  // internal address in redirects: those become path-absolute references (nginx's `proxy_redirect default`).
-  function clientResponseHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>): Record<string, unknown> {
-    removeHopByHop(headers)
-    if (state === undefined) return headers
-    const origin = state.decision.upstream.url
-    if (headers.location !== undefined) headers.location = withoutOrigin(headers.location, origin)
-    if (headers['content-location'] !== undefined) headers['content-location'] = withoutOrigin(headers['content-location'], origin)
-    // A shared cache that kept a response with our Set-Cookie would pin everyone it serves to one binding.
-    if (state.cookie !== undefined) headers['cache-control'] = privateCacheControl(headers['cache-control'])
-    return headers
   }
 
   async function reportFailure (state: StickyRequestState | undefined, error: unknown, context: FailureContext): Promise<FailureOutcome> {
