@@ -3,11 +3,23 @@
  * integer increment per response; labelled series are written when the registry is scraped (`collect()`), and
  * store-wide figures (live sessions) are read then too, at most once a second.
  */
-import type { FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify'
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
-import type { CookieRejection, StickyDecisionKind } from '../affinity/decision'
+import type { CookieRejection, StickyDecision, StickyDecisionKind } from '../affinity/decision'
 import { InvalidOptionError } from '../errors'
 import type { UpstreamState } from '../pool/upstream-pool'
+
+/** What a response hook reads of a request: its routing decision (Fastify's `request.sticky`). */
+export interface ObservedRequest {
+  readonly sticky: StickyDecision | null
+}
+
+/** What a response hook reads of a reply. */
+export interface ObservedReply {
+  readonly statusCode: number
+}
+
+/** A response hook in Fastify's `onResponse` shape, typed by what it reads (this module loads nothing of Fastify). */
+export type ResponseHook = (request: ObservedRequest, reply: ObservedReply, done: () => void) => void
 
 /** What metrics read at scrape time: a subset of `app.sticky`. */
 export interface MetricsSource {
@@ -224,7 +236,7 @@ export class StickyMetrics {
    * @param route - the route label, e.g. its URL pattern `/shop/*` (keep it low-cardinality)
    * @param pool - the route's pool
    */
-  responseHook (route: string, pool: string): onResponseHookHandler {
+  responseHook (route: string, pool: string): ResponseHook {
     const byDecision = new Map<string, Slot>()
     const slotOf = (decisionPool: string, decision: RequestDecisionLabel): Slot => {
       if (decisionPool !== pool) return this.#slot(decisionPool, route, decision)
@@ -235,7 +247,7 @@ export class StickyMetrics {
       }
       return slot
     }
-    return function stickyMetricsOnResponse (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+    return function stickyMetricsOnResponse (request: ObservedRequest, reply: ObservedReply, done: () => void): void {
       const sticky = request.sticky
       if (sticky !== null) slotOf(sticky.pool, sticky.decision).count++
       else if (reply.statusCode === 503) slotOf(pool, 'unavailable').count++
@@ -248,7 +260,7 @@ export class StickyMetrics {
    * @param route - the route label
    * @param pool - the route's pool
    */
-  observeResponse (request: FastifyRequest, reply: FastifyReply, route: string, pool: string): void {
+  observeResponse (request: ObservedRequest, reply: ObservedReply, route: string, pool: string): void {
     const sticky = request.sticky
     if (sticky !== null) this.#slot(sticky.pool, route, sticky.decision).count++
     else if (reply.statusCode === 503) this.#slot(pool, route, 'unavailable').count++

@@ -8,10 +8,23 @@ import type { ResolvedOptions } from '../options'
 import type { EdgeFacts, StickyRequestState } from './request-state'
 import { removeCookies } from './routing-cookie-header'
 import { privateCacheControl, withoutOrigin } from './response-headers'
-import type { RoutingCookie } from './sticky-core'
 import { removeHopByHop, writeForwardingHeaders } from './upstream-headers'
 
-/** The header rewriting of one core; see {@link StickyCore} for each function. */
+/** The routing cookie a response must set: name, value and attributes (serialised by the front door). */
+export interface RoutingCookie {
+  readonly name: string
+  readonly value: string
+  readonly attributes: {
+    readonly path: string
+    readonly domain: string | undefined
+    readonly maxAge: number | undefined
+    readonly sameSite: 'lax' | 'strict' | 'none'
+    readonly httpOnly: true
+    readonly secure: boolean
+  }
+}
+
+/** The header rewriting of one core; as the sticky core exposes it (see `StickyCore` for each function). */
 export interface HeaderRewriter {
   routingCookie (state: StickyRequestState, https: boolean): RoutingCookie | undefined
   upstreamRequestHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>, edge: EdgeFacts): Record<string, unknown>

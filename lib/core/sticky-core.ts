@@ -19,29 +19,17 @@ import { createStickyApi, type StickyApi } from '../sticky-api'
 import { TouchScheduler } from '../store/touch-scheduler'
 import { createStore } from './core-store'
 import { classifyForwardFailure, planFailureResponse } from './failure'
-import { createHeaderRewriter } from './header-rewriter'
+import { createHeaderRewriter, type RoutingCookie } from './header-rewriter'
 import type { CoreLogger } from './logger'
 import { badGateway, badRequestTarget, noUpstream, upstreamTimeout, type StickyProblem } from './problem'
 import type { EdgeFacts, LearnSource, RequestView, StickyRequestState } from './request-state'
 import { parseCookieHeader, readRoutingCookie } from './routing-cookie-header'
 import { TunnelLimits } from './tunnel-limits'
 
+export type { RoutingCookie } from './header-rewriter'
+
 const STORE_WARN_INTERVAL_MS = 10_000
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
-
-/** The routing cookie a response must set: name, value and attributes (serialised by the front door). */
-export interface RoutingCookie {
-  readonly name: string
-  readonly value: string
-  readonly attributes: {
-    readonly path: string
-    readonly domain: string | undefined
-    readonly maxAge: number | undefined
-    readonly sameSite: 'lax' | 'strict' | 'none'
-    readonly httpOnly: true
-    readonly secure: boolean
-  }
-}
 
 /** What became of a failed forward. */
 export type FailureOutcome =
