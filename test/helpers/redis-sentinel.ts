@@ -59,8 +59,11 @@ export async function startRedisSentinel (t: Test, options: StartRedisSentinelOp
   })
   // Replication writes RDB files (a replica loads its full sync from disk): into the temporary directory, not the cwd.
   await Promise.all(['master', 'replica'].map((name) => mkdir(path.join(dir, name))))
-  const master = await startRedis(t, { args: ['--dir', path.join(dir, 'master')] })
-  const replica = await startRedis(t, { args: ['--dir', path.join(dir, 'replica'), '--replicaof', '127.0.0.1', String(master.port)] })
+  // A diskless full sync waits repl-diskless-sync-delay (5 s by default) for more replicas to join it; there is only
+  // one. Both get 0, as the replica serves the old master's full sync after a failover.
+  const sync = ['--repl-diskless-sync-delay', '0']
+  const master = await startRedis(t, { args: ['--dir', path.join(dir, 'master'), ...sync] })
+  const replica = await startRedis(t, { args: ['--dir', path.join(dir, 'replica'), ...sync, '--replicaof', '127.0.0.1', String(master.port)] })
   // Sentinels learn replicas from the master's INFO, sent when they connect and then every 10 s: start them once
   // the replica is attached, so they know it at once.
   await until(async () => /slave0:.*state=online/.test(await run('redis-cli', ['-p', String(master.port), 'info', 'replication'])),
