@@ -18,3 +18,21 @@ t.test('lib/core loads no framework and no front door', async (t) => {
     /[\\/]lib[\\/](fastify|express|http-proxy)[\\/]/.test(file))
   t.same(forbidden, [], 'nothing of fastify, reply-from, express, undici or a front door')
 })
+
+// Types too: a type import of Fastify in the core would tie its declarations (and a TypeScript Express user's
+// compile) to Fastify's. Every import of every module of lib/core, type-only ones included. (@fastify/cookie is its
+// cookie parser and @fastify/error its error classes: neither loads Fastify, as the probe above shows.)
+t.test('lib/core names no framework and no front door, not even in types', async (t) => {
+  const { readFileSync, readdirSync } = await import('node:fs')
+  const importRe = /^\s*(?:import|export)\s[^'"]*?from\s+'([^']+)'/gm
+  const coreDir = path.join(root, 'lib', 'core')
+  const imports: Array<[string, string]> = []
+  for (const name of readdirSync(coreDir)) {
+    if (!name.endsWith('.ts')) continue
+    for (const [, specifier] of readFileSync(path.join(coreDir, name), 'utf8').matchAll(importRe)) imports.push([name, specifier])
+  }
+  t.ok(imports.length > 40, `read the core's imports (${imports.length})`)
+  const named = imports.filter(([, specifier]) => /^(fastify|@fastify\/reply-from|@fastify\/http-proxy|express|undici)(\/|$)/.test(specifier) ||
+    /^\.\.\/(fastify|express|http-proxy)\//.test(specifier))
+  t.same(named, [], 'no fastify, reply-from, http-proxy, express, undici or front door')
+})
