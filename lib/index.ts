@@ -7,7 +7,7 @@
 import fp from 'fastify-plugin'
 import type { StickyDecision } from './affinity/decision'
 import type { StickyRouteConfig } from './options'
-import type { StickyApi } from './sticky-api'
+import type { StickyApi } from './core/sticky-api'
 import { stickyPlugin } from './fastify/plugin'
 
 export type { StickyDecision, StickyDecisionKind, AffinityStats, CookieRejection } from './affinity/decision'
@@ -21,7 +21,7 @@ export type {
   UpstreamAdminState
 } from './store/binding-store'
 export type { UpstreamState } from './pool/upstream-pool'
-export type { StickyApi, StickyPool, StickyPoolHandle, StickyAdminListener } from './sticky-api'
+export type { StickyApi, StickyPool, StickyPoolHandle, StickyAdminListener } from './core/sticky-api'
 export type { StickyBindings, StickyBindingKey, StickyBindingKind, StickyBindingLookup, StickyBindingView } from './core/bindings-api'
 export { MemoryBindingStore, type MemoryBindingStoreOptions } from './store/memory-store'
 export {

@@ -4,7 +4,7 @@
  */
 import fastifyCookie from '@fastify/cookie'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { setAdminListener, type StickyApi } from '../sticky-api'
+import { setAdminListener, type StickyApi } from '../core/sticky-api'
 import type { ResolvedAdminOptions } from './admin-options'
 import { adminRoutes, type AdminRoutesOptions } from './routes'
 

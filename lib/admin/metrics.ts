@@ -2,6 +2,10 @@
  * Prometheus metrics of one plugin registration, with prom-client. The request path pays one `Map` lookup and one
  * integer increment per response; labelled series are written when the registry is scraped (`collect()`), and
  * store-wide figures (live sessions) are read then too, at most once a second.
+ *
+ * Why ~350 lines: every series of a registration (requests, store operations, near cache, forward errors, upstream
+ * states, sessions) is declared here with its help text and its scrape-time `collect()`, so the exposition that
+ * docs/operating.md lists is read in one place; split by series, each file would repeat the registry plumbing.
  */
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
 import type { CookieRejection, StickyDecision, StickyDecisionKind } from '../affinity/decision'

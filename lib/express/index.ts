@@ -15,7 +15,7 @@ import type { StickyDecision } from '../affinity/decision'
 import { createStickyCore, type StickyCore } from '../core/sticky-core'
 import { InvalidRouteConfigError } from '../errors'
 import type { StickyRouteConfig } from '../options'
-import type { StickyApi } from '../sticky-api'
+import type { StickyApi } from '../core/sticky-api'
 import { loadCookieText } from './cookie-text'
 import { createForwardHandler, type ForwardedRequest, type NextFunction } from './forward'
 import { resolveExpressOptions, type StickyExpressOptions, type StickyExpressRouteConfig } from './options'
@@ -23,7 +23,7 @@ import { createUpgradeListener, type UpgradeListener } from './upgrade'
 
 export type { StickyDecision, StickyDecisionKind } from '../affinity/decision'
 export type { CoreLogger as StickyLogger } from '../core/logger'
-export type { StickyApi, StickyPool, StickyPoolHandle } from '../sticky-api'
+export type { StickyApi, StickyPool, StickyPoolHandle } from '../core/sticky-api'
 export type { StickyBindings, StickyBindingKey, StickyBindingKind, StickyBindingLookup, StickyBindingView } from '../core/bindings-api'
 export type {
   Duration, StickyPoolOptions, StickyUpstreamOptions, StickyCookieOptions, StickyTimeoutOptions, StickyHealthCheckOptions,

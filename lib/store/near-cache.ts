@@ -5,6 +5,9 @@
  * gateway's cache through the store's invalidation feed (Redis pub/sub); while that feed is down the cache is
  * empty and bypassed, so a change can only be missed if the feed loses a message while connected, and even then
  * only for the safety TTL. An entry never outlives the binding it copies (its remaining TTL is read with it).
+ *
+ * Why ~320 lines: the cache, its in-flight reads and its invalidation handling are one consistency argument (an
+ * invalidation or a feed outage must win over a read that started before it); apart, no part is safe on its own.
  */
 import type { Binding, BindResult, BindingStore, Invalidation, RebindResult, TouchRequest, UpstreamStateChange, UpstreamStatus } from './binding-store'
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import Redis from 'ioredis'
 import type { StickyPluginOptions } from '../../lib/index'
-import { internalPools } from '../../lib/sticky-api'
+import { internalPools } from '../../lib/core/sticky-api'
 import { startGateway } from '../helpers/gateway'
 import { get } from '../helpers/http'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis'
