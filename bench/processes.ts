@@ -4,7 +4,6 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 
 /** The repository root (bench/ lives directly under it). */
@@ -173,18 +172,8 @@ export function killAllNow (): void {
   started.clear()
 }
 
-/** @returns a TCP port on 127.0.0.1 that was free a moment ago */
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
-}
+// The free-port probe the tests and the soak use too.
+export { freePort } from '../scripts/loopback'
 
 /** CPU time of one process (user + system, own threads only), in seconds; `null` once it is gone. */
 export function processCpuSeconds (pid: number): number | null {
