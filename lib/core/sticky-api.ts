@@ -2,13 +2,13 @@
  * The programmatic API, `app.sticky`: pools, bindings, counts, draining and runtime membership. Every change goes to the
  * store first, so every gateway on it sees the same within about a second.
  */
-import type { CoreLogger } from './core/logger'
-import type { AffinityStats } from './affinity/decision'
-import { resolveUpstream, type ResolvedUpstream, type StickyUpstreamOptions } from './options'
-import type { UpstreamPool, UpstreamState } from './pool/upstream-pool'
-import type { BindingStore, UpstreamStateChange } from './store/binding-store'
-import { createBindingsApi, type BindingsApiDeps, type StickyBindings } from './core/bindings-api'
-import { UnknownPoolError, UnknownUpstreamError, UpstreamExistsError } from './errors'
+import type { CoreLogger } from './logger'
+import type { AffinityStats } from '../affinity/decision'
+import { resolveUpstream, type ResolvedUpstream, type StickyUpstreamOptions } from '../options'
+import type { UpstreamPool, UpstreamState } from '../pool/upstream-pool'
+import type { BindingStore, UpstreamStateChange } from '../store/binding-store'
+import { createBindingsApi, type BindingsApiDeps, type StickyBindings } from './bindings-api'
+import { UnknownPoolError, UnknownUpstreamError, UpstreamExistsError } from '../errors'
 
 /** The programmatic API, as `app.sticky`. */
 export interface StickyApi {
