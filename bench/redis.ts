@@ -3,6 +3,7 @@
  * persistence, read through INFO, stopped by PID.
  */
 import Redis from 'ioredis'
+import { readCommandStats, resetCommandStats as resetServerStats } from '../scripts/redis-command-stats'
 import { freePort, startProcess, type Started } from './processes'
 
 /** A running redis-server and a client for reading its statistics. */
@@ -14,8 +15,6 @@ export interface BenchRedis {
 }
 
 // Commands the benchmark itself sends while measuring; never counted against the gateway.
-const OWN_COMMANDS = new Set(['info', 'config|resetstat', 'config', 'ping', 'client|setname'])
-
 /**
  * Starts `redis-server --save '' --appendonly no` on 127.0.0.1, pinned to `core`, and waits for PING.
  * @throws when it does not answer within a few seconds
@@ -47,22 +46,17 @@ export async function startRedis (name: string, core: number | null): Promise<Be
 
 /** Zeroes the command counters (`CONFIG RESETSTAT`). */
 export async function resetCommandStats (redis: BenchRedis): Promise<void> {
-  await redis.client.config('RESETSTAT')
+  await resetServerStats(redis.client)
 }
 
 /**
- * Calls per command since the last reset, from `INFO commandstats`, without the benchmark's own commands.
- * Counts are server-side, so commands run inside Lua scripts are counted too (each EVALSHA also counts its
- * inner GET, SET, ...).
+ * Calls per command since the last reset, from `INFO commandstats`, without the benchmark's own commands
+ * (counted as the tests count them: commands run inside Lua scripts are counted too).
  */
 export async function commandCounts (redis: BenchRedis): Promise<Record<string, CommandStat>> {
-  const info = await redis.client.info('commandstats')
+  const stats = await readCommandStats(redis.client)
   const counts: Record<string, CommandStat> = {}
-  for (const line of info.split('\n')) {
-    const match = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line.trim())
-    if (match === null || OWN_COMMANDS.has(match[1])) continue
-    counts[match[1]] = { calls: Number(match[2]), usec: Number(match[3]) }
-  }
+  for (const [name, calls] of Object.entries(stats.byCommand)) counts[name] = { calls, usec: stats.usecByCommand[name] }
   return counts
 }
 

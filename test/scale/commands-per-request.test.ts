@@ -8,7 +8,7 @@ import { startGateway } from '../helpers/gateway'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis'
 import { startUpstreams } from '../helpers/upstreams'
 import { eventually } from '../store/binding-store.contract'
-import { readCommandStats, resetCommandStats, type CommandStats } from './command-stats'
+import { readCommandStats, resetCommandStats, type CommandStats } from '../../scripts/redis-command-stats'
 
 /** The target: Redis commands per proxied request at steady state on the cookie hit path. */
 const TARGET = 0.05

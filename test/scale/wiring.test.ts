@@ -6,7 +6,7 @@ import { readGatewayEnv } from '../../examples/gateway-env'
 import sticky, { NearCacheStore, RedisBindingStore, type StickyPluginOptions } from '../../lib/index'
 import { startRedis, uniquePrefix } from '../helpers/redis'
 import { startUpstreams } from '../helpers/upstreams'
-import { readCommandStats, resetCommandStats } from './command-stats'
+import { readCommandStats, resetCommandStats } from '../../scripts/redis-command-stats'
 
 const SECRET = 'wiring-secret-0123456789-abcdefghijklmnop'
 

@@ -3,7 +3,7 @@ import Redis from 'ioredis'
 import { NearCacheStore, type CacheableBindingStore, type ExpiringBinding } from '../../lib/store/near-cache'
 import { RedisBindingStore } from '../../lib/store/redis-store'
 import { startRedis, uniquePrefix } from '../helpers/redis'
-import { readCommandStats, resetCommandStats } from '../scale/command-stats'
+import { readCommandStats, resetCommandStats } from '../../scripts/redis-command-stats'
 import { eventually, sharedStoreContract } from './binding-store.contract'
 import { openStore } from '../helpers/stores'
 
