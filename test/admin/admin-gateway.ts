@@ -6,8 +6,8 @@ import { instrumentStore } from '../../lib/admin/instrumented-store'
 import { StickyMetrics } from '../../lib/admin/metrics'
 import { adminRoutes } from '../../lib/admin/routes'
 import sticky, { MemoryBindingStore, RedisBindingStore, type BindingStore, type StickyPluginOptions } from '../../lib/index'
-import { TEST_SECRET } from '../helpers/gateway'
-import type { TestUpstream } from '../helpers/upstreams'
+import { TEST_SECRET } from '../support/gateway'
+import type { TestUpstream } from '../support/upstreams'
 
 /** A token long enough for the admin API. */
 export const ADMIN_TOKEN = 'admin-token-0123456789-abcdef'

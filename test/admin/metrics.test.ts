@@ -5,10 +5,10 @@ import { resolveAdminOptions, resolveMetricsOptions } from '../../lib/admin/admi
 import { instrumentCacheableStore, instrumentStore } from '../../lib/admin/instrumented-store'
 import { NearCacheStore, type CacheableBindingStore, type ExpiringBinding } from '../../lib/store/near-cache'
 import { MemoryBindingStore, type BindingStore } from '../../lib/index'
-import { CookieJar, get } from '../helpers/http'
-import { startUpstreams } from '../helpers/upstreams'
+import { CookieJar, get } from '../support/http'
+import { startUpstreams } from '../support/upstreams'
 import { parsePrometheus, startAdminGateway, sum } from './admin-gateway'
-import { openStore } from '../helpers/stores'
+import { openStore } from '../support/stores'
 
 t.test('metrics after real traffic match what was sent', async (t) => {
   const [a, b, c] = await startUpstreams(t, ['a', 'b', 'c'])

@@ -6,9 +6,9 @@ import Fastify from 'fastify'
 import { register as globalRegistry, Registry } from 'prom-client'
 import sticky from '../../lib/index'
 import { METRIC_NAMES } from '../../lib/admin/metrics'
-import { TEST_SECRET } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startUpstreams } from '../helpers/upstreams'
+import { TEST_SECRET } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startUpstreams } from '../support/upstreams'
 import { ADMIN_TOKEN, parsePrometheus, sum } from './admin-gateway'
 
 /** An upstream that misbehaves on every request: resets the connection, or never answers. */

@@ -4,9 +4,9 @@ import t from 'tap'
 import type { AdminUpstreamView } from '../../lib/admin/routes'
 import { STATUS_PAGE_REFRESH_MS } from '../../lib/admin/status-page'
 import type { Page } from 'playwright-core'
-import { openBrowser } from '../helpers/browser'
-import { CookieJar, get } from '../helpers/http'
-import { startUpstreams } from '../helpers/upstreams'
+import { openBrowser } from '../support/browser'
+import { CookieJar, get } from '../support/http'
+import { startUpstreams } from '../support/upstreams'
 import { ADMIN_TOKEN, startAdminGateway } from './admin-gateway'
 
 /** Where the screenshot goes (gitignored); docs/status-page.png is a copy an engineer looked at. */

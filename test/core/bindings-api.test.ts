@@ -3,10 +3,10 @@
 import t, { type Test } from 'tap'
 import { MemoryBindingStore } from '../../lib/index'
 import type { BindingStore } from '../../lib/store/binding-store'
-import { startGateway, type TestGateway } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startUpstreams, type TestUpstream } from '../helpers/upstreams'
-import { eventually } from '../store/binding-store.contract'
+import { startGateway, type TestGateway } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startUpstreams, type TestUpstream } from '../support/upstreams'
+import { eventually } from '../support/eventually'
 
 interface Setup {
   readonly g: TestGateway

@@ -13,11 +13,11 @@ import type { Test } from 'tap'
 import type { StickyExpressRouteConfig } from '../../lib/express/index'
 import type { StickyPluginOptions, StickyRouteConfig } from '../../lib/index'
 import type { StickyApi } from '../../lib/core/sticky-api'
-import { CookieJar, get, type HttpResponse } from '../helpers/http'
-import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis'
-import { startUpstreams } from '../helpers/upstreams'
-import { openSocket, refusedUpgrade, startWsUpstreams } from '../helpers/ws-upstream'
-import { eventually } from '../store/binding-store.contract'
+import { CookieJar, get, type HttpResponse } from '../support/http'
+import { startRedis, uniquePrefix, type RedisServer } from '../support/redis'
+import { startUpstreams } from '../support/upstreams'
+import { openSocket, refusedUpgrade, startWsUpstreams } from '../support/ws-upstream'
+import { eventually } from '../support/eventually'
 
 /** What every door is started with: the plugin's options, less what only the Fastify plugin has. */
 export type DoorOptions = Omit<StickyPluginOptions, 'defaults' | 'admin' | 'metrics'>

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import t from 'tap'
 import { startDemo } from '../../examples/demo/index'
-import { CookieJar, get, type HttpResponse } from '../helpers/http'
+import { CookieJar, get, type HttpResponse } from '../support/http'
 
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' }
 

@@ -1,10 +1,10 @@
 import t from 'tap'
 import { drainUpstream } from '../../examples/kubernetes/drain-upstream'
-import { startGateway } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreams } from '../helpers/upstreams'
-import { eventually } from '../store/binding-store.contract'
+import { startGateway } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreams } from '../support/upstreams'
+import { eventually } from '../support/eventually'
 
 t.test('drain-upstream: drains on every gateway and waits for the sessions to end', async (t) => {
   const redis = await startRedis(t)

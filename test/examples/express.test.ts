@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import t from 'tap'
 import WebSocket from 'ws'
 import { startExpressExample } from '../../examples/express/index'
-import { CookieJar, get } from '../helpers/http'
+import { CookieJar, get } from '../support/http'
 
 t.test('the Express example: two echo upstreams behind an Express gateway', async (t) => {
   const trace: string[] = []

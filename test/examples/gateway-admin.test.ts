@@ -6,9 +6,9 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { once } from 'node:events'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { CookieJar, get } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreams } from '../helpers/upstreams'
+import { CookieJar, get } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreams } from '../support/upstreams'
 
 const TOKEN = 'gateway-admin-token-0123456789'
 const AUTH = { authorization: `Bearer ${TOKEN}` }

@@ -3,9 +3,9 @@ import { once } from 'node:events'
 import t from 'tap'
 import { readGatewayEnv } from '../../examples/gateway-env'
 import { buildGateway } from '../../examples/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreams } from '../helpers/upstreams'
+import { CookieJar, get } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreams } from '../support/upstreams'
 
 const SECRET = 'gateway-secret-0123456789-abcdefghijklm'
 

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import t from 'tap'
 import WebSocket from 'ws'
 import { startHttpProxyExample } from '../../examples/http-proxy/index'
-import { CookieJar, get } from '../helpers/http'
+import { CookieJar, get } from '../support/http'
 
 t.test('the http-proxy example: two echo upstreams behind stickyHttpProxy on /shop', async (t) => {
   const trace: string[] = []

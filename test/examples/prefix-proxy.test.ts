@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import t from 'tap'
 import WebSocket from 'ws'
 import { startPrefixProxyExample } from '../../examples/prefix-proxy/index'
-import { CookieJar, get } from '../helpers/http'
+import { CookieJar, get } from '../support/http'
 
 t.test('the prefix-proxy example: /shop and /api to two echo upstreams with stickyProxy', async (t) => {
   const trace: string[] = []

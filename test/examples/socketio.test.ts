@@ -1,7 +1,7 @@
 import t from 'tap'
 import { runClients } from '../../examples/socketio/chat-client'
 import { startSocketIoDemo } from '../../examples/socketio/index'
-import { startRedis } from '../helpers/redis'
+import { startRedis } from '../support/redis'
 
 t.test('Socket.IO with default transports through two sticky gateways', async (t) => {
   const redis = await startRedis(t)

@@ -5,8 +5,8 @@
  */
 import http from 'node:http'
 import t from 'tap'
-import { CookieJar, get } from '../helpers/http'
-import { MAX_ECHO_BODY_BYTES, startUpstreams } from '../helpers/upstreams'
+import { CookieJar, get } from '../support/http'
+import { MAX_ECHO_BODY_BYTES, startUpstreams } from '../support/upstreams'
 import { startExpressGateway, type Host } from './express-gateway'
 
 const HOSTS: Host[] = ['express5', 'express4', 'node']

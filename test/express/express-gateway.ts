@@ -1,5 +1,5 @@
 /**
- * Express (5 or 4) and plain node:http gateways on the Express door, started like test/helpers/gateway.ts starts
+ * Express (5 or 4) and plain node:http gateways on the Express door, started like test/support/gateway.ts starts
  * Fastify ones: a free loopback port, closed in `t.teardown`, one pool `shop` of the given upstreams by default.
  */
 import http from 'node:http'
@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import express5 from 'express'
 import type { Test } from 'tap'
 import { createStickyMiddleware, silentLogger, type StickyExpressOptions, type StickyMiddleware } from '../../lib/express/index'
-import { TEST_SECRET } from '../helpers/gateway'
+import { TEST_SECRET } from '../support/gateway'
 
 // Express 4 is installed under an alias (devDependency `express4`) so both majors are tested side by side.
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -5,11 +5,11 @@
  */
 import type { StickyPoolOptions } from '../../lib/express/index'
 import t from 'tap'
-import { startGateway } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreamProcesses } from '../helpers/upstream-process'
-import { eventually } from '../store/binding-store.contract'
+import { startGateway } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreamProcesses } from '../support/upstream-process'
+import { eventually } from '../support/eventually'
 import { startExpressGateway } from './express-gateway'
 
 const poolOf = (upstreams: Array<{ id: string, url: string }>): Record<string, StickyPoolOptions> =>

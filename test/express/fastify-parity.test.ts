@@ -7,11 +7,11 @@
  */
 import t from 'tap'
 import { stickyHttpProxy } from '../../lib/http-proxy/index'
-import { startGateway, type TestGateway } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreams } from '../helpers/upstreams'
-import { openSocket, startWsUpstreams } from '../helpers/ws-upstream'
+import { startGateway, type TestGateway } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreams } from '../support/upstreams'
+import { openSocket, startWsUpstreams } from '../support/ws-upstream'
 import { startExpressGateway, type TestExpressGateway } from './express-gateway'
 
 t.test('Express, Fastify and http-proxy gateways sharing one Redis route every client identically', async (t) => {

@@ -4,9 +4,9 @@
  */
 import t from 'tap'
 import { createStickyMiddleware, type StickyExpressOptions } from '../../lib/express/index'
-import { TEST_SECRET } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startUpstreams } from '../helpers/upstreams'
+import { TEST_SECRET } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startUpstreams } from '../support/upstreams'
 import { startExpressGateway } from './express-gateway'
 
 const base: StickyExpressOptions = { secret: TEST_SECRET, pools: { shop: { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1' }] } } }

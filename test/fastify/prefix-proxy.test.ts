@@ -5,10 +5,10 @@
 import Fastify from 'fastify'
 import t from 'tap'
 import sticky, { stickyProxy, type StickyProxyOptions } from '../../lib/index'
-import { startGateway, TEST_SECRET } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { rawExchange } from '../helpers/raw-http'
-import { startUpstreams } from '../helpers/upstreams'
+import { startGateway, TEST_SECRET } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { rawExchange } from '../support/raw-http'
+import { startUpstreams } from '../support/upstreams'
 
 t.test('targets: kept, stripped or mapped; cookie affinity; settings and methods per proxy', async (t) => {
   const [a, b, c] = await startUpstreams(t, ['a', 'b', 'c'])

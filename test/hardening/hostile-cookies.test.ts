@@ -11,7 +11,7 @@ import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { trimOws } from '../../lib/affinity/cookie-text'
 import { createRoutingCookieCodec } from '../../lib/affinity/routing-cookie'
-import { TEST_SECRET } from '../helpers/gateway'
+import { TEST_SECRET } from '../support/gateway'
 import { aroundLimit, cookieHeader, headerValue, inBatches, mutationOf, sample } from './arbitraries'
 import { routingCookieOf, startHostileGateway, upstreamOf } from './hostile-gateway'
 

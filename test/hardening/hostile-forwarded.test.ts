@@ -8,7 +8,7 @@
 import Fastify from 'fastify'
 import t from 'tap'
 import { ipPrefixKey } from '../../lib/affinity/keys'
-import { startUpstreams } from '../helpers/upstreams'
+import { startUpstreams } from '../support/upstreams'
 import { forwardedFor, inBatches, sample } from './arbitraries'
 import { startHostileGateway, upstreamOf } from './hostile-gateway'
 

@@ -9,8 +9,8 @@ import type { FastifyInstance, FastifyServerOptions, LightMyRequestResponse } fr
 import type { Test } from 'tap'
 import type { StickyPluginOptions, StickyRouteConfig } from '../../lib/index'
 import { MAX_ROUTING_COOKIE_LENGTH } from '../../lib/affinity/routing-cookie'
-import { startGateway } from '../helpers/gateway'
-import { startUpstreams, type TestUpstream } from '../helpers/upstreams'
+import { startGateway } from '../support/gateway'
+import { startUpstreams, type TestUpstream } from '../support/upstreams'
 
 /** Routes of the hostile gateway: one per key kind. */
 export const ROUTES = {

@@ -12,7 +12,7 @@ import t, { type Test } from 'tap'
 import { trimOws } from '../../lib/affinity/cookie-text'
 import { MAX_KEY_LENGTH } from '../../lib/affinity/keys'
 import { parseSetCookie } from '../../lib/affinity/set-cookie'
-import type { TestUpstream } from '../helpers/upstreams'
+import type { TestUpstream } from '../support/upstreams'
 import { aroundLimit, headerValue, inBatches, sample, setCookieAttribute } from './arbitraries'
 import { startHostileGateway, upstreamOf } from './hostile-gateway'
 

@@ -11,11 +11,11 @@ import net from 'node:net'
 import { Writable } from 'node:stream'
 import Redis from 'ioredis'
 import t, { type Test } from 'tap'
-import { startGateway } from '../helpers/gateway'
-import { CookieJar, get, type HttpResponse } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreamProcesses } from '../helpers/upstream-process'
-import { startUpstreams } from '../helpers/upstreams'
+import { startGateway } from '../support/gateway'
+import { CookieJar, get, type HttpResponse } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreamProcesses } from '../support/upstream-process'
+import { startUpstreams } from '../support/upstreams'
 
 // A TCP server that accepts and then either resets every connection or never answers.
 async function rawServer (t: Test, mode: 'reset' | 'silent'): Promise<{ url: string, port: number }> {

@@ -8,9 +8,9 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import t, { type Test } from 'tap'
-import { startGateway, type TestGateway } from '../helpers/gateway'
-import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis'
-import { rawExchange, upgradeRequest } from '../helpers/raw-http'
+import { startGateway, type TestGateway } from '../support/gateway'
+import { startRedis, uniquePrefix, type RedisServer } from '../support/redis'
+import { rawExchange, upgradeRequest } from '../support/raw-http'
 
 interface SlowUpstream { id: string, url: string, upgrades: number, held: Duplex[] }
 

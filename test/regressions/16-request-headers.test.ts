@@ -4,10 +4,10 @@
  * client could otherwise cause 502s that count as forward errors).
  */
 import t from 'tap'
-import { startGateway } from '../helpers/gateway'
-import { get } from '../helpers/http'
-import { startUpstreams } from '../helpers/upstreams'
-import { rawExchange } from '../helpers/raw-http'
+import { startGateway } from '../support/gateway'
+import { get } from '../support/http'
+import { startUpstreams } from '../support/upstreams'
+import { rawExchange } from '../support/raw-http'
 
 const CLAIMS = {
   'x-forwarded-for': '203.0.113.9',

@@ -8,10 +8,10 @@ import { once } from 'node:events'
 import net, { type AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import t, { type Test } from 'tap'
-import { startGateway } from '../helpers/gateway'
-import { get } from '../helpers/http'
-import { eventually } from '../store/binding-store.contract'
-import { rawExchange, upgradeRequest } from '../helpers/raw-http'
+import { startGateway } from '../support/gateway'
+import { get } from '../support/http'
+import { eventually } from '../support/eventually'
+import { rawExchange, upgradeRequest } from '../support/raw-http'
 
 // An upstream that accepts every upgrade and holds it open; HTTP answers carry the Cache-Control asked for in `?cc=`.
 async function startHoldingUpstream (t: Test): Promise<string> {

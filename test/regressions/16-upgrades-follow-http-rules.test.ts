@@ -9,8 +9,8 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import t, { type Test } from 'tap'
-import { startGateway } from '../helpers/gateway'
-import { rawExchange, upgradeRequest } from '../helpers/raw-http'
+import { startGateway } from '../support/gateway'
+import { rawExchange, upgradeRequest } from '../support/raw-http'
 
 interface SeenUpgrade { url: string, headers: http.IncomingHttpHeaders }
 interface RecordingUpstream { url: string, upgrades: SeenUpgrade[] }

@@ -4,9 +4,9 @@ import path from 'node:path'
 import t, { type Test } from 'tap'
 import Redis from 'ioredis'
 import { request } from 'undici'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreams } from '../helpers/upstreams'
-import { eventually } from '../store/binding-store.contract'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreams } from '../support/upstreams'
+import { eventually } from '../support/eventually'
 
 const SECRET = 'agreement-secret-0123456789-abcdefghijkl'
 const GATEWAYS = 3

@@ -4,9 +4,9 @@ import t, { type Test } from 'tap'
 import Redis from 'ioredis'
 import { request } from 'undici'
 import { readWorkers } from '../../examples/gateway'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreams } from '../helpers/upstreams'
-import { eventually } from '../store/binding-store.contract'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreams } from '../support/upstreams'
+import { eventually } from '../support/eventually'
 
 const SECRET = 'workers-secret-0123456789-abcdefghijklmn'
 

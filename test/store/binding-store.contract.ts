@@ -1,16 +1,7 @@
 import type { Test } from 'tap'
 import type { BindingStore, Invalidation } from '../../lib/store/binding-store'
-import { uniquePrefix } from '../helpers/redis'
-
-/** Polls `check` until it returns true (bounded); TTL cases use short TTLs and polling, never long sleeps. */
-export async function eventually (check: () => Promise<boolean> | boolean, timeoutMs = 3000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (await check()) return true
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-  return check()
-}
+import { eventually } from '../support/eventually'
+import { uniquePrefix } from '../support/redis'
 
 let counter = 0
 function keyId (): string {

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { MemoryBindingStore } from '../../lib/store/memory-store'
-import { bindingStoreContract, eventually } from './binding-store.contract'
-import { openStore } from '../helpers/stores'
+import { bindingStoreContract } from './binding-store.contract'
+import { eventually } from '../support/eventually'
+import { openStore } from '../support/stores'
 
 bindingStoreContract(t, async (t) => {
   const store = await openStore(t, new MemoryBindingStore())

@@ -3,10 +3,11 @@ import Redis, { Cluster } from 'ioredis'
 import { createKeyIdDeriver } from '../../lib/affinity/key-id'
 import { NearCacheStore } from '../../lib/store/near-cache'
 import { RedisBindingStore } from '../../lib/store/redis-store'
-import { startRedisCluster } from '../helpers/redis-cluster'
-import { uniquePrefix } from '../helpers/redis'
-import { eventually, sharedStoreContract } from './binding-store.contract'
-import { openStore } from '../helpers/stores'
+import { startRedisCluster } from '../support/redis-cluster'
+import { uniquePrefix } from '../support/redis'
+import { sharedStoreContract } from './binding-store.contract'
+import { eventually } from '../support/eventually'
+import { openStore } from '../support/stores'
 
 t.test('redis store on a real 3-master Redis Cluster', async (t) => {
   const cluster = await startRedisCluster(t)

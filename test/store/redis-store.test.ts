@@ -2,9 +2,10 @@ import t, { type Test } from 'tap'
 import Redis from 'ioredis'
 import { createKeyIdDeriver } from '../../lib/affinity/key-id'
 import { RedisBindingStore } from '../../lib/store/redis-store'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { eventually, sharedStoreContract } from './binding-store.contract'
-import { openStore } from '../helpers/stores'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { sharedStoreContract } from './binding-store.contract'
+import { eventually } from '../support/eventually'
+import { openStore } from '../support/stores'
 
 t.test('redis store', async (t) => {
   const redis = await startRedis(t)

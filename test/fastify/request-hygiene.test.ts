@@ -2,10 +2,10 @@ import net from 'node:net'
 import t from 'tap'
 import Redis from 'ioredis'
 import { PROBATION_TTL_MS } from '../../lib/affinity/store-walk'
-import { startGateway } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreams } from '../helpers/upstreams'
+import { startGateway } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreams } from '../support/upstreams'
 
 // Sends raw bytes (with `Connection: close`) and returns the whole answer, for requests a normal client will not make.
 async function rawRequest (url: string, request: string): Promise<string> {

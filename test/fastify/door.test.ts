@@ -5,9 +5,9 @@
 import Fastify from 'fastify'
 import t from 'tap'
 import sticky from '../../lib/index'
-import { startGateway } from '../helpers/gateway'
-import { openSocket, refusedUpgrade, startWsUpstreams } from '../helpers/ws-upstream'
-import { DOOR_ROUTES, doorBehaviours, type Door } from './behaviours'
+import { startGateway } from '../support/gateway'
+import { openSocket, refusedUpgrade, startWsUpstreams } from '../support/ws-upstream'
+import { DOOR_ROUTES, doorBehaviours, type Door } from '../doors/behaviours'
 
 const fastifyRoutes: Door = {
   name: 'Fastify reply.forward()',

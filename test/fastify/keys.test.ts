@@ -1,10 +1,10 @@
 import t from 'tap'
 import Redis from 'ioredis'
 import type { StickyRouteConfig } from '../../lib/index'
-import { startGateway, type TestGateway } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreams } from '../helpers/upstreams'
+import { startGateway, type TestGateway } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreams } from '../support/upstreams'
 
 t.test('every key kind, across two gateways sharing Redis', async (t) => {
   const redis = await startRedis(t)

@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import type { Test } from 'tap'
+import type { TeardownOwner } from './teardown-owner'
 import sticky, { type StickyPluginOptions } from '../../lib/index'
 import type { TestUpstream } from './upstreams'
 
@@ -22,7 +22,7 @@ export interface StartGatewayOptions extends Partial<StickyPluginOptions> {
 }
 
 /** Starts a gateway on a free loopback port, closed in `t.teardown`. */
-export async function startGateway (t: Test, options: StartGatewayOptions): Promise<TestGateway> {
+export async function startGateway (t: TeardownOwner, options: StartGatewayOptions): Promise<TestGateway> {
   const { upstreams, fastify, routes, ...plugin } = options
   const app = Fastify(fastify)
   t.teardown(() => app.close())

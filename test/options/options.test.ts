@@ -4,7 +4,7 @@ import t from 'tap'
 import sticky, { type StickyPluginOptions } from '../../lib/index'
 import { resolveOptions } from '../../lib/options'
 import { MemoryBindingStore } from '../../lib/store/memory-store'
-import { TEST_SECRET } from '../helpers/gateway'
+import { TEST_SECRET } from '../support/gateway'
 
 const base: StickyPluginOptions = { secret: TEST_SECRET, pools: { shop: { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1' }] } } }
 

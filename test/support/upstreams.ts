@@ -1,6 +1,6 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Test } from 'tap'
+import type { TeardownOwner } from './teardown-owner'
 
 /** A real HTTP upstream owned by one test (see {@link startUpstreams}). */
 export interface TestUpstream {
@@ -48,7 +48,7 @@ const DELETE_COOKIE_PATH = /\/delete-cookie\/([^/]+)$/
  * const [a, b] = await startUpstreams(t, ['a', 'b'])
  * const pools = { shop: { upstreams: [a, b].map(({ id, url }) => ({ id, url })) } }
  */
-export async function startUpstreams (t: Test, ids: string[] = ['a', 'b', 'c']): Promise<TestUpstream[]> {
+export async function startUpstreams (t: TeardownOwner, ids: string[] = ['a', 'b', 'c']): Promise<TestUpstream[]> {
   const upstreams: TestUpstream[] = []
   // Register teardown before listening, so servers started before a failure are closed too.
   t.teardown(() => Promise.all(upstreams.map((u) => u.close())))

@@ -1,11 +1,11 @@
 import t from 'tap'
 import Redis from 'ioredis'
 import { createRoutingCookieCodec, newBindingId } from '../../lib/affinity/routing-cookie'
-import { startGateway, TEST_SECRET } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreams } from '../helpers/upstreams'
-import { eventually } from '../store/binding-store.contract'
+import { startGateway, TEST_SECRET } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreams } from '../support/upstreams'
+import { eventually } from '../support/eventually'
 
 t.test('two gateways sharing one Redis', async (t) => {
   const redis = await startRedis(t)

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
-import type { Test } from 'tap'
+import type { TeardownOwner } from './teardown-owner'
 
 /** Debian's chromium (`apt-get install chromium`); `scripts/ensure-chromium.js` provisions it. */
 export const CHROMIUM_PATH = '/usr/bin/chromium'
@@ -41,7 +41,7 @@ export interface TestBrowser {
  * await page.goto(`${gateway.url}/_sticky/`)
  * t.same(errors, [])
  */
-export async function openBrowser (t: Test, options: { viewport?: { width: number, height: number } } = {}): Promise<TestBrowser> {
+export async function openBrowser (t: TeardownOwner, options: { viewport?: { width: number, height: number } } = {}): Promise<TestBrowser> {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(`browser tests need Debian's chromium at ${CHROMIUM_PATH}: run "node scripts/ensure-chromium.js" (as root it installs it with apt-get)`)
   }

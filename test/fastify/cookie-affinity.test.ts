@@ -1,9 +1,9 @@
 import net from 'node:net'
 import t from 'tap'
 import { createRoutingCookieCodec, newBindingId } from '../../lib/affinity/routing-cookie'
-import { startGateway, TEST_SECRET } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startUpstreams } from '../helpers/upstreams'
+import { startGateway, TEST_SECRET } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startUpstreams } from '../support/upstreams'
 
 function routingCookie (setCookies: string[], name = 'sticky'): string | undefined {
   return setCookies.find((line) => line.startsWith(name + '='))

@@ -6,12 +6,12 @@ import { MemoryBindingStore } from '../../lib/store/memory-store'
 import { NearCacheStore } from '../../lib/store/near-cache'
 import { RedisBindingStore } from '../../lib/store/redis-store'
 import { internalPools } from '../../lib/core/sticky-api'
-import { eventually } from '../store/binding-store.contract'
-import { startGateway } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { openStore } from '../helpers/stores'
-import { startUpstreams, type TestUpstream } from '../helpers/upstreams'
+import { eventually } from '../support/eventually'
+import { startGateway } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { openStore } from '../support/stores'
+import { startUpstreams, type TestUpstream } from '../support/upstreams'
 
 // Security issue #16, finding 4 (second half): bindings on probation (clients that never came back) must not hold an
 // upstream's maxSessions slots for long, or a flood of one-off requests locks new users out under overflow 'reject'.

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import express from 'express'
 import t from 'tap'
 import { createStickyMiddleware, silentLogger } from '../../lib/express/index'
-import { DOOR_ROUTES, doorBehaviours, type Door } from './behaviours'
+import { DOOR_ROUTES, doorBehaviours, type Door } from '../doors/behaviours'
 
 const express5: Door = {
   name: 'Express',

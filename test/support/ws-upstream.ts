@@ -6,11 +6,7 @@ import http from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
-
-/** Whatever runs teardowns: a tap `Test`, or a bench's own list. */
-export interface TeardownOwner {
-  teardown (fn: () => unknown): void
-}
+import type { TeardownOwner } from './teardown-owner'
 
 /** What a WebSocket upstream sends first on every connection, as JSON. */
 export interface WsHello {

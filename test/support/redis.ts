@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import net from 'node:net'
-import type { Test } from 'tap'
+import type { TeardownOwner } from './teardown-owner'
 import { freePort, pingRedis } from '../../scripts/loopback'
 
 /** A redis-server child process owned by one test (see {@link startRedis}). */
@@ -46,7 +46,7 @@ const OUTPUT_TAIL_BYTES = 16 * 1024
  * const client = new Redis(redis.url)
  * t.teardown(() => client.quit())
  */
-export async function startRedis (t: Test, options: StartRedisOptions = {}): Promise<RedisServer> {
+export async function startRedis (t: TeardownOwner, options: StartRedisOptions = {}): Promise<RedisServer> {
   const extraArgs = options.args ?? []
   let proc: RedisProcess | undefined
   let lastError: unknown

@@ -1,14 +1,14 @@
 import t from 'tap'
 import type { StickyPluginOptions } from '../../lib/index'
-import type { TestGateway } from '../helpers/gateway'
+import type { TestGateway } from '../support/gateway'
 
 type StickyPoolOptions = StickyPluginOptions['pools'][string]
-import { startGateway } from '../helpers/gateway'
-import { CookieJar, get } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreamProcesses } from '../helpers/upstream-process'
-import { startUpstreams } from '../helpers/upstreams'
-import { eventually } from '../store/binding-store.contract'
+import { startGateway } from '../support/gateway'
+import { CookieJar, get } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreamProcesses } from '../support/upstream-process'
+import { startUpstreams } from '../support/upstreams'
+import { eventually } from '../support/eventually'
 
 const poolOf = (upstreams: Array<{ id: string, url: string }>): Record<string, StickyPoolOptions> =>
   ({ shop: { upstreams: upstreams.map((u) => ({ id: u.id, url: u.url })), cooldown: '1h' } })

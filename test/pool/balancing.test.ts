@@ -2,11 +2,11 @@ import t from 'tap'
 import Redis from 'ioredis'
 import type { StickyPluginOptions } from '../../lib/index'
 import { internalPools } from '../../lib/core/sticky-api'
-import { startGateway } from '../helpers/gateway'
-import { get } from '../helpers/http'
-import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis'
-import { startUpstreams, type TestUpstream } from '../helpers/upstreams'
-import { eventually } from '../store/binding-store.contract'
+import { startGateway } from '../support/gateway'
+import { get } from '../support/http'
+import { startRedis, uniquePrefix, type RedisServer } from '../support/redis'
+import { startUpstreams, type TestUpstream } from '../support/upstreams'
+import { eventually } from '../support/eventually'
 
 type Pools = StickyPluginOptions['pools']
 const weighted = (upstreams: TestUpstream[], weights: number[], extra = {}): Pools =>

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import type { Test } from 'tap'
+import type { TeardownOwner } from './teardown-owner'
 import { startRedis, type RedisServer } from './redis'
 import { freePort } from '../../scripts/loopback'
 
@@ -35,7 +35,7 @@ const CLUSTER_OK_TIMEOUT_MS = 15_000
  * const cluster = await startRedisCluster(t)
  * const client = new Cluster(cluster.startupNodes)
  */
-export async function startRedisCluster (t: Test, options: StartRedisClusterOptions = {}): Promise<RedisClusterServers> {
+export async function startRedisCluster (t: TeardownOwner, options: StartRedisClusterOptions = {}): Promise<RedisClusterServers> {
   const masters = options.masters ?? 3
   const dirs: string[] = []
   const nodes: RedisServer[] = []

@@ -12,11 +12,11 @@ import Fastify from 'fastify'
 import t from 'tap'
 import sticky from '../../lib/index'
 import { stickyHttpProxy, type StickyHttpProxyOptions } from '../../lib/http-proxy/index'
-import { startGateway, TEST_SECRET } from '../helpers/gateway'
-import { get } from '../helpers/http'
-import { startUpstreams } from '../helpers/upstreams'
-import { openSocket, refusedUpgrade, startWsUpstreams } from '../helpers/ws-upstream'
-import { DOOR_ROUTES, doorBehaviours, type Door } from './behaviours'
+import { startGateway, TEST_SECRET } from '../support/gateway'
+import { get } from '../support/http'
+import { startUpstreams } from '../support/upstreams'
+import { openSocket, refusedUpgrade, startWsUpstreams } from '../support/ws-upstream'
+import { DOOR_ROUTES, doorBehaviours, type Door } from '../doors/behaviours'
 
 const httpProxy: Door = {
   name: 'stickyHttpProxy',

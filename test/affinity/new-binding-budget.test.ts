@@ -1,9 +1,9 @@
 import t from 'tap'
 import Redis from 'ioredis'
-import { startGateway } from '../helpers/gateway'
-import { get } from '../helpers/http'
-import { startRedis, uniquePrefix } from '../helpers/redis'
-import { startUpstreams } from '../helpers/upstreams'
+import { startGateway } from '../support/gateway'
+import { get } from '../support/http'
+import { startRedis, uniquePrefix } from '../support/redis'
+import { startUpstreams } from '../support/upstreams'
 
 // Security issue #16, finding 4: any request without a cookie makes a binding, and a second one with the cookie keeps
 // it for the whole idle timeout, so one client could fill Redis. New bindings are budgeted per client and per gateway;

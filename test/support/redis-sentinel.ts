@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import type { Test } from 'tap'
+import type { TeardownOwner } from './teardown-owner'
 import { freePort, pingRedis } from '../../scripts/loopback'
 import { run } from './redis-cluster'
 import { startRedis, type RedisServer } from './redis'
@@ -48,7 +48,7 @@ const NAME = 'sticky'
  * @returns the running setup
  * @throws Error when a process does not start, or the sentinels do not see the replica within 15 s
  */
-export async function startRedisSentinel (t: Test, options: StartRedisSentinelOptions = {}): Promise<RedisSentinelSetup> {
+export async function startRedisSentinel (t: TeardownOwner, options: StartRedisSentinelOptions = {}): Promise<RedisSentinelSetup> {
   const count = options.sentinels ?? 1
   const dir = await mkdtemp(path.join(os.tmpdir(), 'sticky-sentinel-'))
   const sentinels: SentinelProcess[] = []
@@ -175,7 +175,7 @@ async function spawnSentinel (file: string, port: number): Promise<SentinelProce
 
 // If the test process dies before teardown (tap SIGKILLs a file that times out), the sentinels must not outlive
 // it: an 'exit' hook kills them, and a small sh watchdog holding a pipe kills the PIDs it was told about once the
-// pipe closes (as test/helpers/redis.ts does for redis-server).
+// pipe closes (as test/support/redis.ts does for redis-server).
 const live = new Set<ChildProcess>()
 let watchdog: ChildProcess | undefined
 let exitHook = false

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import type { Test } from 'tap'
+import type { TeardownOwner } from './teardown-owner'
 import { launchEchoUpstream } from '../../scripts/echo-upstream'
 
 /** An upstream running in its own process (scripts/echo-upstream.ts), so a test can kill it the way a crash would. */
@@ -15,7 +15,7 @@ export interface UpstreamProcess {
 }
 
 /** Starts upstream processes on free loopback ports; every one is killed in `t.teardown`. */
-export async function startUpstreamProcesses (t: Test, ids: string[]): Promise<UpstreamProcess[]> {
+export async function startUpstreamProcesses (t: TeardownOwner, ids: string[]): Promise<UpstreamProcess[]> {
   const result: UpstreamProcess[] = []
   const children = new Set<ChildProcess>()
   t.teardown(async () => {
