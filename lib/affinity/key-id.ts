@@ -5,7 +5,7 @@
  * one HMAC (the cookie signature); with a secret salt of fixed length prefixed, it serves the same purpose.
  */
 import { hash } from 'node:crypto'
-import { LruMap } from './lru-map'
+import { LruMap } from '../lru-map'
 
 /** Characters of a key id: 16 base64url characters carry 96 bits, enough to make collisions negligible. */
 export const KEY_ID_LENGTH = 16

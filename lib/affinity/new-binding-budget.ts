@@ -7,7 +7,7 @@
 import net from 'node:net'
 import type { ResolvedBindingRate, ResolvedNewBindings } from '../options/new-bindings'
 import { ipPrefixKey } from './keys'
-import { LruMap } from './lru-map'
+import { LruMap } from '../lru-map'
 
 /**
  * Client addresses whose buckets are remembered. A bucket left alone refills and is then the same as none, so the

@@ -7,7 +7,7 @@
  */
 import { randomFillSync } from 'node:crypto'
 import { signerFactory } from '@fastify/cookie'
-import { LruMap } from './lru-map'
+import { LruMap } from '../lru-map'
 
 /** Verified cookie values remembered per gateway (a few MB at most), so a returning client costs no HMAC. */
 export const VERIFIED_CACHE_SIZE = 10_000

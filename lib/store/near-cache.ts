@@ -9,6 +9,7 @@
  * Why ~320 lines: the cache, its in-flight reads and its invalidation handling are one consistency argument (an
  * invalidation or a feed outage must win over a read that started before it); apart, no part is safe on its own.
  */
+import { LruMap } from '../lru-map'
 import type { Binding, BindResult, BindingStore, Invalidation, RebindResult, TouchRequest, UpstreamStateChange, UpstreamStatus } from './binding-store'
 
 /** A binding with its remaining time-to-live, as {@link CacheableBindingStore.getWithTtl} reads it. */
@@ -111,11 +112,10 @@ export class NearCacheStore implements BindingStore {
   /** Hit, miss, bypass, invalidation and flush counters. */
   readonly stats: NearCacheStats = { hits: 0, misses: 0, bypassed: 0, invalidations: 0, flushes: 0 }
   readonly #inner: CacheableBindingStore
-  readonly #maxEntries: number
   readonly #ttlMs: number
   readonly #observer: NearCacheObserver | undefined
-  // Insertion order doubles as LRU order: a hit re-inserts the entry at the end.
-  readonly #entries = new Map<string, Entry>()
+  // Not a Map in insertion order re-inserted on every hit: see lib/lru-map.ts for why that decays.
+  readonly #entries: LruMap<string, Entry>
   readonly #reads = new Map<string, Read>()
   // Bumped on every flush: a read that started before it never fills the cache after it.
   #epoch = 0
@@ -129,7 +129,7 @@ export class NearCacheStore implements BindingStore {
    */
   constructor (inner: CacheableBindingStore, options: NearCacheOptions = {}) {
     this.#inner = inner
-    this.#maxEntries = positiveInteger('maxEntries', options.maxEntries ?? DEFAULT_NEAR_CACHE_MAX_ENTRIES)
+    this.#entries = new LruMap(positiveInteger('maxEntries', options.maxEntries ?? DEFAULT_NEAR_CACHE_MAX_ENTRIES))
     this.#ttlMs = positiveInteger('ttlMs', options.ttlMs ?? DEFAULT_NEAR_CACHE_TTL_MS)
     this.#observer = options.observer
   }
@@ -176,13 +176,12 @@ export class NearCacheStore implements BindingStore {
     if (this.#live) {
       const entry = this.#entries.get(id)
       if (entry !== undefined) {
-        this.#entries.delete(id)
         if (entry.expiresAt > Date.now()) {
-          this.#entries.set(id, entry)
           this.stats.hits++
           this.#observer?.hit(pool)
           return { upstreamId: entry.upstreamId, createdAt: entry.createdAt }
         }
+        this.#entries.delete(id)
       }
       this.stats.misses++
     } else {
@@ -235,7 +234,7 @@ export class NearCacheStore implements BindingStore {
   async touch (requests: readonly TouchRequest[]): Promise<void> {
     const now = Date.now()
     for (const request of requests) {
-      const entry = this.#entries.get(request.pool + '\0' + request.keyId)
+      const entry = this.#entries.peek(request.pool + '\0' + request.keyId)
       if (entry !== undefined && entry.upstreamId === request.upstreamId) entry.expiresAt = Math.min(entry.expiresAt, now + request.ttlMs)
     }
     await this.#inner.touch(requests)
@@ -315,11 +314,7 @@ export class NearCacheStore implements BindingStore {
     const now = Date.now()
     const expiresAt = Math.min(now + this.#ttlMs, bindingExpiresAt)
     if (expiresAt <= now) return
-    this.#entries.delete(id)
+    // Full: the least recently used entry goes.
     this.#entries.set(id, { upstreamId, createdAt, expiresAt })
-    if (this.#entries.size > this.#maxEntries) {
-      const oldest = this.#entries.keys().next()
-      if (oldest.done !== true) this.#entries.delete(oldest.value)
-    }
   }
 }

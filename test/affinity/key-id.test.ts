@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createKeyIdDeriver, KEY_ID_LENGTH, StoreKeyIds } from '../../lib/affinity/key-id'
-import { LruMap } from '../../lib/affinity/lru-map'
+import { LruMap } from '../../lib/lru-map'
 
 t.test('key ids: stable per salt, different across salts, never the raw key', async (t) => {
   const salt = 'a-shared-salt-of-at-least-32-characters'
