@@ -9,9 +9,10 @@
 import http from 'node:http'
 import { once } from 'node:events'
 import net, { type AddressInfo } from 'node:net'
+import Fastify, { type FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import type { StickyExpressRouteConfig } from '../../lib/express/index'
-import type { StickyPluginOptions, StickyRouteConfig } from '../../lib/index'
+import sticky, { type StickyPluginOptions, type StickyRouteConfig } from '../../lib/index'
 import type { StickyApi } from '../../lib/core/sticky-api'
 import { CookieJar, get, type HttpResponse } from '../support/http'
 import { startRedis, uniquePrefix, type RedisServer } from '../support/redis'
@@ -58,6 +59,28 @@ export interface Door {
    * catch-all cookie route mounted.
    */
   start (options: DoorOptions): Promise<DoorGateway>
+}
+
+/**
+ * A door on a Fastify app: the plugin registered with the options, then the door's routes (`mount`), listening on a
+ * free loopback port; the app is closed if any of it fails.
+ */
+export function fastifyDoor (name: string, mount: (app: FastifyInstance) => void | Promise<void>): Door {
+  return {
+    name,
+    async start (options) {
+      const app = Fastify()
+      try {
+        await app.register(sticky, options)
+        await mount(app)
+        const url = await app.listen({ host: '127.0.0.1', port: 0 })
+        return { url, api: app.sticky, close: () => app.close() }
+      } catch (error) {
+        await app.close()
+        throw error
+      }
+    }
+  }
 }
 
 const SECRET = 'door-behaviours-secret-0123456789-abcdef'

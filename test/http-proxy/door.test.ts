@@ -16,25 +16,13 @@ import { startGateway, TEST_SECRET } from '../support/gateway'
 import { get } from '../support/http'
 import { startUpstreams } from '../support/upstreams'
 import { openSocket, refusedUpgrade, startWsUpstreams } from '../support/ws-upstream'
-import { DOOR_ROUTES, doorBehaviours, type Door } from '../doors/behaviours'
+import { DOOR_ROUTES, doorBehaviours, fastifyDoor } from '../doors/behaviours'
 
-const httpProxy: Door = {
-  name: 'stickyHttpProxy',
-  async start (options) {
-    const app = Fastify()
-    try {
-      await app.register(sticky, options)
-      // rewritePrefix = prefix: the target goes upstream unchanged, as through the other doors.
-      for (const route of DOOR_ROUTES) await app.register(stickyHttpProxy, { prefix: route.prefix, rewritePrefix: route.prefix, sticky: route.sticky })
-      await app.register(stickyHttpProxy, {})
-      const url = await app.listen({ host: '127.0.0.1', port: 0 })
-      return { url, api: app.sticky, close: () => app.close() }
-    } catch (error) {
-      await app.close()
-      throw error
-    }
-  }
-}
+const httpProxy = fastifyDoor('stickyHttpProxy', async (app) => {
+  // rewritePrefix = prefix: the target goes upstream unchanged, as through the other doors.
+  for (const route of DOOR_ROUTES) await app.register(stickyHttpProxy, { prefix: route.prefix, rewritePrefix: route.prefix, sticky: route.sticky })
+  await app.register(stickyHttpProxy, {})
+})
 
 // The suite and the door's own cases share nothing: side by side.
 t.jobs = 2
