@@ -24,8 +24,12 @@ export class LruMap<K, V> {
   #newest: Node<K, V> | undefined
   #oldest: Node<K, V> | undefined
 
-  /** @param capacity - entries kept at most (0: none) */
+  /**
+   * @param capacity - entries kept at most (0: none)
+   * @throws TypeError when it is not a whole number ≥ 0 (a NaN would never evict)
+   */
   constructor (capacity: number) {
+    if (!Number.isSafeInteger(capacity) || capacity < 0) throw new TypeError(`LruMap capacity must be a whole number >= 0, got ${String(capacity)}`)
     this.#capacity = capacity
   }
 

@@ -65,3 +65,7 @@ t.test('a hit moves no entry out of the index: one key hit a million times stays
   t.equal(lru.get('hot'), 1)
   t.equal(lru.size, 3)
 })
+
+t.test('a capacity that is not a whole number >= 0 is refused (NaN would never evict)', async (t) => {
+  for (const bad of [Number.NaN, -1, 1.5, Infinity]) t.throws(() => new LruMap(bad), TypeError, String(bad))
+})

@@ -142,6 +142,8 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
     const changing = { onRequest: [auth as onRequestHookHandler, requireScriptedRequest as onRequestHookHandler] }
     // Binding routes carry a cookie value in their path: keep Fastify's request logs (which print the URL) quiet.
     const quiet = { logLevel: 'warn' as const }
+    // The app's logger, not the route's: these routes log at warn only, and a change must leave an audit line.
+    const log = fastify.log
 
     admin.get('/', options.authHook === undefined ? {} : guarded, async (_request, reply) => sendStatusPage(reply, page))
     // The prefix itself answers only GET (and HEAD); other methods must not fall through to a sticky catch-all.
@@ -178,7 +180,7 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
     const keyOf = (request: FastifyRequest<{ Params: KeyParams, Querystring: PoolQuery }>): [string, { pool?: string }] =>
       [request.params['*'], request.query.pool === undefined ? {} : { pool: request.query.pool }]
     admin.get<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...guarded, ...quiet, schema: { querystring: poolQuery } }, async (request) => {
-      const view = await bindingCall(async () => api.bindings.get(...keyOf(request)))
+      const view = await bindingCall(request, async () => api.bindings.get(...keyOf(request)))
       if (view === null) throw new AdminAnswer(404, 'no binding for this key', { code: 'FST_STICKY_UNKNOWN_BINDING' })
       return view
     })
@@ -191,11 +193,14 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
       }
     }, async (request) => {
       const [key, lookup] = keyOf(request)
-      return bindingCall(async () => api.bindings.move(key, request.body.upstream, lookup))
+      const moved = await bindingCall(request, async () => api.bindings.move(key, request.body.upstream, lookup))
+      log.info({ reqId: request.id, pool: moved.pool, keyId: moved.keyId, to: moved.upstream }, 'fastify-sticky: admin moved a binding')
+      return moved
     })
-    admin.delete<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...changing, ...quiet, schema: { querystring: poolQuery } }, async (_request, reply) => {
-      const evicted = await bindingCall(async () => api.bindings.evict(...keyOf(_request)))
+    admin.delete<{ Params: KeyParams, Querystring: PoolQuery }>('/bindings/*', { ...changing, ...quiet, schema: { querystring: poolQuery } }, async (request, reply) => {
+      const evicted = await bindingCall(request, async () => api.bindings.evict(...keyOf(request)))
       if (!evicted) throw new AdminAnswer(404, 'no binding for this key', { code: 'FST_STICKY_UNKNOWN_BINDING' })
+      log.info({ reqId: request.id, pool: request.query.pool }, 'fastify-sticky: admin evicted a binding')
       return reply.code(204).send()
     })
 
@@ -208,12 +213,14 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
  * Runs an `app.sticky.bindings` call, turning its coded errors into the admin API's answers (the status and the
  * message; the code, and what an operator needs to act, as extra fields).
  */
-async function bindingCall<T> (call: () => Promise<T>): Promise<T> {
+async function bindingCall<T> (request: FastifyRequest, call: () => Promise<T>): Promise<T> {
   try {
     return await call()
   } catch (error) {
     const { code, statusCode, message } = error as FastifyError
     if (typeof code !== 'string' || !code.startsWith('FST_STICKY_') || statusCode === undefined) throw error
+    // The answer says only "try again"; why (the store's error) belongs in the log.
+    if (statusCode >= 500) request.log.warn({ err: (error as Error).cause ?? error }, `fastify-sticky: admin binding request failed (${code})`)
     const extra: Record<string, unknown> = { code }
     if (error instanceof AmbiguousBindingError) extra.pools = error.pools
     if (error instanceof BindingChangedError) extra.upstream = error.upstream

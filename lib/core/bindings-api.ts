@@ -46,8 +46,8 @@ export interface StickyBindingView {
   readonly upstream: string
   /** That upstream's state; `null` when it is no longer a member of the pool. */
   readonly state: UpstreamState | null
-  /** When it was first made (ISO 8601). */
-  readonly createdAt: string
+  /** When it was first made (ISO 8601); `null` when the store holds no valid time for it. */
+  readonly createdAt: string | null
   /** The upstream a routing cookie names (it may differ from `upstream` until the client's next request). */
   readonly cookieUpstream?: string
 }
@@ -58,12 +58,13 @@ export type StickyBindingKind = 'cookie' | 'header' | 'query' | 'appCookie' | 'i
 /** One binding's look-up, move and eviction, as `app.sticky.bindings`. */
 export interface StickyBindings {
   /**
+   * @param key - `undefined` (a cookie the request did not send) names no binding
    * @returns the binding, or `null` when the key is not one the gateway issued (a forged or garbled cookie) or has
    *   no binding
    * @throws FST_STICKY_UNKNOWN_POOL for a `pool` that is not configured; FST_STICKY_AMBIGUOUS_BINDING when the key
    *   is bound in several pools and no `pool` was given; FST_STICKY_STORE_UNAVAILABLE when the store cannot be asked
    */
-  get (key: StickyBindingKey, lookup?: StickyBindingLookup): Promise<StickyBindingView | null>
+  get (key: StickyBindingKey | undefined, lookup?: StickyBindingLookup): Promise<StickyBindingView | null>
   /**
    * Moves a binding to another upstream of its pool, on every gateway; the client's next request goes there (and a
    * cookie client gets a new routing cookie). Moving it where it is already is a no-op.
@@ -72,13 +73,13 @@ export interface StickyBindings {
    *   member; FST_STICKY_UPSTREAM_DOWN when it is down; FST_STICKY_BINDING_CHANGED when another gateway moved or
    *   evicted it meanwhile; and as {@link StickyBindings.get}
    */
-  move (key: StickyBindingKey, upstreamId: string, lookup?: StickyBindingLookup): Promise<StickyBindingView>
+  move (key: StickyBindingKey | undefined, upstreamId: string, lookup?: StickyBindingLookup): Promise<StickyBindingView>
   /**
    * Deletes a binding on every gateway; the client's next request is placed as a new session.
    * @returns `true` when a binding was deleted, `false` when there was none
    * @throws as {@link StickyBindings.get}
    */
-  evict (key: StickyBindingKey, lookup?: StickyBindingLookup): Promise<boolean>
+  evict (key: StickyBindingKey | undefined, lookup?: StickyBindingLookup): Promise<boolean>
 }
 
 /** A raw affinity key, as the resolver hashes it into a key id. */
@@ -119,7 +120,7 @@ export function createBindingsApi (deps: BindingsApiDeps): StickyBindings {
     }
   }
 
-  const rawKeyOf = (key: StickyBindingKey): RawKey | null => {
+  const rawKeyOf = (key: StickyBindingKey | undefined): RawKey | null => {
     if (typeof key === 'string') return cookieKey(deps.verifyRoutingCookie, key)
     if (typeof key !== 'object' || key === null) return null
     if ('cookie' in key) return cookieKey(deps.verifyRoutingCookie, key.cookie)
@@ -140,13 +141,14 @@ export function createBindingsApi (deps: BindingsApiDeps): StickyBindings {
     return [pool]
   }
 
-  const find = async (input: StickyBindingKey, lookup: StickyBindingLookup | undefined): Promise<Found | null> => {
+  const find = async (input: StickyBindingKey | undefined, lookup: StickyBindingLookup | undefined): Promise<Found | null> => {
     const searched = poolsToSearch(lookup)
     const key = rawKeyOf(input)
     if (key === null) return null
     const keyId = deps.keyIdOf(key.rawKey)
     if (keyId === undefined) throw new StoreUnavailableError()
-    // A binding id is random per pool cookie, so at most one pool has it; the store is asked in each, together.
+    // A binding id is random, so one pool has it, unless its client replayed the cookie under another pool's cookie
+    // name (the token does not name its pool): then the answer is AMBIGUOUS, never a guess. Asked together.
     const bindings = await storeCall(async () => Promise.all(searched.map(async (pool) => store.get(pool.name, keyId))))
     const found: Found[] = []
     searched.forEach((pool, i) => {
@@ -163,7 +165,7 @@ export function createBindingsApi (deps: BindingsApiDeps): StickyBindings {
     keyId,
     upstream: binding.upstreamId,
     state: pool.get(binding.upstreamId) === undefined ? null : pool.state(binding.upstreamId),
-    createdAt: new Date(binding.createdAt).toISOString(),
+    createdAt: isoTime(binding.createdAt),
     ...(key.upstreamHint === undefined ? {} : { cookieUpstream: key.upstreamHint })
   })
 
@@ -193,6 +195,12 @@ export function createBindingsApi (deps: BindingsApiDeps): StickyBindings {
       return deleted
     }
   }
+}
+
+// A store (a custom one, or a hand-edited Redis value) may hold any number: a view must not throw for it.
+function isoTime (ms: number): string | null {
+  const date = new Date(ms)
+  return Number.isNaN(date.getTime()) ? null : date.toISOString()
 }
 
 // Accepts the value as the browser stores it (percent-encoded) or decoded, as an operator pastes it.

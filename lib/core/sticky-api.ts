@@ -118,6 +118,27 @@ export interface StickyApiDeps {
   readonly keyIdOf: BindingsApiDeps['keyIdOf']
 }
 
+// `ReadonlyMap` is a type only: from JavaScript (or through a cast) a Map's set, delete and clear would change what
+// every caller of app.sticky and the admin API sees. Membership changes go through a pool view, and the store.
+class ReadonlyPools extends Map<string, StickyPool> {
+  constructor (entries: Iterable<readonly [string, StickyPool]>) {
+    super()
+    for (const [name, pool] of entries) super.set(name, pool)
+  }
+
+  override set (): this {
+    throw new TypeError('app.sticky.pools is read-only: change a pool through app.sticky.pool(name)')
+  }
+
+  override delete (): boolean {
+    throw new TypeError('app.sticky.pools is read-only: change a pool through app.sticky.pool(name)')
+  }
+
+  override clear (): void {
+    throw new TypeError('app.sticky.pools is read-only: change a pool through app.sticky.pool(name)')
+  }
+}
+
 // The pools themselves, for the plugin's own tests and internals: the public API hands out views only.
 const poolsOfApi = new WeakMap<StickyApi, ReadonlyMap<string, UpstreamPool>>()
 
@@ -165,10 +186,11 @@ export function createStickyApi (deps: StickyApiDeps): StickyApi {
     },
     remove: async (upstreamId: string) => change(memberOf(pool, upstreamId), upstreamId, { admin: 'removed' }, 'removed')
   })
-  const views: ReadonlyMap<string, StickyPool> = new Map([...pools].map(([name, pool]) => [name, viewOf(pool)]))
+  const views: ReadonlyMap<string, StickyPool> = new ReadonlyPools([...pools].map(([name, pool]) => [name, viewOf(pool)]))
   const view = (name: string): StickyPool => {
-    poolNamed(name)
-    return views.get(name) as StickyPool
+    const found = views.get(name)
+    if (found === undefined) throw new UnknownPoolError(name)
+    return found
   }
   const bindings = createBindingsApi({ store, pools, log, verifyRoutingCookie: deps.verifyRoutingCookie, keyIdOf: deps.keyIdOf })
   const api: StickyApi = {

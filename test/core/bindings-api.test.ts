@@ -62,6 +62,7 @@ t.test('every kind of key finds the binding its route made', async (t) => {
   t.match(await bindings.get({ ip: '127.0.0.99', ipv4Prefix: 24 }), { key: 'ip', upstream: byNet }, 'any address of the /24')
   t.equal(await bindings.get({ ip: '127.0.0.1' }), null, 'masked otherwise (/32) it is another key')
 
+  t.equal(await bindings.get(undefined), null, 'a cookie the request did not send names no binding')
   for (const junk of ['', 'not-a-cookie', { header: 'x-tenant', value: '' }, { ip: 'not an address' }, { nothing: 1 }, 42, null]) {
     t.equal(await bindings.get(junk as never), null, `junk names no binding: ${JSON.stringify(junk)}`)
   }
@@ -112,6 +113,7 @@ t.test('move and evict change where the client goes next', async (t) => {
 t.test('a move towards a down upstream, a lost race and a failing store are coded errors', async (t) => {
   let race: ((store: BindingStore, pool: string, keyId: string) => Promise<void>) | undefined
   let failing = false
+  let garbledTime = false
   const { g } = await setup(t, (store) => new Proxy(store, {
     get (target, property, receiver) {
       const value = Reflect.get(target, property, receiver) as (...args: unknown[]) => unknown
@@ -119,6 +121,10 @@ t.test('a move towards a down upstream, a lost race and a failing store are code
       if (property !== 'get' && property !== 'rebind') return value.bind(target)
       return async (...args: unknown[]) => {
         if (failing && property === 'get') throw new Error('connection lost')
+        if (garbledTime && property === 'get') {
+          const found = await value.apply(target, args) as object | null
+          return found === null ? null : { ...found, createdAt: Number.NaN }
+        }
         if (property === 'rebind' && race !== undefined) await race(target, args[0] as string, args[1] as string)
         return value.apply(target, args)
       }
@@ -141,6 +147,11 @@ t.test('a move towards a down upstream, a lost race and a failing store are code
   await t.rejects(bindings.move(cookie, target), { code: 'FST_STICKY_BINDING_CHANGED', statusCode: 409, upstream: null }, 'evicted meanwhile')
   race = undefined
 
+  await upstreamOf(`${g.url}/shop/cart`, { jar }) // bound again under its cookie
+  garbledTime = true
+  t.match(await bindings.get(cookie), { pool: 'shop', createdAt: null }, 'a time the store mangled is shown as unknown, not thrown')
+  garbledTime = false
+
   failing = true
   const error = await bindings.get(cookie).catch((e: unknown) => e) as Error
   t.match(error, { code: 'FST_STICKY_STORE_UNAVAILABLE', statusCode: 503 })
@@ -154,6 +165,11 @@ t.test('pools are read-only views whose changes are validated', async (t) => {
   t.ok(shop !== undefined)
   if (shop === undefined) return
   t.equal(g.app.sticky.pool('shop'), shop, 'pool(name) is the same view')
+  const writable = pools as Map<string, unknown>
+  t.throws(() => writable.clear(), TypeError, 'the Map is read-only at run time too, not only in its type')
+  t.throws(() => writable.delete('shop'), TypeError)
+  t.throws(() => writable.set('shop', {}), TypeError)
+  t.equal(g.app.sticky.pool('shop'), shop, 'and still holds every pool')
   t.same([...pools.keys()], ['shop', 'models'])
   t.ok(Object.isFrozen(shop), 'frozen')
   for (const internal of ['applyLocalChange', 'applyStates', 'noteBound', 'refreshCounts', 'pickForNewSession', 'config']) {
