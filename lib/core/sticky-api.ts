@@ -1,6 +1,7 @@
 /**
- * The programmatic API, `app.sticky`: pools, bindings, counts, draining and runtime membership. Every change goes to the
- * store first, so every gateway on it sees the same within about a second.
+ * The programmatic API, `app.sticky`: pools, bindings, counts, draining and runtime membership. Every change is
+ * applied on this gateway at once and written to the store, so every gateway on it sees the same within about a
+ * second.
  */
 import type { CoreLogger } from './logger'
 import type { AffinityStats } from '../affinity/decision'
