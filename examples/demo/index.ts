@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import Fastify from 'fastify'
 import sticky from '../../lib/index'
+import { browserHost, isPort, runExample } from '../example-runner'
 import { startShop, type Shop } from './shop-upstream'
 
 /** Options of {@link startDemo}. */
@@ -115,21 +116,10 @@ export async function startDemo (opts: DemoOptions = {}): Promise<Demo> {
   }
 }
 
-// A wildcard listen address is not something to type into a browser; an IPv6 literal needs brackets.
-function browserHost (host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1'
-  if (host === '::') return '[::1]'
-  return host.includes(':') ? `[${host}]` : host
-}
-
 function describePorts (shops: ReadonlyArray<{ url: string }>): string {
   const ports = shops.map((shop) => Number(new URL(shop.url).port))
   const contiguous = ports.every((port, i) => i === 0 || port === ports[i - 1] + 1)
   return contiguous && ports.length > 1 ? `${ports[0]}-${ports[ports.length - 1]}` : ports.join(', ')
-}
-
-function isPort (value: string): boolean {
-  return /^\d{1,5}$/.test(value) && Number(value) <= 65535
 }
 
 function readEnv (env: NodeJS.ProcessEnv): Pick<DemoOptions, 'port' | 'host' | 'shopPorts'> {
@@ -149,30 +139,11 @@ function readEnv (env: NodeJS.ProcessEnv): Pick<DemoOptions, 'port' | 'host' | '
   return options
 }
 
-async function main (): Promise<void> {
-  const demo = await startDemo({
-    ...readEnv(process.env),
-    trace: (line) => { process.stdout.write(`  ${line}\n`) }
-  })
-  const ids = demo.shops.map((shop) => shop.id).join(', ')
-  process.stdout.write(`fastify-sticky demo: open ${demo.url} (upstreams ${ids} on ${describePorts(demo.shops)}; in-memory store). Ctrl-C to stop.\n`)
-  const stop = (): void => {
-    process.stdout.write('fastify-sticky demo: stopping\n')
-    demo.close().then(() => process.exit(0), (error: unknown) => {
-      process.stderr.write(`fastify-sticky demo: ${(error as Error).message}\n`)
-      process.exit(1)
-    })
-  }
-  // `once`: a second Ctrl-C falls back to Node's default and ends the process at once.
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
-}
-
 if (require.main === module) {
-  main().catch((error: unknown) => {
-    const code = (error as NodeJS.ErrnoException).code
-    const hint = code === 'EADDRINUSE' ? ' (a port is taken: stop what uses it, or choose others with PORT and SHOP_PORTS)' : ''
-    process.stderr.write(`fastify-sticky demo: ${(error as Error).message}${hint}\n`)
-    process.exit(1)
-  })
+  runExample(
+    'fastify-sticky demo',
+    async (trace) => startDemo({ ...readEnv(process.env), trace }),
+    (demo) => `${demo.url} (upstreams ${demo.shops.map((shop) => shop.id).join(', ')} on ${describePorts(demo.shops)}; in-memory store)`,
+    'stop what uses it, or choose others with PORT and SHOP_PORTS'
+  )
 }

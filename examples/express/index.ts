@@ -13,23 +13,10 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import express from 'express'
 import { createStickyMiddleware, type StickyMiddleware } from '../../lib/express/index'
-import { startEchoUpstream, type EchoUpstream } from './echo-upstream'
+import { browserHost, readExampleEnv, runExample, startEchoPair, type ExampleOptions } from '../example-runner'
 
-/** Options of {@link startExpressExample}. */
-export interface ExpressExampleOptions {
-  /** Gateway port; 0 picks a free one. @defaultValue 3000 */
-  port?: number
-  /** @defaultValue `'127.0.0.1'` */
-  host?: string
-  /** One upstream per port, ids a and b; 0 picks free ports. @defaultValue `[4101, 4102]` */
-  upstreamPorts?: [number, number]
-  /** Share bindings through this Redis; in-memory without it. */
-  redis?: string
-  /** At least 32 characters; every gateway sharing `redis` needs the same one. @defaultValue a random one */
-  secret?: string
-  /** Called with one line per forwarded request (`GET / → upstream b (hit) 200`); nothing by default. */
-  trace?: (line: string) => void
-}
+/** Options of {@link startExpressExample}: ports, host, store, secret, trace. */
+export type ExpressExampleOptions = ExampleOptions
 
 /** A running example. */
 export interface ExpressExample {
@@ -47,15 +34,7 @@ export interface ExpressExample {
  * @throws Error when a port is taken (whatever already started is stopped first)
  */
 export async function startExpressExample (opts: ExpressExampleOptions = {}): Promise<ExpressExample> {
-  const ports = opts.upstreamPorts ?? [4101, 4102]
-  const started: EchoUpstream[] = []
-  const stopUpstreams = async (): Promise<void> => { await Promise.all(started.map((u) => u.close())) }
-  try {
-    for (const [i, port] of ports.entries()) started.push(await startEchoUpstream('ab'[i], port))
-  } catch (error) {
-    await stopUpstreams()
-    throw error
-  }
+  const { upstreams: started, stop: stopUpstreams } = await startEchoPair(opts.upstreamPorts)
 
   // ---- The gateway, as a user of fastify-sticky/express writes it --------------------------------------------------
   const sticky = await createStickyMiddleware({
@@ -116,53 +95,10 @@ export async function startExpressExample (opts: ExpressExampleOptions = {}): Pr
   }
 }
 
-function browserHost (host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1'
-  if (host === '::') return '[::1]'
-  return host.includes(':') ? `[${host}]` : host
-}
-
-function isPort (value: string): boolean {
-  return /^\d{1,5}$/.test(value) && Number(value) <= 65535
-}
-
-function readEnv (env: NodeJS.ProcessEnv): ExpressExampleOptions {
-  const options: ExpressExampleOptions = {}
-  if (env.PORT !== undefined && env.PORT !== '') {
-    if (!isPort(env.PORT)) throw new Error(`PORT must be a port number (0-65535), got ${JSON.stringify(env.PORT)}`)
-    options.port = Number(env.PORT)
-  }
-  if (env.UPSTREAM_PORTS !== undefined && env.UPSTREAM_PORTS !== '') {
-    const ports = env.UPSTREAM_PORTS.split(',').map((port) => port.trim())
-    if (ports.length !== 2 || !ports.every(isPort)) throw new Error(`UPSTREAM_PORTS must be two comma-separated port numbers, got ${JSON.stringify(env.UPSTREAM_PORTS)}`)
-    options.upstreamPorts = [Number(ports[0]), Number(ports[1])]
-  }
-  if (env.HOST !== undefined && env.HOST !== '') options.host = env.HOST
-  if (env.REDIS_URL !== undefined && env.REDIS_URL !== '') options.redis = env.REDIS_URL
-  if (env.STICKY_SECRET !== undefined && env.STICKY_SECRET !== '') options.secret = env.STICKY_SECRET
-  return options
-}
-
-async function main (): Promise<void> {
-  const options = readEnv(process.env)
-  const example = await startExpressExample({ ...options, trace: (line) => { process.stdout.write(`  ${line}\n`) } })
-  const store = options.redis === undefined ? 'in-memory store' : 'bindings in Redis'
-  process.stdout.write(`fastify-sticky Express example: open ${example.url} (upstreams ${example.upstreams.map((u) => u.id).join(', ')}; ${store}). Ctrl-C to stop.\n`)
-  const stop = (): void => {
-    process.stdout.write('fastify-sticky Express example: stopping\n')
-    example.close().then(() => process.exit(0), (error: unknown) => {
-      process.stderr.write(`fastify-sticky Express example: ${(error as Error).message}\n`)
-      process.exit(1)
-    })
-  }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
-}
-
 if (require.main === module) {
-  main().catch((error: unknown) => {
-    const hint = (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? ' (a port is taken: choose others with PORT and UPSTREAM_PORTS)' : ''
-    process.stderr.write(`fastify-sticky Express example: ${(error as Error).message}${hint}\n`)
-    process.exit(1)
-  })
+  let options: ExampleOptions = {}
+  runExample('fastify-sticky Express example', async (trace) => {
+    options = readExampleEnv(process.env)
+    return startExpressExample({ ...options, trace })
+  }, (example) => `${example.url} (upstreams ${example.upstreams.map((u) => u.id).join(', ')}; ${options.redis === undefined ? 'in-memory store' : 'bindings in Redis'})`)
 }

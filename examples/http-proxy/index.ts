@@ -15,23 +15,10 @@ import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import sticky from '../../lib/index'
 import { stickyHttpProxy } from '../../lib/http-proxy/index'
-import { startEchoUpstream, type EchoUpstream } from '../express/echo-upstream'
+import { browserHost, readExampleEnv, runExample, startEchoPair, type ExampleOptions } from '../example-runner'
 
-/** Options of {@link startHttpProxyExample}. */
-export interface HttpProxyExampleOptions {
-  /** Gateway port; 0 picks a free one. @defaultValue 3000 */
-  port?: number
-  /** @defaultValue `'127.0.0.1'` */
-  host?: string
-  /** One upstream per port, ids a and b; 0 picks free ports. @defaultValue `[4101, 4102]` */
-  upstreamPorts?: [number, number]
-  /** Share bindings through this Redis; in-memory without it. */
-  redis?: string
-  /** At least 32 characters; every gateway sharing `redis` needs the same one. @defaultValue a random one */
-  secret?: string
-  /** Called with one line per forwarded request (`GET /shop/ → upstream b (hit) 200`); nothing by default. */
-  trace?: (line: string) => void
-}
+/** Options of {@link startHttpProxyExample}: ports, host, store, secret, trace. */
+export type HttpProxyExampleOptions = ExampleOptions
 
 /** A running example. */
 export interface HttpProxyExample {
@@ -51,15 +38,7 @@ export interface HttpProxyExample {
  * @throws Error when a port is taken (whatever already started is stopped first)
  */
 export async function startHttpProxyExample (opts: HttpProxyExampleOptions = {}): Promise<HttpProxyExample> {
-  const ports = opts.upstreamPorts ?? [4101, 4102]
-  const started: EchoUpstream[] = []
-  const stopUpstreams = async (): Promise<void> => { await Promise.all(started.map((u) => u.close())) }
-  try {
-    for (const [i, port] of ports.entries()) started.push(await startEchoUpstream('ab'[i], port))
-  } catch (error) {
-    await stopUpstreams()
-    throw error
-  }
+  const { upstreams: started, stop: stopUpstreams } = await startEchoPair(opts.upstreamPorts)
 
   // ---- The gateway, as a user of fastify-sticky/http-proxy writes it -----------------------------------------------
   const app = Fastify()
@@ -106,55 +85,10 @@ export async function startHttpProxyExample (opts: HttpProxyExampleOptions = {})
   }
 }
 
-// A wildcard listen address is not something to type into a browser; an IPv6 literal needs brackets.
-function browserHost (host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1'
-  if (host === '::') return '[::1]'
-  return host.includes(':') ? `[${host}]` : host
-}
-
-function isPort (value: string): boolean {
-  return /^\d{1,5}$/.test(value) && Number(value) <= 65535
-}
-
-function readEnv (env: NodeJS.ProcessEnv): HttpProxyExampleOptions {
-  const options: HttpProxyExampleOptions = {}
-  if (env.PORT !== undefined && env.PORT !== '') {
-    if (!isPort(env.PORT)) throw new Error(`PORT must be a port number (0-65535), got ${JSON.stringify(env.PORT)}`)
-    options.port = Number(env.PORT)
-  }
-  if (env.UPSTREAM_PORTS !== undefined && env.UPSTREAM_PORTS !== '') {
-    const ports = env.UPSTREAM_PORTS.split(',').map((port) => port.trim())
-    if (ports.length !== 2 || !ports.every(isPort)) throw new Error(`UPSTREAM_PORTS must be two comma-separated port numbers, got ${JSON.stringify(env.UPSTREAM_PORTS)}`)
-    options.upstreamPorts = [Number(ports[0]), Number(ports[1])]
-  }
-  if (env.HOST !== undefined && env.HOST !== '') options.host = env.HOST
-  if (env.REDIS_URL !== undefined && env.REDIS_URL !== '') options.redis = env.REDIS_URL
-  if (env.STICKY_SECRET !== undefined && env.STICKY_SECRET !== '') options.secret = env.STICKY_SECRET
-  return options
-}
-
-async function main (): Promise<void> {
-  const options = readEnv(process.env)
-  const example = await startHttpProxyExample({ ...options, trace: (line) => { process.stdout.write(`  ${line}\n`) } })
-  const store = options.redis === undefined ? 'in-memory store' : 'bindings in Redis'
-  process.stdout.write(`fastify-sticky http-proxy example: open ${example.url}/shop/ (upstreams ${example.upstreams.map((u) => u.id).join(', ')}; ${store}). Ctrl-C to stop.\n`)
-  const stop = (): void => {
-    process.stdout.write('fastify-sticky http-proxy example: stopping\n')
-    example.close().then(() => process.exit(0), (error: unknown) => {
-      process.stderr.write(`fastify-sticky http-proxy example: ${(error as Error).message}\n`)
-      process.exit(1)
-    })
-  }
-  // `once`: a second Ctrl-C falls back to Node's default and ends the process at once.
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
-}
-
 if (require.main === module) {
-  main().catch((error: unknown) => {
-    const hint = (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? ' (a port is taken: choose others with PORT and UPSTREAM_PORTS)' : ''
-    process.stderr.write(`fastify-sticky http-proxy example: ${(error as Error).message}${hint}\n`)
-    process.exit(1)
-  })
+  let options: ExampleOptions = {}
+  runExample('fastify-sticky http-proxy example', async (trace) => {
+    options = readExampleEnv(process.env)
+    return startHttpProxyExample({ ...options, trace })
+  }, (example) => `${example.url}/shop/ (upstreams ${example.upstreams.map((u) => u.id).join(', ')}; ${options.redis === undefined ? 'in-memory store' : 'bindings in Redis'})`)
 }
