@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import t from 'tap'
 import WebSocket from 'ws'
 import { startExpressExample } from '../../examples/express/index'
+import { startExampleProcess } from '../support/example-process'
 import { CookieJar, get } from '../support/http'
 
 t.test('the Express example: two echo upstreams behind an Express gateway', async (t) => {
@@ -52,28 +53,8 @@ t.test('the Express example: two echo upstreams behind an Express gateway', asyn
 })
 
 t.test('npx tsx examples/express/index.ts: prints what to open, stops on Ctrl-C; loads no Fastify', async (t) => {
-  const tsx = require.resolve('tsx/cli')
-  const child = spawn(process.execPath, [tsx, 'examples/express/index.ts'], {
-    env: { ...process.env, PORT: '0', UPSTREAM_PORTS: '0,0' },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  let out = ''
-  let err = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { err += chunk })
-  const waitFor = (re: RegExp): Promise<RegExpExecArray> => new Promise((resolve, reject) => {
-    const look = (): void => {
-      const match = re.exec(out)
-      if (match === null) return
-      clearTimeout(timer)
-      child.stdout.off('data', look)
-      resolve(match)
-    }
-    const timer = setTimeout(() => { child.stdout.off('data', look); reject(new Error(`no ${re} in: ${out}${err}`)) }, 20_000)
-    child.stdout.on('data', look)
-    look()
-  })
+  const example = startExampleProcess(t, 'examples/express/index.ts', { PORT: '0', UPSTREAM_PORTS: '0,0' })
+  const { waitFor } = example
   const [, url] = await waitFor(/^fastify-sticky Express example: open (http:\/\/127\.0\.0\.1:\d+) \(upstreams a, b; in-memory store\)\. Ctrl-C to stop\.$/m)
   // A process that never loaded Fastify: cookies are read and written all the same.
   const jar = new CookieJar()
@@ -81,11 +62,9 @@ t.test('npx tsx examples/express/index.ts: prints what to open, stops on Ctrl-C;
   const again = await get(`${url}/`, { jar })
   t.same([first.status, again.json().upstream, again.json().visits, again.setCookies.length], [200, first.json().upstream, 2, 0])
   t.ok(await waitFor(/^ {2}GET \/ → upstream [ab] \(hit\) 200$/m), 'traced')
-  child.kill('SIGINT')
-  const [code] = await once(child, 'exit')
-  t.equal(code, 0, 'Ctrl-C closes cleanly')
-  t.match(out, /stopping\n$/)
-  t.equal(err, '', 'nothing on stderr')
+  t.equal(await example.interrupt(), 0, 'Ctrl-C closes cleanly')
+  t.match(example.output().out, /stopping\n$/)
+  t.equal(example.output().err, '', 'nothing on stderr')
 })
 
 t.test('a bad variable is one line and exit 1', async (t) => {

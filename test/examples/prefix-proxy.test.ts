@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import t from 'tap'
 import WebSocket from 'ws'
 import { startPrefixProxyExample } from '../../examples/prefix-proxy/index'
+import { startExampleProcess } from '../support/example-process'
 import { CookieJar, get } from '../support/http'
 
 t.test('the prefix-proxy example: /shop and /api to two echo upstreams with stickyProxy', async (t) => {
@@ -82,30 +82,8 @@ t.test('the prefix-proxy example: /shop and /api to two echo upstreams with stic
 })
 
 t.test('npx tsx examples/prefix-proxy/index.ts: prints what to open, proxies, stops on Ctrl-C', async (t) => {
-  const child = spawn(process.execPath, [require.resolve('tsx/cli'), 'examples/prefix-proxy/index.ts'], {
-    env: { ...process.env, PORT: '0', UPSTREAM_PORTS: '0,0' },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  const pid = child.pid
-  if (pid === undefined) throw new Error('the example did not start')
-  // SIGTERM, not SIGKILL, if the test fails midway: tsx passes it on to the process running the example.
-  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGTERM') })
-  let out = ''
-  let err = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { err += chunk })
-  const waitFor = (re: RegExp): Promise<RegExpExecArray> => new Promise((resolve, reject) => {
-    const look = (): void => {
-      const match = re.exec(out)
-      if (match === null) return
-      clearTimeout(timer)
-      child.stdout.off('data', look)
-      resolve(match)
-    }
-    const timer = setTimeout(() => { child.stdout.off('data', look); reject(new Error(`no ${re} in: ${out}${err}`)) }, 20_000)
-    child.stdout.on('data', look)
-    look()
-  })
+  const example = startExampleProcess(t, 'examples/prefix-proxy/index.ts', { PORT: '0', UPSTREAM_PORTS: '0,0' })
+  const { waitFor } = example
   const [, url] = await waitFor(/^fastify-sticky prefix-proxy example: open (http:\/\/127\.0\.0\.1:\d+)\/shop\/ or \1\/api\/ with x-tenant \(upstreams a, b; in-memory store\)\. Ctrl-C to stop\.$/m)
   const jar = new CookieJar()
   const first = await get(`${url}/shop/`, { jar })
@@ -113,9 +91,7 @@ t.test('npx tsx examples/prefix-proxy/index.ts: prints what to open, proxies, st
   t.same([first.status, again.json().upstream, again.json().visits, again.json().url, again.setCookies.length], [200, first.json().upstream, 2, '/shop/x', 0])
   t.equal((await get(`${url}/api/x`, { headers: { 'x-tenant': 'acme' } })).json().url, '/x', '/api without its prefix')
   t.ok(await waitFor(/^ {2}GET \/shop\/x → upstream [ab] \(hit\) 200$/m), 'traced')
-  process.kill(pid, 'SIGINT')
-  const [code] = await once(child, 'exit')
-  t.equal(code, 0, 'Ctrl-C closes cleanly')
-  t.match(out, /stopping\n$/)
-  t.equal(err, '', 'nothing on stderr')
+  t.equal(await example.interrupt(), 0, 'Ctrl-C closes cleanly')
+  t.match(example.output().out, /stopping\n$/)
+  t.equal(example.output().err, '', 'nothing on stderr')
 })
