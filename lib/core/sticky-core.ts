@@ -10,7 +10,7 @@
 import type { StickyDecision } from '../affinity/decision'
 import { AffinityResolver } from '../affinity/resolve'
 import { StoreKeyIds } from '../affinity/key-id'
-import { createRoutingCookieCodec, type RoutingCookieCodec } from '../affinity/routing-cookie'
+import { createRoutingCookieCodec } from '../affinity/routing-cookie'
 import type { StickyMetrics } from '../admin/metrics'
 import { resolveRouteConfig, type ResolvedOptions, type ResolvedRouteConfig, type StickyRouteConfig } from '../options'
 import { HealthMonitor } from '../pool/health'
@@ -57,10 +57,6 @@ export interface StickyCore {
   readonly options: ResolvedOptions
   /** The programmatic API (`app.sticky` in Fastify). */
   readonly api: StickyApi
-  /** The routing cookie signer and verifier (the admin API reads cookies pasted by operators). */
-  readonly codec: RoutingCookieCodec
-  /** Derives the key id of a raw affinity key (the admin API looks bindings up by raw key). */
-  keyIdOf (rawKey: string): string | undefined
   /** WebSocket tunnel caps. */
   readonly tunnels: TunnelLimits
   /** The default pool's round-robin route, for forwards outside sticky routes; `null` when no pool can be named. */
@@ -269,8 +265,6 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
   return {
     options,
     api,
-    codec,
-    keyIdOf: (rawKey) => keyIds.derive(rawKey),
     tunnels,
     defaultRoute,
     route: (label, config) => resolveRouteConfig(label, config, options),
