@@ -1,10 +1,10 @@
 /**
  * The baseline of every ratio: Fastify + @fastify/reply-from forwarding every path and method to one fixed
- * upstream, with no stickiness. Built like examples/gateway.ts (same Fastify options, body pass-through, the
+ * upstream, with no stickiness. Built like the fastify-sticky command (lib/gateway/build-gateway.ts: same Fastify options, body pass-through, the
  * same two routes) and registering reply-from as the plugin does (no `base`, `getUpstream` per request, the
  * same undici timeouts), so that sticky ÷ plain isolates what stickiness costs.
  *
- * Same operator contract as examples/gateway.ts: env `PORT`, `HOST`, `UPSTREAMS` (`id=url,...`; the first
+ * Same operator contract as that command: env `PORT`, `HOST`, `UPSTREAMS` (`id=url,...`; the first
  * entry is used), `LOG_LEVEL`; prints a line containing `listening` and the URL once it listens.
  */
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'

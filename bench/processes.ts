@@ -15,6 +15,34 @@ export const HAS_TASKSET = spawnSync('taskset', ['-c', '0', 'true']).status === 
 /** How TypeScript entry points are run: tsx's CommonJS hook, no watcher, no extra process. */
 export const TS_NODE_ARGS = ['-r', 'tsx/cjs']
 
+/** How the measured gateways are started: the entry points and the Node arguments before them. */
+export interface GatewayRunner {
+  /** The sticky gateway: the `fastify-sticky` command. */
+  readonly gateway: string
+  /** The plain reply-from baseline. */
+  readonly plain: string
+  /** The upstream servers (on the load core; compiled too, so they load faster). */
+  readonly upstreams: string
+  readonly nodeArgs: readonly string[]
+}
+
+/**
+ * Both measured gateways run as compiled JavaScript with no loader, as in production: dist/ (rebuilt if lib/
+ * changed) for the sticky command, bench/tsconfig.json for the plain baseline and what it imports. With `tsx`
+ * both run from TypeScript through the loader instead, to show what the loader costs.
+ */
+export function prepareGatewayRunner (tsx: boolean): GatewayRunner {
+  if (tsx) return { gateway: 'lib/gateway/cli.ts', plain: 'bench/plain-gateway.ts', upstreams: 'bench/upstreams.ts', nodeArgs: TS_NODE_ARGS }
+  const build = (args: string[]): void => {
+    const result = spawnSync(process.execPath, args, { cwd: ROOT, stdio: 'inherit' })
+    if (result.status !== 0) throw new Error(`bench: ${args.join(' ')} failed`)
+  }
+  build(['scripts/ensure-build.js'])
+  build([join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'bench/tsconfig.json'])
+  const compiled = 'bench/results/tmp/compiled/bench'
+  return { gateway: 'dist/gateway/cli.js', plain: `${compiled}/plain-gateway.js`, upstreams: `${compiled}/upstreams.js`, nodeArgs: [] }
+}
+
 /** A process started by the benchmark. */
 export interface Started {
   readonly name: string

@@ -8,6 +8,7 @@
  *   npm run bench -- --self-check   plain vs a second plain gateway: every ratio should be ≈ 1.0
  *   options: --rounds N --measure S --warmup S --later-warmup S --connections N --scale N|0
  *            --loadgen wrk|autocannon --no-readme
+ *            --tsx           run the gateways from TypeScript through tsx (default: compiled JavaScript)
  *            --wait-quiet S  first wait up to S s for other processes on the host to go quiet (not counted
  *                            in the run's time budget)
  *   npm run bench -- --cpu-prof     instead of rounds: hit-path CPU profiles of the plain and each sticky
@@ -24,9 +25,9 @@ import { spawnSync } from 'node:child_process'
 import { loadGeneratorVersion, runLoad, wrkAvailable, type LoadGeneratorName, type LoadResult } from './load'
 import { bindThroughGateway, checkHitPath, checkNewPath, checkPlain, SanityError, servedByUpstreams } from './probe'
 import {
-  HAS_TASKSET, ROOT, TS_NODE_ARGS, freePort, killAllNow, loadAverage1, ownCpuSeconds, processCpuSeconds,
+  HAS_TASKSET, ROOT, TS_NODE_ARGS, freePort, killAllNow, loadAverage1, ownCpuSeconds, prepareGatewayRunner, processCpuSeconds,
   readCoreTimes, reapedChildrenCpuSeconds, repin, repoFileExists, runToEnd, runningProcesses, startProcess, stopAll,
-  stopProcess, type Started
+  stopProcess, type GatewayRunner, type Started
 } from './processes'
 import { commandCounts, resetCommandStats, startRedis, type BenchRedis } from './redis'
 import {
@@ -38,7 +39,7 @@ import { summariseProfile, type ProfileSummary } from './profile-summary'
 
 const GATEWAY_CORE = 0
 const LOAD_CORE = 1
-/** Pool name examples/gateway.ts gives its one pool (bindings seeded for the scale test must be in it). */
+/** Pool name the fastify-sticky command gives its one pool (bindings seeded for the scale test must be in it). */
 const GATEWAY_POOL = 'default'
 const UPSTREAM_IDS = ['u1', 'u2', 'u3']
 const COOKIE_NAME = 'sticky'
@@ -47,7 +48,7 @@ const PREFIX = 'bench:'
 const SMALL_BINDINGS = 1000
 
 /**
- * The sticky gateway modes. A mode that examples/gateway.ts cannot run yet is listed as not present; adding
+ * The sticky gateway modes. A mode that the gateway command cannot run yet is listed as not present; adding
  * one (e.g. the near-cache) is one entry here.
  */
 interface ModeSpec {
@@ -70,6 +71,8 @@ const MODES: readonly ModeSpec[] = [
 
 interface Settings {
   quick: boolean
+  /** Run the gateways from TypeScript through tsx instead of compiled JavaScript (to show what the loader costs). */
+  tsx: boolean
   selfCheck: boolean
   rounds: number
   measureS: number
@@ -96,6 +99,7 @@ function parseArgs (argv: readonly string[]): Settings {
   const s: Settings = {
     quick,
     selfCheck: argv.includes('--self-check'),
+    tsx: argv.includes('--tsx'),
     rounds: quick ? 3 : 5,
     measureS: quick ? 1 : 4,
     warmupS: quick ? 1 : 2,
@@ -219,7 +223,8 @@ async function main (): Promise<void> {
   } else {
     notes.push('taskset not available: nothing was pinned, gateways share cores with the load generator')
   }
-  const gatewayPath = 'examples/gateway.ts'
+  const runner = prepareGatewayRunner(settings.tsx)
+  const gatewayPath = runner.gateway
   if (!settings.selfCheck && !repoFileExists(gatewayPath)) {
     throw new Error(`bench: ${gatewayPath} not found; run with --self-check to test the harness against plain gateways only`)
   }
@@ -239,7 +244,7 @@ async function main (): Promise<void> {
   const redisFor = new Map<string, BenchRedis>()
   const redisRoles = presentModes.filter((m) => m.redis).flatMap((m) => ['hit', 'new', ...(m.scale && settings.scale > 0 ? ['large'] : [])].map((role) => `${m.name}/${role}`))
   const [upstreamsStart] = await Promise.all([
-    startProcess({ name: 'upstreams', command: process.execPath, args: [...TS_NODE_ARGS, 'bench/upstreams.ts'], core: LOAD_CORE, readyLine: /^upstreams / }),
+    startProcess({ name: 'upstreams', command: process.execPath, args: [...runner.nodeArgs, runner.upstreams], core: LOAD_CORE, readyLine: /^upstreams / }),
     ...redisRoles.map(async (role) => { redisFor.set(role, await startRedis(`redis-server for ${role}`, LOAD_CORE)) })
   ])
   const upstreamList = upstreamsStart.line.replace(/^upstreams /, '').trim()
@@ -266,8 +271,8 @@ async function main (): Promise<void> {
     const { proc } = await startProcess({
       name,
       command: process.execPath,
-      args: [...extraNodeArgs, ...TS_NODE_ARGS, script],
-      // Started on both cores (compiling TypeScript is the slow part), pinned once listening.
+      args: [...extraNodeArgs, ...runner.nodeArgs, script],
+      // Started on both cores (loading is the slow part), pinned once listening.
       core: null,
       env: { ...baseEnv, ...env, PORT: String(port), ...(redis === null ? {} : { REDIS_URL: redis.url }) },
       readyLine: /listening/,
@@ -282,14 +287,14 @@ async function main (): Promise<void> {
   const newSpecs: ConfigSpec[] = [{ config: 'plain/new', mode: 'plain', path: 'new', bindings: '–', baseline: null }]
   const gatewayOf = new Map<string, Gateway>()
   const pending: Array<Promise<void>> = []
-  pending.push(startGateway('plain', 'bench/plain-gateway.ts', {}, null).then((g) => {
+  pending.push(startGateway('plain', runner.plain, {}, null).then((g) => {
     gatewayOf.set('plain/hit', g)
     gatewayOf.set('plain/new', g)
   }))
   const scaleLabel = formatCount(settings.scale)
   const scaleTargets: Array<{ mode: ModeSpec, redis: BenchRedis }> = []
   if (settings.selfCheck) {
-    pending.push(startGateway('plain-b', 'bench/plain-gateway.ts', {}, null).then((g) => {
+    pending.push(startGateway('plain-b', runner.plain, {}, null).then((g) => {
       gatewayOf.set('plain-b/hit', g)
       gatewayOf.set('plain-b/new', g)
     }))
@@ -392,7 +397,7 @@ async function main (): Promise<void> {
       if (spec.scaleOf === undefined) {
         const inPool = await gateway.redis.client.keys(`${PREFIX}{${GATEWAY_POOL}:*}:b:*`).then((k) => k.length)
         if (inPool < SMALL_BINDINGS) {
-          throw new SanityError(`${gateway.name}: only ${inPool} of its bindings are in pool "${GATEWAY_POOL}" under prefix "${PREFIX}"; update GATEWAY_POOL in bench/run.ts to the pool examples/gateway.ts uses`)
+          throw new SanityError(`${gateway.name}: only ${inPool} of its bindings are in pool "${GATEWAY_POOL}" under prefix "${PREFIX}"; update GATEWAY_POOL in bench/run.ts to the pool the gateway command uses`)
         }
       }
       ;(sanity[spec.config] as Record<string, unknown>).redisKeys = keys
@@ -404,7 +409,7 @@ async function main (): Promise<void> {
   log(`bench: sanity ok — ${Object.entries(sanity).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('; ')}`)
 
   if (settings.cpuProf) {
-    const profile = await profileHitPath(settings, startGateway, gatewayOf, presentModes, hitSpecs)
+    const profile = await profileHitPath(settings, runner, startGateway, gatewayOf, presentModes, hitSpecs)
     const dir = join(ROOT, 'bench', 'results')
     mkdirSync(dir, { recursive: true })
     writeFileSync(join(dir, 'profile.json'), JSON.stringify({ date: new Date().toISOString(), machine, ...profile }, null, 2) + '\n')
@@ -636,7 +641,7 @@ async function main (): Promise<void> {
   if (quietWaitedS >= 1) notes.push(`Waited ${quietWaitedS.toFixed(0)} s in all for other processes on the host to quiet down before windows (other CPU > 15% of a core).`)
   const hs = spread(hostSpeeds.map((h) => h.core0Ms))
   if (hs !== null) notes.push(`Host-speed probe on core ${GATEWAY_CORE} (fixed loop, lower is faster): ${fmt(hs.median, 0)} ms median, ${fmt(hs.min, 0)}–${fmt(hs.max, 0)} ms over the rounds.`)
-  for (const mode of modes.filter((m) => !presentModes.includes(m))) notes.push(`mode ${mode.name}: not present in examples/gateway.ts (not measured)`)
+  for (const mode of modes.filter((m) => !presentModes.includes(m))) notes.push(`mode ${mode.name}: not present in the gateway command (not measured)`)
 
   const coreNames = (core: number): string[] => runningProcesses().filter((p) => p.core === core).map((p) => p.name)
   const placement: Record<string, string[]> = HAS_TASKSET
@@ -662,10 +667,10 @@ async function main (): Promise<void> {
       loadGenerator: settings.loadgen,
       scale: settings.scale,
       smallBindings: SMALL_BINDINGS,
-      gatewayRunner: `node ${TS_NODE_ARGS.join(' ')} examples/gateway.ts`,
-      plainRunner: `node ${TS_NODE_ARGS.join(' ')} bench/plain-gateway.ts`
+      gatewayRunner: ['node', ...runner.nodeArgs, runner.gateway].join(' '),
+      plainRunner: ['node', ...runner.nodeArgs, runner.plain].join(' ')
     },
-    modes: modes.map((m) => ({ name: m.name, present: presentModes.includes(m), note: presentModes.includes(m) ? '' : 'not present in examples/gateway.ts' })),
+    modes: modes.map((m) => ({ name: m.name, present: presentModes.includes(m), note: presentModes.includes(m) ? '' : 'not present in the gateway command' })),
     ratio_hit: redisHit?.ratio?.median ?? null,
     ratio_new: redisNew?.ratio?.median ?? null,
     p99_added_hit_ms: redisHit?.p99AddedMs?.median ?? null,
@@ -698,6 +703,7 @@ async function main (): Promise<void> {
  */
 async function profileHitPath (
   settings: Settings,
+  runner: GatewayRunner,
   startGateway: (name: string, script: string, env: Record<string, string>, redis: BenchRedis | null, extra?: string[]) => Promise<Gateway>,
   gatewayOf: Map<string, Gateway>,
   modes: readonly ModeSpec[],
@@ -706,11 +712,11 @@ async function profileHitPath (
   const dir = join(ROOT, 'bench', 'results', 'tmp')
   const result: Record<string, ProfileSummary & { rps: number }> = {}
   const targets: Array<{ name: string, script: string, env: Record<string, string>, redis: BenchRedis | null }> = [
-    { name: 'plain', script: 'bench/plain-gateway.ts', env: {}, redis: null }
+    { name: 'plain', script: runner.plain, env: {}, redis: null }
   ]
   for (const mode of modes) {
     if (!hitSpecs.some((s) => s.config === `${mode.name}/hit`)) continue
-    targets.push({ name: mode.name, script: 'examples/gateway.ts', env: { ...mode.env }, redis: gatewayOf.get(`${mode.name}/hit`)?.redis ?? null })
+    targets.push({ name: mode.name, script: runner.gateway, env: { ...mode.env }, redis: gatewayOf.get(`${mode.name}/hit`)?.redis ?? null })
   }
   for (const target of targets) {
     const file = `hit-${target.name.replace(/[^a-z0-9]+/g, '-')}-${process.pid}.cpuprofile`

@@ -5,7 +5,8 @@
  * sticky requests through real upstreams, for each entry point (the plugin, `/express`, `/http-proxy`).
  * Offline: consumers reach their dependencies through links into this repo's node_modules, and attw and publint read the tarball file only.
  */
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { builtinModules } from 'node:module'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -248,4 +249,41 @@ t.test('a TypeScript app, moduleResolution bundler', async (t) => {
   t.equal(checked.code, 0, 'type-checks and compiles', { output: show(checked) })
   assertSticky(t, await run(process.execPath, ['out-bundler/app.mjs'], tsDir), 'ts-esm')
   assertTsEntries(t, await run(process.execPath, ['out-bundler/entries.mjs'], tsDir))
+})
+
+t.test('npx fastify-sticky: the command from the tarball, installed by npm itself into a fresh folder', async (t) => {
+  // Not under `work`, whose node_modules links the dependencies: only what npm installs here is found.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fastify-sticky-command-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'operator', private: true }))
+  const install = await run('npm', ['install', tarball], dir)
+  t.equal(install.code, 0, 'npm install <tarball> (offline, from the cache npm ci filled)', { output: show(install) })
+  const help = await run('npx', ['--no-install', 'fastify-sticky', '--help'], dir)
+  t.equal(help.code, 0)
+  t.match(help.stdout, /^Usage: fastify-sticky/, '--help')
+  t.equal((await run('npx', ['--no-install', 'fastify-sticky', '--version'], dir)).stdout, `fastify-sticky ${String(manifest.version)}\n`, '--version')
+  // Fastify is an optional peer dependency (Express users go without it): the command says what to install.
+  const withoutFastify = await run('npx', ['--no-install', 'fastify-sticky'], dir)
+  t.equal(withoutFastify.code, 2)
+  t.match(withoutFastify.stderr, /^gateway: the fastify-sticky command runs on Fastify, .*: npm install fastify@5\n$/)
+
+  const fastify = await run('npm', ['install', 'fastify@5'], dir)
+  t.equal(fastify.code, 0, 'npm install fastify@5', { output: show(fastify) })
+  const gateway = spawn(path.join(dir, 'node_modules', '.bin', 'fastify-sticky'), [], {
+    cwd: dir, env: { ...process.env, UPSTREAMS: 'a=http://127.0.0.1:9', PORT: '0', LOG_LEVEL: 'silent' }, stdio: ['ignore', 'pipe', 'pipe']
+  })
+  t.teardown(() => { if (gateway.exitCode === null && gateway.signalCode === null) gateway.kill('SIGKILL') })
+  let out = ''
+  gateway.stdout.setEncoding('utf8')
+  const line = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 20_000)
+    gateway.stdout.on('data', (chunk: string) => {
+      out += chunk
+      if (out.includes('\n')) { clearTimeout(timer); resolve(out.split('\n')[0]) }
+    })
+  })
+  t.match(line, /^gateway listening on http:\/\/127\.0\.0\.1:\d+ \(in-memory store; /, 'serves')
+  const exited = once(gateway, 'exit')
+  gateway.kill('SIGTERM')
+  t.same(await exited, [0, null], 'SIGTERM: exit 0')
 })

@@ -3,17 +3,17 @@ import { once } from 'node:events'
 import t, { type Test } from 'tap'
 import Redis from 'ioredis'
 import { request } from 'undici'
-import { readWorkers } from '../../examples/gateway'
+import { readWorkers } from '../../lib/gateway/workers'
+import { GATEWAY_COMMAND } from '../support/example-process'
 import { startRedis, uniquePrefix } from '../support/redis'
 import { startUpstreams } from '../support/upstreams'
 import { eventually } from '../support/eventually'
 
 const SECRET = 'workers-secret-0123456789-abcdefghijklmn'
 
-// `node --import tsx` (what `npm run gateway` does through the tsx CLI, without the CLI's extra process): the PID
-// started here is the primary itself, and its workers inherit the loader.
+// The compiled command, as `npm run gateway` runs it: the PID started here is the primary itself.
 function startGatewayProcess (t: Test, env: Record<string, string>): { child: ChildProcess, out: () => string, err: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/gateway.ts'], { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [GATEWAY_COMMAND], { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return
     child.kill('SIGKILL') // the workers see their primary go (IPC disconnect) and stop
@@ -68,7 +68,7 @@ t.test('WORKERS=2 on Redis: one port, one listening line, every client stays on 
   }
   if (match === null) throw new Error(`no listening line; stdout: ${gateway.out()} stderr: ${gateway.err()}`)
   const url = match[1]
-  // Node children only: tsx may run esbuild as a child process of its own.
+  // Node children only.
   const childrenOf = (pid: number): number[] => spawnSync('ps', ['-o', 'pid=,comm=', '--ppid', String(pid)], { encoding: 'utf8' }).stdout
     .split('\n').map((line) => line.trim().split(/\s+/)).filter(([, comm]) => comm === 'node').map(([child]) => Number(child))
   const workers = childrenOf(gateway.child.pid as number)

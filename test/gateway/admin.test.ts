@@ -1,11 +1,10 @@
 /**
- * `npm run gateway` as an operator runs it, on real processes: the admin API on ADMIN_PORT (issue #16 finding 3),
+ * The `fastify-sticky` command (`npm run gateway`) as an operator runs it, on real processes: the admin API on ADMIN_PORT (issue #16 finding 3),
  * the same-origin mode kept with a warning, and no password echoed from a bad REDIS_URL or UPSTREAMS (finding 9).
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { once } from 'node:events'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
+import { startGatewayCommand, type ExampleProcess } from '../support/example-process'
 import { CookieJar, get } from '../support/http'
 import { startRedis, uniquePrefix } from '../support/redis'
 import { startUpstreams } from '../support/upstreams'
@@ -13,57 +12,31 @@ import { startUpstreams } from '../support/upstreams'
 const TOKEN = 'gateway-admin-token-0123456789'
 const AUTH = { authorization: `Bearer ${TOKEN}` }
 const SECRET = 'gateway-secret-0123456789-abcdefghijklm'
-const START_TIMEOUT_MS = 20_000
 
 interface Spawned {
-  readonly child: ChildProcessWithoutNullStreams
+  readonly process: ExampleProcess
   readonly stdout: () => string
   readonly stderr: () => string
 }
 
-/**
- * Runs `examples/gateway.ts` (what `npm run gateway` runs) with `env` over the current environment, in one process
- * (`node --import tsx`: the tsx CLI would run it in a child of its own, which a SIGKILL of the CLI leaves running);
- * killed at teardown if still running.
- */
+/** Runs the compiled `fastify-sticky` command (what `npm run gateway` runs) with `env` over the current environment. */
 function spawnGateway (t: Test, env: Record<string, string>): Spawned {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/gateway.ts'], {
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'silent', ...env },
-    stdio: ['pipe', 'pipe', 'pipe']
-  })
-  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  let out = ''
-  let err = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { err += chunk })
-  return { child, stdout: () => out, stderr: () => err }
+  const spawned = startGatewayCommand(t, env)
+  return { process: spawned, stdout: () => spawned.output().out, stderr: () => spawned.output().err }
 }
 
 /** @returns the listening line, once printed */
 async function listeningLine (gateway: Spawned): Promise<string> {
-  const deadline = Date.now() + START_TIMEOUT_MS
-  while (Date.now() < deadline) {
-    const line = gateway.stdout().split('\n').find((l) => l.includes('listening on'))
-    if (line !== undefined) return line
-    if (gateway.child.exitCode !== null) break
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`no listening line; stdout: ${gateway.stdout()} stderr: ${gateway.stderr()}`)
+  return (await gateway.process.waitFor(/^.*listening on.*$/m))[0]
 }
 
-/** @returns the exit code; a gateway still running after `ms` is killed and the code is `null` */
-async function exitCode (gateway: Spawned, ms = START_TIMEOUT_MS): Promise<number | null> {
-  if (gateway.child.exitCode !== null) return gateway.child.exitCode
-  const timer = setTimeout(() => gateway.child.kill('SIGKILL'), ms)
-  const [code] = await once(gateway.child, 'exit') as [number | null]
-  clearTimeout(timer)
-  return code
+/** @returns the exit code of a gateway that stops by itself */
+async function exitCode (gateway: Spawned): Promise<number | null> {
+  return await gateway.process.exited()
 }
 
 async function stop (t: Test, gateway: Spawned): Promise<void> {
-  const exited = exitCode(gateway)
-  gateway.child.kill('SIGTERM')
-  t.equal(await exited, 0, 'SIGTERM closes cleanly')
+  t.equal(await gateway.process.signal('SIGTERM'), 0, 'SIGTERM closes cleanly')
 }
 
 // Every subtest runs its own gateway processes on ports of their own: they run side by side, as most of their time is

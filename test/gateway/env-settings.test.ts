@@ -1,11 +1,5 @@
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import t from 'tap'
-import { readGatewayEnv } from '../../examples/gateway-env'
-import { buildGateway } from '../../examples/gateway'
-import { CookieJar, get } from '../support/http'
-import { startRedis, uniquePrefix } from '../support/redis'
-import { startUpstreams } from '../support/upstreams'
+import { readGatewayEnv } from '../../lib/gateway/env-settings'
 
 const SECRET = 'gateway-secret-0123456789-abcdefghijklm'
 
@@ -91,56 +85,4 @@ t.test('readGatewayEnv: a bad value is echoed without its URL credentials', asyn
     t.match(error?.message, message, Object.keys(env).join(', '))
     for (const secret of secrets) t.notOk(error?.message.includes(secret), `without ${secret.slice(0, 8)}`)
   }
-})
-
-t.test('the gateway proxies every method and path with stickiness, bodies unparsed, on Redis', async (t) => {
-  const upstreams = await startUpstreams(t)
-  const redis = await startRedis(t)
-  const settings = readGatewayEnv({
-    UPSTREAMS: upstreams.map((u) => `${u.id}=${u.url}`).join(','), PORT: '0', STICKY_SECRET: SECRET,
-    REDIS_URL: redis.url, STICKY_PREFIX: uniquePrefix(), LOG_LEVEL: 'silent'
-  })
-  const app = await buildGateway(settings)
-  t.teardown(() => app.close())
-  const url = await app.listen({ host: '127.0.0.1', port: 0 })
-  const jar = new CookieJar()
-  const upstream = (await get(`${url}/`, { jar })).json().upstream
-  const json = await get(`${url}/api/items?q=1`, { jar, method: 'POST', body: '{"not":"parsed",', headers: { 'content-type': 'application/json' } })
-  t.same([json.json().upstream, json.json().method, json.json().url, json.json().body], [upstream, 'POST', '/api/items?q=1', '{"not":"parsed",'], 'invalid JSON passes through untouched')
-  const del = await get(`${url}/deep/path/x`, { jar, method: 'DELETE' })
-  t.equal(del.json().upstream, upstream)
-})
-
-t.test('npm run gateway: prints a listening line; a bad variable stops it with one line', async (t) => {
-  const upstreams = await startUpstreams(t, ['a'])
-  const tsx = require.resolve('tsx/cli')
-  const good = spawn(process.execPath, [tsx, 'examples/gateway.ts'], {
-    env: { ...process.env, UPSTREAMS: `a=${upstreams[0].url}`, PORT: '0', LOG_LEVEL: 'silent' },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  t.teardown(() => { if (good.exitCode === null) good.kill('SIGKILL') })
-  let out = ''
-  good.stdout.setEncoding('utf8')
-  const listening = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no listening line: ' + out)), 20_000)
-    good.stdout.on('data', (chunk: string) => {
-      out += chunk
-      const match = /listening on (http:\/\/\S+)/.exec(out)
-      if (match !== null) { clearTimeout(timer); resolve(match[1]) }
-    })
-  })
-  t.match(out, /in-memory store; random STICKY_SECRET/, 'says which store, warns about the random secret, even with LOG_LEVEL=silent')
-  t.equal((await get(`${listening}/x`)).json().upstream, 'a')
-  good.kill('SIGTERM')
-  const [code] = await once(good, 'exit')
-  t.equal(code, 0, 'SIGTERM closes cleanly')
-
-  const bad = spawn(process.execPath, [tsx, 'examples/gateway.ts'], { env: { ...process.env, UPSTREAMS: 'nonsense', PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let err = ''
-  bad.stderr.setEncoding('utf8')
-  bad.stderr.on('data', (chunk: string) => { err += chunk })
-  const [badCode] = await once(bad, 'exit')
-  t.equal(badCode, 2)
-  t.equal(err.trim().split('\n').length, 1, 'exactly one line')
-  t.match(err, /^gateway: UPSTREAMS must be/)
 })

@@ -4,8 +4,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
-import type { Duration, RedisAddress, RedisConnection, StickyKeyOption, StickyPluginOptions, StickyUpstreamOptions } from '../lib/index'
-import { redactCredentials } from '../lib/redact-credentials'
+import type { Duration, RedisAddress, RedisConnection, StickyKeyOption, StickyPluginOptions, StickyUpstreamOptions } from '../index'
+import { redactCredentials } from '../redact-credentials'
 
 /** What the gateway runs with, parsed from the environment. */
 export interface GatewaySettings {

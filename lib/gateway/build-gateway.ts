@@ -1,0 +1,76 @@
+/**
+ * The gateway the `fastify-sticky` command serves: every path and method of the public port proxied, bodies
+ * streamed unparsed, to the pool the settings name. Built here, listened on and stopped by {@link serveGateway}.
+ */
+import cluster from 'node:cluster'
+import Fastify, { type FastifyInstance } from 'fastify'
+import sticky from '../index'
+import type { GatewaySettings } from './env-settings'
+
+/** How long in-flight requests get to finish after SIGINT/SIGTERM, ms. */
+export const SHUTDOWN_GRACE_MS = 10_000
+
+/**
+ * Builds the gateway (not listening yet).
+ * @param settings - from {@link readGatewayEnv}
+ */
+export async function buildGateway (settings: GatewaySettings): Promise<FastifyInstance> {
+  const hops = settings.trustProxy
+  // Fastify takes a hop count at run time but its types do not: say it as the equivalent function.
+  const trustProxy = typeof hops === 'number' ? (_address: string, hop: number) => hop < hops : hops
+  const app = Fastify({ logger: { level: settings.logLevel }, trustProxy })
+  // A gateway passes bodies through as streams: no parsing, no re-encoding, any content type.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
+  await app.register(sticky, settings.plugin)
+  app.all('/*', { config: { sticky: true } }, (_request, reply) => reply.forward())
+  return app
+}
+
+/** Where a started gateway listens. */
+export interface Listening {
+  readonly address: string
+  /** The status page on the admin listener (`ADMIN_PORT`); `undefined` without one. */
+  readonly admin: string | undefined
+}
+
+/**
+ * Builds and starts the gateway in this process; stops it on SIGINT/SIGTERM (and, in a worker, when the primary
+ * goes), exiting once in-flight requests are answered or the grace period ends.
+ * @throws Error naming HOST/PORT or ADMIN_HOST/ADMIN_PORT when a listener cannot start
+ */
+export async function serveGateway (settings: GatewaySettings): Promise<Listening> {
+  const app = await buildGateway(settings)
+  const adminListen = settings.adminListen
+  if (adminListen !== undefined) {
+    // The admin listener starts as the app gets ready: its failure is ADMIN_HOST/ADMIN_PORT's, not HOST/PORT's.
+    try {
+      await app.ready()
+    } catch (error) {
+      await app.close().catch(() => {})
+      const { message, cause } = error as Error
+      if (!message.startsWith('fastify-sticky: admin.listen') || !(cause instanceof Error)) throw error
+      throw new Error(`ADMIN_HOST/ADMIN_PORT: cannot listen on ${adminListen.host}:${adminListen.port} (${cause.message})`)
+    }
+  }
+  let address: string
+  try {
+    address = await app.listen({ host: settings.host, port: settings.port })
+  } catch (error) {
+    await app.close().catch(() => {})
+    throw new Error(`HOST/PORT: cannot listen on ${settings.host}:${settings.port} (${(error as Error).message})`)
+  }
+  let stopping = false
+  const stop = (): void => {
+    if (stopping) return
+    stopping = true
+    // In-flight requests get a grace period, not the upstream timeouts (which may be a minute).
+    setTimeout(() => process.exit(0), SHUTDOWN_GRACE_MS).unref()
+    app.close().then(() => process.exit(0), () => process.exit(1))
+  }
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  // A worker whose primary is gone (even SIGKILLed) must not linger.
+  if (cluster.isWorker) process.on('disconnect', stop)
+  return { address, admin: app.sticky.admin?.url }
+}
