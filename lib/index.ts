@@ -14,7 +14,7 @@ export type { StickyDecision, StickyDecisionKind, AffinityStats, CookieRejection
 export type {
   Duration, StickyPluginOptions, StickyRouteConfig, StickyPoolOptions, StickyUpstreamOptions, StickyKeyOption,
   StickyCookieOptions, StickyTimeoutOptions, StickyHealthCheckOptions, StickyFailoverPolicy, StickyStrategy,
-  StickyKeySource, IpKeyOptions, ResolvedUpstream, StickyNearCacheOptions
+  StickyKeySource, IpKeyOptions, ResolvedUpstream, StickyNearCacheOptions, StickyPoolCookieOptions
 } from './options'
 export type {
   BindingStore, Binding, BindResult, RebindResult, TouchRequest, Invalidation, UpstreamStatus, UpstreamStateChange,
@@ -34,6 +34,7 @@ export {
 } from './store/near-cache'
 export { stickyProxy, type StickyProxyOptions } from './fastify/prefix-proxy'
 export type { ProxyAffinityOptions } from './fastify/proxy-route'
+export type { StickyReloadResult } from './admin/admin-options'
 
 declare module 'fastify' {
   interface FastifyContextConfig {

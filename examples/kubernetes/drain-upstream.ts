@@ -1,7 +1,9 @@
 /**
- * Drains one upstream and waits until its sessions are gone, for a Kubernetes `preStop` hook:
+ * Drains one upstream and waits until its sessions are gone, for a Kubernetes `preStop` hook of an upstream whose id
+ * is known in advance (a static pool: `UPSTREAMS`, or an `upstreams:` list in the config file). Pools discovered
+ * by DNS do not need it: a pod leaving DNS is drained by the gateways (README.md here).
  *
- *   REDIS_URL=redis://redis:6379 node --import tsx examples/kubernetes/drain-upstream.ts --pool default --id shop-0 --deadline 300
+ *   REDIS_URL=redis://redis:6379 node --import tsx examples/kubernetes/drain-upstream.ts --pool shop --id shop-a --deadline 300
  *
  * Every gateway on the same Redis and prefix stops sending new sessions to the upstream within about a second;
  * its bound sessions keep reaching it until they end (idle timeout) or the deadline passes. Exit 0 when the count

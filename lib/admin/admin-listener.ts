@@ -31,6 +31,7 @@ export async function serveAdmin (fastify: FastifyInstance, admin: ResolvedAdmin
   const routes: AdminRoutesOptions = {
     ...services,
     prefix: admin.prefix,
+    ...(admin.reload === undefined ? {} : { reload: admin.reload }),
     ...(admin.authHook === undefined ? { token: admin.token } : { authHook: admin.authHook })
   }
   const listen = admin.listen

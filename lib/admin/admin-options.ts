@@ -47,6 +47,22 @@ export interface StickyAdminOptions {
    * @defaultValue off (the admin routes are served by the app itself)
    */
   listen?: StickyAdminListenOptions
+  /**
+   * Serves `POST <prefix>/reload` (behind the same auth, as a state-changing request): it calls this and answers its
+   * result, 200 when `reloaded`, 422 with `reason` when the new configuration was refused. The `fastify-sticky`
+   * command sets it to re-read its config file.
+   */
+  reload?: () => Promise<StickyReloadResult>
+}
+
+/** What an `admin.reload` function reports. */
+export interface StickyReloadResult {
+  /** `false` when the new configuration was refused and the running one kept. */
+  readonly reloaded: boolean
+  /** Why it was refused (safe to show an operator: no secrets). */
+  readonly reason?: string
+  /** What changed, one short line each. */
+  readonly changes?: readonly string[]
 }
 
 /**
@@ -62,12 +78,14 @@ export interface ResolvedAdminOptions {
   readonly authHook: onRequestHookHandler | onRequestAsyncHookHandler | undefined
   /** `undefined`: the admin routes are the app's own. */
   readonly listen: { readonly port: number, readonly host: string } | undefined
+  /** `undefined`: no `POST /reload`. */
+  readonly reload: (() => Promise<StickyReloadResult>) | undefined
 }
 
 /** `metrics` after validation: `false`, or where to register (`undefined`: the global registry). */
 export type ResolvedMetricsOptions = false | { readonly registry: Registry | undefined }
 
-const ADMIN_KEYS = ['token', 'prefix', 'authHook', 'listen']
+const ADMIN_KEYS = ['token', 'prefix', 'authHook', 'listen', 'reload']
 const LISTEN_KEYS = ['port', 'host']
 // RFC 1123 host names; addresses are checked with net.isIP.
 const HOST_NAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
@@ -93,7 +111,7 @@ export function resolveAdminOptions (input: unknown, path = 'admin'): ResolvedAd
   for (const key of Object.keys(input)) {
     if (!ADMIN_KEYS.includes(key)) throw new InvalidOptionError(`${path}.${key} is not a known option (known: ${ADMIN_KEYS.join(', ')})`)
   }
-  const { token, prefix = DEFAULT_ADMIN_PREFIX, authHook, listen } = input
+  const { token, prefix = DEFAULT_ADMIN_PREFIX, authHook, listen, reload } = input
   if (typeof prefix !== 'string' || !PREFIX_RE.test(prefix)) {
     throw new InvalidOptionError(`${path}.prefix must be a path like "/_sticky" (segments of [A-Za-z0-9._~-], no trailing slash), got ${JSON.stringify(prefix)}`)
   }
@@ -105,7 +123,9 @@ export function resolveAdminOptions (input: unknown, path = 'admin'): ResolvedAd
     throw new InvalidOptionError(`${path}.token must be a string of at least ${MIN_ADMIN_TOKEN_LENGTH} characters`)
   }
   if (authHook !== undefined && typeof authHook !== 'function') throw new InvalidOptionError(`${path}.authHook must be an onRequest hook function`)
+  if (reload !== undefined && typeof reload !== 'function') throw new InvalidOptionError(`${path}.reload must be a function returning a promise of { reloaded, reason?, changes? }`)
   return Object.freeze({
+    reload: reload as ResolvedAdminOptions['reload'],
     prefix,
     token: token as string | undefined,
     authHook: authHook as ResolvedAdminOptions['authHook'],

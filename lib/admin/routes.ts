@@ -17,7 +17,7 @@ import type { StickyBindings, StickyBindingView } from '../core/bindings-api'
 import type { UpstreamState } from '../pool/upstream-pool'
 import type { StickyPool } from '../core/sticky-api'
 import { AmbiguousBindingError, BindingChangedError } from '../errors'
-import { resolveAdminOptions, type ResolvedAdminOptions } from './admin-options'
+import { resolveAdminOptions, type ResolvedAdminOptions, type StickyReloadResult } from './admin-options'
 import { bearerAuthHook } from './bearer-auth'
 import { renderStatusPage, sendStatusPage } from './status-page'
 
@@ -54,6 +54,8 @@ export interface AdminRoutesOptions {
   readonly api: AdminApi
   /** The registry `/metrics` serves; without one, `/metrics` answers 404. */
   readonly registry?: Registry
+  /** Called by `POST /reload`; without it, that route answers 404. */
+  readonly reload?: () => Promise<StickyReloadResult>
 }
 
 /** One upstream, as `GET /upstreams` lists it. */
@@ -202,6 +204,15 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
       if (!evicted) throw new AdminAnswer(404, 'no binding for this key', { code: 'FST_STICKY_UNKNOWN_BINDING' })
       log.info({ reqId: request.id, pool: request.query.pool }, 'fastify-sticky: admin evicted a binding')
       return reply.code(204).send()
+    })
+
+    const reload = options.reload
+    admin.post('/reload', changing, async (request) => {
+      if (reload === undefined) throw new AdminAnswer(404, 'this gateway has no configuration to reload')
+      const result = await reload()
+      log.info({ reqId: request.id, reloaded: result.reloaded, reason: result.reason }, 'fastify-sticky: admin reload')
+      if (!result.reloaded) throw new AdminAnswer(422, result.reason ?? 'the new configuration was refused', { reloaded: false })
+      return result
     })
 
     // Anything else under the prefix: 401 without auth, 404 with it; never a sticky catch-all's business.

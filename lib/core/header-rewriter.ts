@@ -41,13 +41,14 @@ export function createHeaderRewriter (options: ResolvedOptions): HeaderRewriter 
 
   function routingCookie (state: StickyRequestState, https: boolean): RoutingCookie | undefined {
     if (state.cookie === undefined) return undefined
+    const pool = options.pools[state.route.pool]
     return {
-      name: options.pools[state.route.pool].cookieName,
+      name: pool.cookieName,
       value: state.cookie,
       attributes: {
-        path: cookieOptions.path,
+        path: pool.cookiePath,
         domain: cookieOptions.domain,
-        maxAge: cookieOptions.maxAgeSeconds,
+        maxAge: pool.cookieMaxAgeSeconds,
         sameSite: cookieOptions.sameSite,
         httpOnly: true,
         secure: cookieOptions.secure === 'auto' ? https : cookieOptions.secure

@@ -183,7 +183,8 @@ export function createStickyApi (deps: StickyApiDeps): StickyApi {
       const upstream = resolveUpstream(`pool("${pool.name}").add()`, input)
       if (pool.get(upstream.id) !== undefined) throw new UpstreamExistsError(pool.name, upstream.id)
       const configured = pool.config.upstreams.some((u) => u.id === upstream.id)
-      await change(pool, upstream.id, configured ? { admin: 'active' } : { admin: 'active', url: upstream.url, weight: upstream.weight }, 'added')
+      // A member removed while down comes back as up: its address may be a new server (DNS gives IPs out again).
+      await change(pool, upstream.id, configured ? { admin: 'active', down: false } : { admin: 'active', down: false, url: upstream.url, weight: upstream.weight }, 'added')
     },
     remove: async (upstreamId: string) => change(memberOf(pool, upstreamId), upstreamId, { admin: 'removed' }, 'removed')
   })

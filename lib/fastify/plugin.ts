@@ -4,14 +4,14 @@
  */
 import fastifyCookie from '@fastify/cookie'
 import fastifyReplyFrom, { type FastifyReplyFromOptions } from '@fastify/reply-from'
-import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, onResponseHookHandler, preHandlerAsyncHookHandler, RouteOptions } from 'fastify'
 import type { Duplex } from 'node:stream'
 import { Registry } from 'prom-client'
 import { serveAdmin } from '../admin/admin-listener'
 import { StickyMetrics } from '../admin/metrics'
 import { createStickyCore } from '../core/sticky-core'
 import { ReplyFromBaseError } from '../errors'
-import { resolveOptions, type ResolvedOptions, type StickyPluginOptions } from '../options'
+import { resolveOptions, type ResolvedOptions, type ResolvedRouteConfig, type StickyPluginOptions, type StickyRouteConfig } from '../options'
 import { affinityHook } from './affinity-hook'
 import { bufferReplayableBody, createForwarder } from './forward'
 import { findReplyFromBase } from './reply-from-base'
@@ -81,18 +81,35 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
   })
   if (options.websocket !== false) installUpgradeRouting(fastify, tunnelSockets)
   fastify.decorateReply('forward', forwarder.forward)
-  const registration: StickyRegistration = Object.freeze({ replyFromOptions: fromOptions, websocket: options.websocket !== false })
-  fastify.decorate(kRegistration as unknown as string, registration)
 
   const replayBodyLimit = options.replayBodyLimit
   const bufferBody = async (request: FastifyRequest): Promise<void> => bufferReplayableBody(request, replayBodyLimit)
+  // One resolution for Fastify routes (onRoute) and for a router of its own (the gateway's reloadable route table).
+  const stickyRoute = (label: string, metricsLabel: string, config: boolean | StickyRouteConfig | undefined): StickyRouteHooks | null => {
+    const route = core.route(label, config)
+    if (route === null) return null
+    return Object.freeze({
+      route,
+      onRequest: affinityHook(core, route),
+      preHandler: replayBodyLimit > 0 ? bufferBody : undefined,
+      onResponse: metrics?.responseHook(metricsLabel, route.pool)
+    })
+  }
+  const registration: StickyRegistration = Object.freeze({
+    replyFromOptions: fromOptions,
+    websocket: options.websocket !== false,
+    routeHooks: (label: string, config: boolean | StickyRouteConfig | undefined) => stickyRoute(label, label, config),
+    openTunnels: () => tunnelSockets.size
+  })
+  fastify.decorate(kRegistration as unknown as string, registration)
+
   fastify.addHook('onRoute', (routeOptions: RouteOptions) => {
     const methods = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
-    const route = core.route(`${methods} ${routeOptions.url}`, routeOptions.config?.sticky)
-    if (route === null) return
-    routeOptions.onRequest = appendHook(routeOptions.onRequest, affinityHook(core, route))
-    if (metrics !== undefined) routeOptions.onResponse = appendHook(routeOptions.onResponse, metrics.responseHook(routeOptions.url, route.pool))
-    if (replayBodyLimit > 0) routeOptions.preHandler = appendHook(routeOptions.preHandler, bufferBody)
+    const hooks = stickyRoute(`${methods} ${routeOptions.url}`, routeOptions.url, routeOptions.config?.sticky)
+    if (hooks === null) return
+    routeOptions.onRequest = appendHook(routeOptions.onRequest, hooks.onRequest)
+    if (hooks.onResponse !== undefined) routeOptions.onResponse = appendHook(routeOptions.onResponse, hooks.onResponse)
+    if (hooks.preHandler !== undefined) routeOptions.preHandler = appendHook(routeOptions.preHandler, hooks.preHandler)
   })
 
   // Open tunnels would keep server.close() waiting: end them as the gateway closes.
@@ -107,12 +124,33 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
   })
 }
 
-/** What the @fastify/http-proxy integration needs from the plugin registration it builds on. */
+/** The hooks a sticky route runs, resolved from its `config.sticky` as `onRoute` does. */
+export interface StickyRouteHooks {
+  readonly route: ResolvedRouteConfig
+  /** Decides the upstream (and the routing cookie), or answers a problem. */
+  readonly onRequest: onRequestAsyncHookHandler
+  /** Buffers a small body so the request can be replayed on failover; `undefined` when `replayBodyLimit` is 0. */
+  readonly preHandler: preHandlerAsyncHookHandler | undefined
+  /** Counts the response in the metrics; `undefined` without metrics. */
+  readonly onResponse: onResponseHookHandler | undefined
+}
+
+/** What the @fastify/http-proxy integration and the gateway's router need from the plugin registration they build on. */
 export interface StickyRegistration {
   /** Options for any other reply-from instance a sticky request goes through (timeouts, TLS checks, logging). */
   readonly replyFromOptions: FastifyReplyFromOptions
   /** Whether upgrades are routed to sticky routes (the plugin's `websocket` is not `false`). */
   readonly websocket: boolean
+  /**
+   * Resolves a sticky route outside Fastify's router (for a route table that changes at run time).
+   * @param label - names the route in errors and metrics
+   * @param config - as a route's `config.sticky`
+   * @returns its hooks, or `null` when `config` opts out
+   * @throws FST_STICKY_INVALID_ROUTE_CONFIG naming `label` and the option
+   */
+  routeHooks (label: string, config: boolean | StickyRouteConfig | undefined): StickyRouteHooks | null
+  /** @returns how many WebSocket tunnels are open now */
+  openTunnels (): number
 }
 
 /** Where a registration keeps its {@link StickyRegistration} on the Fastify instance. */

@@ -5,7 +5,8 @@
 import cluster from 'node:cluster'
 import Fastify, { type FastifyInstance } from 'fastify'
 import sticky from '../index'
-import type { GatewaySettings } from './env-settings'
+import { buildFileGateway } from './file-gateway'
+import type { GatewaySettings } from './settings'
 
 /** How long in-flight requests get to finish after SIGINT/SIGTERM, ms. */
 export const SHUTDOWN_GRACE_MS = 10_000
@@ -36,11 +37,16 @@ export interface Listening {
 
 /**
  * Builds and starts the gateway in this process; stops it on SIGINT/SIGTERM (and, in a worker, when the primary
- * goes), exiting once in-flight requests are answered or the grace period ends.
+ * goes), exiting once in-flight requests are answered or the grace period ends. With a config file, SIGHUP
+ * reloads it, `/readyz` turns 503 as shutdown starts, and DNS discovery starts once it listens.
  * @throws Error naming HOST/PORT or ADMIN_HOST/ADMIN_PORT when a listener cannot start
  */
 export async function serveGateway (settings: GatewaySettings): Promise<Listening> {
-  const app = await buildGateway(settings)
+  const fileGateway = settings.file === undefined ? undefined : await buildFileGateway({ ...settings, file: settings.file }, process.env)
+  const app = fileGateway?.app ?? await buildGateway(settings)
+  const { listenError, adminError } = settings.file === undefined
+    ? { listenError: 'HOST/PORT', adminError: 'ADMIN_HOST/ADMIN_PORT' }
+    : { listenError: `${settings.file.path}: listen`, adminError: `${settings.file.path}: admin.listen` }
   const adminListen = settings.adminListen
   if (adminListen !== undefined) {
     // The admin listener starts as the app gets ready: its failure is ADMIN_HOST/ADMIN_PORT's, not HOST/PORT's.
@@ -50,7 +56,7 @@ export async function serveGateway (settings: GatewaySettings): Promise<Listenin
       await app.close().catch(() => {})
       const { message, cause } = error as Error
       if (!message.startsWith('fastify-sticky: admin.listen') || !(cause instanceof Error)) throw error
-      throw new Error(`ADMIN_HOST/ADMIN_PORT: cannot listen on ${adminListen.host}:${adminListen.port} (${cause.message})`)
+      throw new Error(`${adminError}: cannot listen on ${adminListen.host}:${adminListen.port} (${cause.message})`)
     }
   }
   let address: string
@@ -58,18 +64,28 @@ export async function serveGateway (settings: GatewaySettings): Promise<Listenin
     address = await app.listen({ host: settings.host, port: settings.port })
   } catch (error) {
     await app.close().catch(() => {})
-    throw new Error(`HOST/PORT: cannot listen on ${settings.host}:${settings.port} (${(error as Error).message})`)
+    throw new Error(`${listenError}: cannot listen on ${settings.host}:${settings.port} (${(error as Error).message})`)
   }
   let stopping = false
+  const graceMs = settings.file?.shutdown.graceMs ?? SHUTDOWN_GRACE_MS
   const stop = (): void => {
     if (stopping) return
     stopping = true
+    if (fileGateway !== undefined) fileGateway.state.shuttingDown = true
     // In-flight requests get a grace period, not the upstream timeouts (which may be a minute).
-    setTimeout(() => process.exit(0), SHUTDOWN_GRACE_MS).unref()
+    setTimeout(() => process.exit(0), graceMs).unref()
+    // A keep-alive connection whose request ends after close() began would hold the listener open until the
+    // client's idle timeout: closed as soon as it is idle.
+    setInterval(() => { app.server.closeIdleConnections() }, 100).unref()
     app.close().then(() => process.exit(0), () => process.exit(1))
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
+  if (fileGateway !== undefined) {
+    fileGateway.state.listening = true
+    process.on('SIGHUP', () => { void fileGateway.reload() })
+    await fileGateway.startDiscovery()
+  }
   // A worker whose primary is gone (even SIGKILLed) must not linger.
   if (cluster.isWorker) process.on('disconnect', stop)
   return { address, admin: app.sticky.admin?.url }

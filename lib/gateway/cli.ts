@@ -7,12 +7,20 @@ import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { GatewayEnvError, readGatewayEnv, type GatewaySettings } from './env-settings'
+import { readGatewayConfig } from './gateway-config'
 import { printListening, printStderr, warnSameOrigin } from './messages'
 
-const HELP = `Usage: fastify-sticky [--help] [--version]
+const HELP = `Usage: fastify-sticky [--config <file> [--check]] [--help] [--version]
 
-Runs a sticky-session gateway that proxies every path to one pool of upstreams.
-Configured by environment variables (see docs/operating.md in the package):
+Runs a sticky-session gateway.
+
+  --config <file>      a YAML or JSON config file: pools (static or DNS-discovered), routes, Redis, admin,
+                       health, shutdown (docs/gateway.md; schema: fastify-sticky/gateway-config.schema.json).
+                       \${NAME} in it is read from the environment. SIGHUP reloads it.
+  --check              validate the config file and exit (0 when valid)
+
+Without --config, one pool of upstreams serves every path, configured by environment variables
+(see docs/operating.md in the package):
 
   UPSTREAMS            id=url,... (required), e.g. a=http://10.0.0.5:8080,b=http://10.0.0.6:8080
   PORT, HOST           public listener (default 3000 on 127.0.0.1)
@@ -28,8 +36,41 @@ Configured by environment variables (see docs/operating.md in the package):
   TRUST_PROXY          true, a hop count or addresses     LOG_LEVEL   pino level (default info)
   WORKERS              processes sharing the port (n or auto; needs REDIS_URL above 1)
 
-A bad variable stops the gateway at start with one line naming it (exit code 2).
+A bad variable or config file stops the gateway at start with one line naming it (exit code 2).
 `
+
+/** What the command line asks for. */
+interface Arguments {
+  readonly config: string | undefined
+  readonly check: boolean
+}
+
+function parseArguments (argv: readonly string[]): Arguments {
+  let config: string | undefined
+  let check = false
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (arg === '') continue
+    if (arg === '--check') {
+      check = true
+    } else if (arg === '--config' || arg === '-c') {
+      config = argv[++i]
+      if (config === undefined || config === '') usage('--config needs a file name')
+    } else if (arg.startsWith('--config=')) {
+      config = arg.slice('--config='.length)
+      if (config === '') usage('--config needs a file name')
+    } else {
+      usage(`unknown argument ${JSON.stringify(arg.slice(0, 80))}; see fastify-sticky --help`)
+    }
+  }
+  if (check && config === undefined) usage('--check validates a config file: give --config <file>')
+  return { config, check }
+}
+
+function usage (message: string): never {
+  printStderr(message)
+  process.exit(2)
+}
 
 /**
  * Fastify is an optional peer dependency of the package (Express users do without it), but the command runs on it:
@@ -44,13 +85,13 @@ function requireFastify (): void {
   }
 }
 
-function readSettings (readWorkers: (env: NodeJS.ProcessEnv) => number): { settings: GatewaySettings, workers: number } {
+function readSettings (config: string | undefined, readWorkers: (env: NodeJS.ProcessEnv) => number): { settings: GatewaySettings, workers: number } {
   try {
-    const settings = readGatewayEnv(process.env)
+    const settings = config === undefined ? readGatewayEnv(process.env) : readGatewayConfig(config, process.env)
     const workers = readWorkers(process.env)
     // Each worker is a process of its own: bindings are shared only through Redis.
     if (workers > 1 && settings.plugin.redis === undefined && settings.plugin.store === undefined) {
-      throw new GatewayEnvError(`WORKERS=${workers} needs REDIS_URL: with the in-memory store each worker would keep bindings of its own`)
+      throw new GatewayEnvError(`WORKERS=${workers} needs ${config === undefined ? 'REDIS_URL' : `redis in ${config}`}: with the in-memory store each worker would keep bindings of its own`)
     }
     return { settings, workers }
   } catch (error) {
@@ -76,16 +117,17 @@ async function main (argv: readonly string[]): Promise<void> {
     process.stdout.write(`fastify-sticky ${packageVersion()}\n`)
     return
   }
-  const unknown = argv.find((arg) => arg !== '')
-  if (unknown !== undefined) {
-    printStderr(`unknown argument ${JSON.stringify(unknown.slice(0, 80))}; see fastify-sticky --help`)
-    process.exit(2)
-  }
+  const args = parseArguments(argv)
   requireFastify()
   // Loaded once Fastify is known to be there (they import it).
   const { readWorkers, runWorker, superviseWorkers } = require('./workers') as typeof import('./workers')
   const { serveGateway } = require('./build-gateway') as typeof import('./build-gateway')
-  const { settings, workers } = readSettings(readWorkers)
+  const { settings, workers } = readSettings(args.config, readWorkers)
+  if (args.check) {
+    const file = settings.file
+    process.stdout.write(`${args.config as string}: valid (${Object.keys(settings.plugin.pools).length} pools, ${file?.routes.length ?? 0} routes${file?.discovery.length === 0 ? '' : `, ${file?.discovery.length ?? 0} discovered by DNS`})\n`)
+    return
+  }
   if (cluster.isWorker) {
     await runWorker(settings)
     return

@@ -4,28 +4,11 @@
  */
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
-import type { Duration, RedisAddress, RedisConnection, StickyKeyOption, StickyPluginOptions, StickyUpstreamOptions } from '../index'
+import type { Duration, RedisAddress, RedisConnection, StickyKeyOption, StickyUpstreamOptions } from '../index'
 import { redactCredentials } from '../redact-credentials'
+import { GatewayEnvError, type GatewaySettings } from './settings'
 
-/** What the gateway runs with, parsed from the environment. */
-export interface GatewaySettings {
-  readonly host: string
-  readonly port: number
-  readonly trustProxy: boolean | number | string
-  readonly logLevel: string
-  readonly adminToken: string | undefined
-  /**
-   * `ADMIN_HOST`/`ADMIN_PORT`: the admin API's own listener; `undefined` (no `ADMIN_PORT`) serves the admin API on
-   * the public port, the proxied applications' origin.
-   */
-  readonly adminListen: { readonly host: string, readonly port: number } | undefined
-  /** `true` when no STICKY_SECRET was given and a random one was made (fine for one gateway only). */
-  readonly generatedSecret: boolean
-  readonly plugin: StickyPluginOptions
-}
-
-/** A bad environment variable; its message is the one line the gateway prints. */
-export class GatewayEnvError extends Error {}
+export { GatewayEnvError, type GatewaySettings } from './settings'
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 

@@ -113,5 +113,11 @@ export function superviseWorkers (settings: GatewaySettings, workers: number): v
   })
   process.on('SIGINT', () => stopAll(0))
   process.on('SIGTERM', () => stopAll(0))
+  // Each worker re-reads the config file itself (and refuses a bad one on its own, keeping what it runs).
+  if (settings.file !== undefined) {
+    process.on('SIGHUP', () => {
+      for (const worker of Object.values(cluster.workers ?? {})) if (worker !== undefined && !worker.isDead()) worker.process.kill('SIGHUP')
+    })
+  }
   for (let i = 0; i < workers; i++) fork()
 }

@@ -89,6 +89,22 @@ function resolveCookie (input: unknown): ResolvedOptions['cookie'] {
   })
 }
 
+const POOL_COOKIE_KEYS = ['name', 'path', 'maxAge']
+
+function resolvePoolCookie (path: string, input: unknown, cookie: ResolvedOptions['cookie']): { name: string | undefined, path: string, maxAgeSeconds: number | undefined } {
+  if (input === undefined) return { name: undefined, path: cookie.path, maxAgeSeconds: cookie.maxAgeSeconds }
+  if (!isRecord(input)) fail(path, 'an object { name?, path?, maxAge? }', input)
+  checkKeys(path, input, POOL_COOKIE_KEYS, (p) => fail(p, `absent (known: ${POOL_COOKIE_KEYS.join(', ')})`, input[p.slice(path.length + 1)]))
+  const name = input.name
+  if (name !== undefined && (typeof name !== 'string' || !COOKIE_NAME_RE.test(name))) fail(`${path}.name`, 'a cookie name token (1-64 characters, RFC 6265)', name)
+  const cookiePath = input.path ?? cookie.path
+  if (typeof cookiePath !== 'string' || !cookiePath.startsWith('/') || /[;\s]/.test(cookiePath)) fail(`${path}.path`, 'a path starting with "/" without ";" or spaces', cookiePath)
+  let maxAgeSeconds = cookie.maxAgeSeconds
+  if (input.maxAge === 0) maxAgeSeconds = undefined
+  else if (input.maxAge !== undefined) maxAgeSeconds = Math.max(1, Math.round(duration(`${path}.maxAge`, input.maxAge, 0) / 1000))
+  return { name: name as string | undefined, path: cookiePath, maxAgeSeconds }
+}
+
 function resolveTimeouts (input: unknown): ResolvedOptions['timeouts'] {
   const timeouts = input ?? {}
   if (!isRecord(timeouts)) fail('timeouts', 'an object', input)
@@ -117,7 +133,7 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
   const secrets = resolveSecrets(input.secret)
 
   if (!isRecord(input.pools) || Object.keys(input.pools).length === 0) fail('pools', 'an object with at least one named pool', input.pools)
-  const pools: Record<string, Omit<ResolvedPool, 'cookieName'>> = {}
+  const pools: Record<string, Omit<ResolvedPool, 'cookieName' | 'cookiePath' | 'cookieMaxAgeSeconds'>> = {}
   for (const [name, pool] of Object.entries(input.pools)) {
     if (!ID_RE.test(name)) fail(`pools.${name}`, 'named with 1-32 characters [A-Za-z0-9_-]', name)
     pools[name] = resolvePool(`pools.${name}`, pool)
@@ -150,8 +166,15 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
   // name, so adding a pool later changes no existing client's cookie.
   const defaultPool = isRecord(input.defaults) && typeof input.defaults.pool === 'string' ? input.defaults.pool : Object.keys(pools)[0]
   const resolvedPools: Record<string, ResolvedPool> = {}
+  const cookieOwners = new Map<string, string>()
   for (const [name, pool] of Object.entries(pools)) {
-    resolvedPools[name] = Object.freeze({ ...pool, cookieName: name === defaultPool ? cookie.name : `${cookie.name}-${name}` })
+    const own = resolvePoolCookie(`pools.${name}.cookie`, (input.pools[name] as unknown as Record<string, unknown>).cookie, cookie)
+    const cookieName = own.name ?? (name === defaultPool ? cookie.name : `${cookie.name}-${name}`)
+    // Two pools reading one cookie would take each other's tokens for their own.
+    const owner = cookieOwners.get(cookieName)
+    if (owner !== undefined) fail(`pools.${name}.cookie.name`, `a cookie name no other pool uses (pool "${owner}" uses it)`, cookieName)
+    cookieOwners.set(cookieName, name)
+    resolvedPools[name] = Object.freeze({ ...pool, cookieName, cookiePath: own.path, cookieMaxAgeSeconds: own.maxAgeSeconds })
   }
   const xForwarded = resolveXForwarded(input.xForwarded)
 

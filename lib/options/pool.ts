@@ -13,14 +13,21 @@ export const DEFAULT_PROBE_TIMEOUT_MS = 2_000
 
 /** Upstream ids and pool names: what a routing cookie and a Redis key may carry. */
 export const ID_RE = /^[A-Za-z0-9_-]{1,32}$/
-const POOL_KEYS = ['upstreams', 'healthCheck', 'cooldown', 'slowStart', 'strategy', 'loadFactor', 'overflow']
+const POOL_KEYS = ['upstreams', 'healthCheck', 'cooldown', 'slowStart', 'strategy', 'loadFactor', 'overflow', 'cookie']
 const STRATEGIES = ['least-sessions', 'weighted-round-robin', 'random-two-choices', 'hash']
 const HEALTH_KEYS = ['path', 'interval', 'timeout', 'healthyThreshold', 'unhealthyThreshold']
+
+/**
+ * Marks a pool whose members all come at run time (the gateway's DNS discovery): it may start with no upstream.
+ * A symbol, not an option: a user's pool with an empty list is a mistake, caught at register.
+ */
+export const kMembersAtRunTime = Symbol.for('fastify-sticky.members-at-run-time')
 
 function resolveUpstreams (path: string, input: unknown): ResolvedUpstream[] {
   if (!isRecord(input)) fail(path, 'an object with `upstreams`', input)
   const list = input.upstreams
-  if (!Array.isArray(list) || list.length === 0) fail(`${path}.upstreams`, 'a non-empty array', list)
+  const mayBeEmpty = (input as Record<symbol, unknown>)[kMembersAtRunTime] === true
+  if (!Array.isArray(list) || (list.length === 0 && !mayBeEmpty)) fail(`${path}.upstreams`, 'a non-empty array', list)
   const seen = new Set<string>()
   return list.map((entry: unknown, i): ResolvedUpstream => {
     const at = `${path}.upstreams[${i}]`
@@ -46,7 +53,7 @@ function resolveUpstreams (path: string, input: unknown): ResolvedUpstream[] {
  * Validates one pool's options and fills their defaults (the cookie name is the plugin's to set).
  * @throws FST_STICKY_INVALID_OPTION naming `path` or an option under it
  */
-export function resolvePool (path: string, input: unknown): Omit<ResolvedPool, 'cookieName'> {
+export function resolvePool (path: string, input: unknown): Omit<ResolvedPool, 'cookieName' | 'cookiePath' | 'cookieMaxAgeSeconds'> {
   if (!isRecord(input)) fail(path, 'an object with `upstreams`', input)
   checkKeys(path, input, POOL_KEYS, (p) => fail(p, `absent (known: ${POOL_KEYS.join(', ')})`, input[p.slice(path.length + 1)]))
   const upstreams = Object.freeze(resolveUpstreams(path, input))

@@ -74,6 +74,21 @@ export interface StickyPoolOptions {
    * @defaultValue `'reject'`
    */
   overflow?: 'reject' | 'least-loaded'
+  /**
+   * This pool's routing cookie, where it differs from the plugin's `cookie` (a Gateway API `sessionPersistence`
+   * carried over per route sets these).
+   */
+  cookie?: StickyPoolCookieOptions
+}
+
+/** A pool's own routing cookie name, path and lifetime, over the plugin's `cookie`. */
+export interface StickyPoolCookieOptions {
+  /** @defaultValue `cookie.name` for the first (default) pool, `<cookie.name>-<pool>` for the others */
+  name?: string
+  /** @defaultValue `cookie.path` */
+  path?: string
+  /** Cookie `Max-Age`; `0` makes it a session cookie even when `cookie.maxAge` is set. @defaultValue `cookie.maxAge` */
+  maxAge?: Duration | 0
 }
 
 /** How a pool spreads new sessions. */
@@ -243,6 +258,10 @@ export interface ResolvedPool {
   readonly overflow: 'reject' | 'least-loaded'
   /** The routing cookie of this pool: `cookie.name` for the default pool, `<cookie.name>-<pool>` for the others. */
   readonly cookieName: string
+  /** Its `Path`. */
+  readonly cookiePath: string
+  /** Its `Max-Age` in seconds, or `undefined` for a session cookie. */
+  readonly cookieMaxAgeSeconds: number | undefined
 }
 
 /** An upstream after validation. */

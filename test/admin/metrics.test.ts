@@ -196,7 +196,7 @@ t.test('the metrics and admin options are checked', async (t) => {
   t.equal(resolveAdminOptions(undefined), undefined)
   t.same(resolveAdminOptions({ token: 'x'.repeat(16) }), { prefix: '/_sticky', token: 'x'.repeat(16), authHook: undefined, listen: undefined })
   t.same(resolveAdminOptions({ token: 'x'.repeat(16), listen: { port: 9090 } })?.listen, { port: 9090, host: '127.0.0.1' }, 'admin.listen binds loopback by default')
-  t.throws(() => resolveAdminOptions({ token: 'x'.repeat(16), path: '/x' }), { message: /admin\.path is not a known option \(known: token, prefix, authHook, listen\)/ })
+  t.throws(() => resolveAdminOptions({ token: 'x'.repeat(16), path: '/x' }), { message: /admin\.path is not a known option \(known: token, prefix, authHook, listen, reload\)/ })
   let message = ''
   try {
     resolveAdminOptions({ token: 'tooshort' })

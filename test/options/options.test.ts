@@ -37,6 +37,10 @@ t.test('bad options fail at register with FST_STICKY_INVALID_OPTION naming the o
     ['bad maxAge', { ...base, cookie: { maxAge: 'soon' } }, /cookie\.maxAge must be a positive duration/],
     ['bad secure', { ...base, cookie: { secure: 'yes' } }, /cookie\.secure must be 'auto' or a boolean/],
     ['unknown cookie option', { ...base, cookie: { httpOnly: false } }, /cookie\.httpOnly must be absent/],
+    ['bad pool cookie name', { ...base, pools: { shop: { ...base.pools.shop, cookie: { name: 'a;b' } } } }, /pools\.shop\.cookie\.name must be a cookie name token/],
+    ['bad pool cookie path', { ...base, pools: { shop: { ...base.pools.shop, cookie: { path: 'x' } } } }, /pools\.shop\.cookie\.path must be a path starting with/],
+    ['unknown pool cookie key', { ...base, pools: { shop: { ...base.pools.shop, cookie: { domain: 'x' } } } }, /pools\.shop\.cookie\.domain must be absent/],
+    ['pool cookie taken', { ...base, pools: { shop: base.pools.shop, api: { ...base.pools.shop, cookie: { name: 'sticky' } } } }, /pools\.api\.cookie\.name must be a cookie name no other pool uses \(pool "shop" uses it\)/],
     ['bad timeout', { ...base, timeouts: { headers: 0 } }, /timeouts\.headers must be a positive duration/],
     ['bad maxBindings', { ...base, maxBindings: 1.5 }, /maxBindings must be a positive integer/],
     ['url with password', { ...base, pools: { shop: { upstreams: [{ id: 'a', url: 'http://:pw@h:1' }] } } }, /upstreams\[0\]\.url must be/],
@@ -75,11 +79,22 @@ t.test('resolveOptions fills defaults, freezes, does not mutate its input', asyn
   t.same(resolved.cookie, { name: 'sticky', path: '/', domain: undefined, maxAgeSeconds: undefined, sameSite: 'lax', secure: 'auto', forward: false })
   t.same(resolved.timeouts, { connectMs: 5000, headersMs: 60000, bodyMs: 60000 })
   t.same(resolved.secrets, [TEST_SECRET])
-  t.same(resolved.pools.shop, { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1', weight: 1, maxSessions: Infinity }], healthCheck: undefined, cooldownMs: 10_000, slowStartMs: 0, strategy: 'least-sessions', loadFactor: 1.25, overflow: 'reject', cookieName: 'sticky' })
+  t.same(resolved.pools.shop, { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1', weight: 1, maxSessions: Infinity }], healthCheck: undefined, cooldownMs: 10_000, slowStartMs: 0, strategy: 'least-sessions', loadFactor: 1.25, overflow: 'reject', cookieName: 'sticky', cookiePath: '/', cookieMaxAgeSeconds: undefined })
   t.same([resolved.reboundHeader, resolved.replayBodyLimit, resolved.xForwarded], ['x-sticky-rebound', 65536, { allowedHosts: undefined }])
   t.same(resolved.newBindings, { perClient: { rate: 30, perMs: 60_000, burst: 30 }, perGateway: { rate: 1000, perMs: 1000, burst: 1000 }, probationHoldMs: 10_000 })
   const two = resolveOptions({ ...base, pools: { shop: base.pools.shop, models: base.pools.shop }, defaults: { pool: 'models' } })
   t.same([two.pools.models.cookieName, two.pools.shop.cookieName], ['sticky', 'sticky-shop'], 'the default pool keeps the plain cookie name')
+})
+
+t.test("a pool's own cookie overrides the plugin's name, path and Max-Age", async (t) => {
+  const resolved = resolveOptions({
+    ...base,
+    cookie: { maxAge: '1h' },
+    pools: { shop: base.pools.shop, api: { ...base.pools.shop, cookie: { name: 'api-session', path: '/api', maxAge: '2h' } }, plain: { ...base.pools.shop, cookie: { maxAge: 0 } } }
+  })
+  t.same([resolved.pools.shop.cookieName, resolved.pools.shop.cookiePath, resolved.pools.shop.cookieMaxAgeSeconds], ['sticky', '/', 3600])
+  t.same([resolved.pools.api.cookieName, resolved.pools.api.cookiePath, resolved.pools.api.cookieMaxAgeSeconds], ['api-session', '/api', 7200])
+  t.same([resolved.pools.plain.cookieName, resolved.pools.plain.cookieMaxAgeSeconds], ['sticky-plain', undefined], 'maxAge 0: a session cookie')
 })
 
 t.test('a bad route config fails naming the route and the option', async (t) => {

@@ -151,7 +151,8 @@ t.before(async () => {
 })
 
 t.test('the tarball holds dist/, README.md, LICENSE and package.json only', async (t) => {
-  const stray = packedFiles.filter((file) => !['package.json', 'README.md', 'LICENSE'].includes(file) &&
+  // The gateway's config schema ships for editors (exported as fastify-sticky/gateway-config.schema.json).
+  const stray = packedFiles.filter((file) => !['package.json', 'README.md', 'LICENSE', 'dist/gateway/config.schema.json'].includes(file) &&
     !/^dist\/.+\.(?:js|mjs|d\.ts|d\.mts|js\.map|mjs\.map)$/.test(file))
   t.same(stray, [], 'nothing else is packed')
   const entries = ENTRY_POINTS.flatMap((entry) => ['js', 'mjs', 'd.ts', 'd.mts'].map((ext) => `dist/${entry.dist}index.${ext}`))
@@ -187,7 +188,8 @@ t.test('publint finds nothing', async (t) => {
 
 t.test('attw finds nothing, for node10, node16 (CJS and ESM) and bundler', async (t) => {
   // Given a tarball file, attw reads that file only (the registry is used with --from-npm).
-  const result = await run(path.join(BIN, 'attw'), [tarball, '--format', 'json'], work)
+  // The JSON schema is data for editors, not a module with types: attw has nothing to check there.
+  const result = await run(path.join(BIN, 'attw'), [tarball, '--format', 'json', '--exclude-entrypoints', './gateway-config.schema.json'], work)
   t.equal(result.code, 0, 'exits 0', { output: show(result) })
   const report = JSON.parse(result.stdout)
   t.ok(report.analysis.types, 'the package ships its own types')
@@ -269,6 +271,14 @@ t.test('npx fastify-sticky: the command from the tarball, installed by npm itsel
 
   const fastify = await run('npm', ['install', 'fastify@5'], dir)
   t.equal(fastify.code, 0, 'npm install fastify@5', { output: show(fastify) })
+  // A config file checked by the installed command, and the schema an editor is pointed at, where the docs say.
+  fs.writeFileSync(path.join(dir, 'gateway.yaml'), '# yaml-language-server: $schema=node_modules/fastify-sticky/dist/gateway/config.schema.json\npools:\n  web: { upstreams: [{ id: a, url: "http://127.0.0.1:9" }] }\nroutes:\n  - match: { prefix: / }\n')
+  const check = await run('npx', ['--no-install', 'fastify-sticky', '--config', 'gateway.yaml', '--check'], dir)
+  t.equal(check.code, 0, '--check from the installed package', { output: show(check) })
+  t.match(check.stdout, /gateway\.yaml: valid \(1 pools, 1 routes\)/)
+  const schema = await run(process.execPath, ['-e', 'process.stdout.write(require(require.resolve("fastify-sticky/gateway-config.schema.json")).title)'], dir)
+  t.equal(schema.stdout, 'fastify-sticky gateway configuration', 'the schema is exported as fastify-sticky/gateway-config.schema.json')
+  t.ok(fs.existsSync(path.join(dir, 'node_modules', 'fastify-sticky', 'dist', 'gateway', 'config.schema.json')), 'and sits where the docs point editors')
   const gateway = spawn(path.join(dir, 'node_modules', '.bin', 'fastify-sticky'), [], {
     cwd: dir, env: { ...process.env, UPSTREAMS: 'a=http://127.0.0.1:9', PORT: '0', LOG_LEVEL: 'silent' }, stdio: ['ignore', 'pipe', 'pipe']
   })
