@@ -92,6 +92,14 @@ t.test('two pools, three routes (one stateless), two gateways on one Redis', asy
   t.match(check.output().out, /gateway\.yaml: valid \(2 pools, 3 routes\)/)
   const [one, two] = await Promise.all([startConfigGateway(t, file, { REDIS_URL: redis.url }), startConfigGateway(t, file, { REDIS_URL: redis.url })])
 
+  // A bad file stops the command at start with one line naming the file and the path; a secret is not echoed.
+  const bad = join(configDir(t), 'bad.yaml')
+  writeFileSync(bad, twoPoolConfig([a, b], [c, d], uniquePrefix()).replace(`url: "${d.url}"`, 'url: "${D_URL}"'))
+  const refused = startGatewayCommand(t, { ...ENV, REDIS_URL: redis.url, D_URL: 'redis://user:hunter2@10.0.0.1' }, ['--config', bad, '--check'])
+  t.equal(await refused.exited(), 2)
+  t.match(refused.output().err, /^gateway: \S*bad\.yaml: pools\.api\.upstreams\[1\]\.url must be an http\(s\) origin URL[^\n]*\n$/)
+  t.notMatch(refused.output().err, /hunter2/, 'the value from the environment is not printed')
+
   // Sticky by the pool's own cookie, carried over from sessionPersistence; both gateways agree.
   const seen = new Set<string>()
   for (let client = 0; client < 12; client++) {
