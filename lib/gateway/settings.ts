@@ -3,6 +3,7 @@
  * both build, and the rest of lib/gateway reads.
  */
 import type { StickyPluginOptions, StickyRouteConfig } from '../index'
+import type { DnsDiscovery, DnsDiscoveryOptions } from './dns-discovery'
 import type { RouteMatch } from './route-table'
 
 /** What the gateway runs with, parsed from the environment. */
@@ -38,15 +39,10 @@ export interface GatewayRouteSpec {
   readonly sticky: StickyRouteConfig
 }
 
-/** One pool whose upstreams come from DNS. */
-export interface DiscoverySpec {
+/** One pool whose upstreams come from DNS: what its {@link DnsDiscovery} resolves, and how its members are added. */
+export interface DiscoverySpec extends Omit<DnsDiscoveryOptions, 'resolver'> {
   readonly pool: string
-  readonly name: string
-  readonly type: 'A' | 'SRV'
-  readonly port: number | undefined
-  readonly scheme: 'http' | 'https'
-  readonly minRefreshMs: number
-  readonly maxRefreshMs: number
+  /** The weight every discovered upstream gets. */
   readonly weight: number
   /** Name servers to ask instead of the system's. */
   readonly servers: readonly string[] | undefined
