@@ -144,16 +144,24 @@ export function parseUpstreamStatus (value: string): UpstreamStatus {
 const NOW_LUA = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
 
-// KEYS[1] binding, KEYS[2] index of ARGV[1]; ARGV: upstreamId, ttlMs, keyId, countedMs (<= ttlMs)
+// A new binding is the one write every new session makes, so it runs 3 commands server-side (this script, SET,
+// ZADD): no TIME (the gateway's clock stamps the value and the index score: NTP-synced gateways differ by far less
+// than the probation hold), no GET (SET NX GET answers the earlier winner, Redis >= 7.0), and the index trimmed
+// only when the caller asks (1 bind in TRIM_EVERY_BINDS; counts trim before they count, so they stay exact).
+// KEYS[1] binding, KEYS[2] index of ARGV[1]; ARGV: upstreamId, ttlMs, keyId, countedMs (<= ttlMs), nowMs, trim (0|1)
 // → { created (0|1), '<upstreamId>|<createdAt>' }
-const BIND_IF_ABSENT_LUA = `${NOW_LUA}
-local current = redis.call('GET', KEYS[1])
+const BIND_IF_ABSENT_LUA = `local value = ARGV[1] .. '|' .. ARGV[5]
+local current = redis.call('SET', KEYS[1], value, 'NX', 'PX', ARGV[2], 'GET')
 if current then return { 0, current } end                    -- an earlier caller won: report its binding
-local value = ARGV[1] .. '|' .. string.format('%d', now)
-redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+local now = tonumber(ARGV[5])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3]) -- counted for countedMs only (probation), unless touched
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)          -- trim expired members so counts stay exact
+if ARGV[6] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000)  -- drop long-expired members (a minute's margin for clocks)
+end
 return { 1, value }`
+
+/** One new binding in this many also trims its upstream's index of expired members (the others leave it be). */
+export const TRIM_EVERY_BINDS = 64
 
 // KEYS[1] binding, KEYS[2] index of expected, KEYS[3] index of next; ARGV: expected, next, keyId, channel, message
 // → { swapped (0|1), current upstream or nothing }
@@ -223,7 +231,7 @@ export type ScriptResult = [number, string?]
 
 /** The scripts as client commands; keys come first, in the order of each script's KEYS comment, then ARGV. */
 export interface StickyCommands {
-  stickyBindIfAbsent (binding: string, index: string, upstreamId: string, ttlMs: number, keyId: string, countedMs: number): Promise<ScriptResult>
+  stickyBindIfAbsent (binding: string, index: string, upstreamId: string, ttlMs: number, keyId: string, countedMs: number, nowMs: number, trim: 0 | 1): Promise<ScriptResult>
   stickyRebind (binding: string, fromIndex: string, toIndex: string, expected: string, next: string, keyId: string, channel: string, message: string): Promise<ScriptResult>
   stickyTouch (binding: string, index: string, upstreamId: string, ttlMs: number, keyId: string): Promise<number>
   stickyDelete (binding: string, keyId: string, indexPrefix: string, channel: string, message: string): Promise<number>

@@ -16,7 +16,7 @@ import type { CacheableBindingStore, ExpiringBinding } from './near-cache'
 import { createRedisClient, type RedisConnection } from './redis-connection'
 import { InvalidationFeed } from './redis-invalidations'
 import {
-  RedisKeyLayout, defineStickyCommands, invalidationMessage, parseBinding, parseUpstreamStatus, type StickyClient
+  RedisKeyLayout, TRIM_EVERY_BINDS, defineStickyCommands, invalidationMessage, parseBinding, parseUpstreamStatus, type StickyClient
 } from './redis-layout'
 import { SharedSalt } from './redis-salt'
 
@@ -67,6 +67,8 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
   readonly #salt: SharedSalt
   readonly #invalidations: InvalidationFeed
   #initialized: Promise<void> | undefined
+  // Counts this store's new bindings, so one in TRIM_EVERY_BINDS trims its index.
+  #binds = 0
   readonly #onError = (): void => {}
 
   /** @param options - see {@link RedisBindingStoreOptions} */
@@ -148,8 +150,9 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
     const tag = this.#keys.bindingTag(pool, keyId)
     const ttl = Math.max(1, Math.round(ttlMs))
     const counted = Number.isFinite(countedMs) ? Math.min(ttl, Math.max(0, Math.round(countedMs))) : ttl
+    const trim = ++this.#binds % TRIM_EVERY_BINDS === 0 ? 1 : 0
     const [created, value] = await this.#client.stickyBindIfAbsent(
-      this.#keys.bindingKey(tag, keyId), this.#keys.indexKey(tag, upstreamId), upstreamId, ttl, keyId, counted)
+      this.#keys.bindingKey(tag, keyId), this.#keys.indexKey(tag, upstreamId), upstreamId, ttl, keyId, counted, Date.now(), trim)
     const binding = parseBinding(value ?? '')
     if (binding === null) throw new Error(`fastify-sticky: unreadable binding value in Redis for pool "${pool}"`)
     return { upstreamId: binding.upstreamId, createdAt: binding.createdAt, created: created === 1 }

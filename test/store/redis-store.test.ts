@@ -1,7 +1,9 @@
 import t, { type Test } from 'tap'
 import Redis from 'ioredis'
 import { createKeyIdDeriver } from '../../lib/affinity/key-id'
+import { TRIM_EVERY_BINDS } from '../../lib/store/redis-layout'
 import { RedisBindingStore } from '../../lib/store/redis-store'
+import { readCommandStats, resetCommandStats } from '../../scripts/redis-command-stats'
 import { startRedis, uniquePrefix } from '../support/redis'
 import { sharedStoreContract } from './binding-store.contract'
 import { eventually } from '../support/eventually'
@@ -30,6 +32,25 @@ t.test('redis store', async (t) => {
     t.ok(Number(await client.zscore(tag + ':z:b', 'AbCdEfGhIjKlMnOp')) > Date.now(), 'live index scored by expiry')
     const keys = await client.keys(prefix + '*')
     t.same(keys.sort(), [key, prefix + 'salt', tag + ':z:b'].sort(), 'only the binding, its index and the salt')
+  })
+
+  t.test('a new binding costs at most 3 commands server-side (the script, SET NX GET, ZADD), trims included', async (t) => {
+    const store = await open(t, uniquePrefix())
+    const admin = new Redis(redis.url)
+    t.teardown(() => admin.disconnect())
+    await store.bindIfAbsent('shop', 'warm-up-key-000000', 'a', 60_000) // the script is loaded (EVAL → EVALSHA) before counting
+    const binds = TRIM_EVERY_BINDS * 4
+    await resetCommandStats(admin)
+    for (let i = 0; i < binds; i++) await store.bindIfAbsent('shop', `new-session-${String(i).padStart(6, '0')}`, i % 2 === 0 ? 'a' : 'b', 60_000)
+    const stats = await readCommandStats(admin)
+    t.ok(stats.total / binds <= 3 + 1 / TRIM_EVERY_BINDS, `${(stats.total / binds).toFixed(3)} commands per new binding: ${JSON.stringify(stats.byCommand)}`)
+    t.equal(stats.byCommand.get, undefined, 'no GET: SET NX GET reports an earlier winner')
+    t.equal(stats.byCommand.time, undefined, 'no TIME')
+    t.equal(stats.byCommand.zremrangebyscore, binds / TRIM_EVERY_BINDS, 'one trim in TRIM_EVERY_BINDS binds')
+    await resetCommandStats(admin)
+    const again = await store.bindIfAbsent('shop', 'new-session-000001', 'a', 60_000)
+    t.same([again.created, again.upstreamId], [false, 'b'], 'the earlier winner is reported')
+    t.equal((await readCommandStats(admin)).total, 2, 'a lost race costs the script and its SET')
   })
 
   t.test('bindings spread over shards', async (t) => {
