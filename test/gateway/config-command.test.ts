@@ -2,6 +2,7 @@
  * The `fastify-sticky --config` command as an operator runs it: the compiled bin, a YAML file of two pools and
  * three routes (one stateless), a real redis-server, two gateways on it, reload under load, SIGTERM under load.
  */
+import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -15,6 +16,7 @@ import { CookieJar, get } from '../support/http'
 import { startRedis, uniquePrefix } from '../support/redis'
 import type { TeardownOwner } from '../support/teardown-owner'
 import { startUpstreams, type TestUpstream } from '../support/upstreams'
+import { openSocket, startWsUpstreams } from '../support/ws-upstream'
 
 const SECRET = 'config-secret-0123456789-abcdefghijklmn'
 const ADMIN_TOKEN = 'admin-token-0123456789'
@@ -267,4 +269,30 @@ routes:
   for (const client of clients) {
     t.equal((await get(`${gateway.url}/again`, { jar: client.jar })).json().upstream, client.upstream, 'bound clients keep their upstream, b included while it answers')
   }
+})
+
+t.test('SIGTERM with an open WebSocket tunnel: it gets shutdown.tunnelGrace, then is closed, and the process exits', async (t) => {
+  const [ws] = await startWsUpstreams(t, ['w'])
+  const file = join(configDir(t), 'gateway.yaml')
+  writeFileSync(file, `listen: { port: 0 }
+logging: { level: error }
+admin: { token: "\${ADMIN_TOKEN}", listen: { port: 0 } }
+shutdown: { grace: 5s, tunnelGrace: 700ms }
+pools:
+  chat:
+    upstreams: [{ id: w, url: "${ws.url}" }]
+routes:
+  - match: { prefix: /chat }
+`)
+  const gateway = await startConfigGateway(t, file, {})
+  const socket = await openSocket(`${gateway.url.replace('http:', 'ws:')}/chat/room`)
+  t.equal(socket.hello.upstream, 'w')
+  const closed = once(socket.ws, 'close')
+  const started = Date.now()
+  const exit = gateway.process.signal('SIGTERM')
+  await closed
+  const openFor = Date.now() - started
+  t.ok(openFor >= 500, `the tunnel stayed open through most of its grace (${openFor} ms)`)
+  t.ok(openFor < 3000, `and was closed after it, well before shutdown.grace (${openFor} ms)`)
+  t.equal(await exit, 0)
 })
