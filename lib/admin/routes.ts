@@ -86,7 +86,7 @@ class AdminAnswer extends Error {
 }
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 503: 'Service Unavailable'
+  400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 503: 'Service Unavailable'
 }
 
 // The media type without parameters: `application/json; charset=utf-8` is JSON, `text/plain` (what a form or a

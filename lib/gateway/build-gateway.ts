@@ -6,6 +6,7 @@ import cluster from 'node:cluster'
 import Fastify, { type FastifyInstance } from 'fastify'
 import sticky from '../index'
 import { buildFileGateway } from './file-gateway'
+import { printStderr } from './messages'
 import type { GatewaySettings } from './settings'
 
 /** How long in-flight requests get to finish after SIGINT/SIGTERM, ms. */
@@ -42,6 +43,10 @@ export interface Listening {
  * @throws Error naming HOST/PORT or ADMIN_HOST/ADMIN_PORT when a listener cannot start
  */
 export async function serveGateway (settings: GatewaySettings): Promise<Listening> {
+  // SIGHUP's default is to end the process: a reload asked for while the gateway starts must not.
+  let reload: (() => void) | undefined
+  const onHangUp = (): void => { reload?.() }
+  if (settings.file !== undefined) process.on('SIGHUP', onHangUp)
   const fileGateway = settings.file === undefined ? undefined : await buildFileGateway({ ...settings, file: settings.file }, process.env)
   const app = fileGateway?.app ?? await buildGateway(settings)
   const { listenError, adminError } = settings.file === undefined
@@ -73,7 +78,10 @@ export async function serveGateway (settings: GatewaySettings): Promise<Listenin
     stopping = true
     if (fileGateway !== undefined) fileGateway.state.shuttingDown = true
     // In-flight requests get a grace period, not the upstream timeouts (which may be a minute).
-    setTimeout(() => process.exit(0), graceMs).unref()
+    setTimeout(() => {
+      printStderr(`stopped after ${graceMs} ms with requests or tunnels still open (shutdown grace)`)
+      process.exit(1)
+    }, graceMs).unref()
     // A keep-alive connection whose request ends after close() began would hold the listener open until the
     // client's idle timeout: closed as soon as it is idle.
     setInterval(() => { app.server.closeIdleConnections() }, 100).unref()
@@ -83,7 +91,7 @@ export async function serveGateway (settings: GatewaySettings): Promise<Listenin
   process.on('SIGTERM', stop)
   if (fileGateway !== undefined) {
     fileGateway.state.listening = true
-    process.on('SIGHUP', () => { void fileGateway.reload() })
+    reload = () => { void fileGateway.reload() }
     await fileGateway.startDiscovery()
   }
   // A worker whose primary is gone (even SIGKILLed) must not linger.

@@ -125,7 +125,9 @@ async function main (argv: readonly string[]): Promise<void> {
   const { settings, workers } = readSettings(args.config, readWorkers)
   if (args.check) {
     const file = settings.file
-    process.stdout.write(`${args.config as string}: valid (${Object.keys(settings.plugin.pools).length} pools, ${file?.routes.length ?? 0} routes${file?.discovery.length === 0 ? '' : `, ${file?.discovery.length ?? 0} discovered by DNS`})\n`)
+    const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`
+    const discovered = file?.discovery.length ?? 0
+    process.stdout.write(`${args.config as string}: valid (${count(Object.keys(settings.plugin.pools).length, 'pool')}, ${count(file?.routes.length ?? 0, 'route')}${discovered === 0 ? '' : `, ${discovered} discovered by DNS`})\n`)
     return
   }
   if (cluster.isWorker) {

@@ -59,6 +59,8 @@ function valueAt (data: unknown, pointer: string): unknown {
   return value
 }
 
+const TYPE_NAMES: Record<string, string> = { object: 'a mapping', array: 'a list', string: 'a string', integer: 'an integer', number: 'a number', boolean: 'true or false' }
+
 // The deepest error is the one nearest the mistake: a bad upstream URL inside a list also fails the list's
 // alternative (a `{ dns }` mapping), whose error sits one level up and says less.
 function schemaMessage (errors: readonly ErrorObject[], data: unknown): string {
@@ -77,7 +79,7 @@ function schemaMessage (errors: readonly ErrorObject[], data: unknown): string {
     case 'enum':
       return `${where(at)} must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}, got ${describe(value)}`
     case 'type':
-      return `${where(at)} must be ${(error.params as { type: string }).type === 'object' ? 'a mapping' : `a ${(error.params as { type: string }).type}`}, got ${describe(value)}`
+      return `${where(at)} must be ${TYPE_NAMES[(error.params as { type: string }).type] ?? (error.params as { type: string }).type}, got ${describe(value)}`
     case 'pattern':
       return error.schemaPath.includes('duration')
         ? `${where(at)} must be a duration (milliseconds, or '500ms', '30s', '5m', '12h', '1d'), got ${describe(value)}`
@@ -126,9 +128,17 @@ function interpolate (value: unknown, env: NodeJS.ProcessEnv, path: string, secr
  */
 export function scrub (message: string, secrets: readonly string[]): string {
   let text = message
-  for (const secret of secrets) if (secret.length >= 4) text = text.split(secret).join('***')
+  for (const secret of secrets) {
+    if (secret.length < 4) continue
+    text = text.split(secret).join('***')
+    // Messages quote long values cut short (60 or 80 characters, then '…'): the cut copy is as secret as the whole.
+    for (const cut of SHOWN_LENGTHS) if (secret.length > cut) text = text.split(secret.slice(0, cut)).join('***')
+  }
   return text
 }
+
+// Where the messages quoting a value cut it (this file's describe, the plugin's show, the environment gateway's).
+const SHOWN_LENGTHS = [60, 80]
 
 /**
  * Parses config text (JSON when the name ends in `.json`, else YAML), interpolates `${NAME}` and `${NAME:-default}`

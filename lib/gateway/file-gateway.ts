@@ -68,9 +68,13 @@ function changedMembers (app: FastifyInstance, file: GatewayFileSettings): strin
     const pool = app.sticky.pool(name)
     for (const upstream of wanted) {
       const member = pool.upstreams.find((u) => u.id === upstream.id)
-      if (member === undefined) continue
-      if (member.url !== new URL(upstream.url).origin || member.weight !== (upstream.weight ?? 1)) {
-        return `pools.${name}: upstream ${upstream.id} changed its url or weight; give it a new id (its sessions are bound to the old address) or restart`
+      if (member === undefined) {
+        // A member added at run time is shared through the store by its address and weight only.
+        if (upstream.maxSessions !== undefined) return `pools.${name}: upstream ${upstream.id} is new and sets maxSessions, which only a restart applies`
+        continue
+      }
+      if (member.url !== new URL(upstream.url).origin || member.weight !== (upstream.weight ?? 1) || member.maxSessions !== (upstream.maxSessions ?? Infinity)) {
+        return `pools.${name}: upstream ${upstream.id} changed its url, weight or maxSessions; give it a new id (its sessions are bound to the old address) or restart`
       }
     }
   }

@@ -151,13 +151,14 @@ export function gatewaySettingsFromConfig (doc: ConfigDocument): GatewaySettings
     secret: secrets,
     pools,
     ...(redis === undefined ? {} : { redis }),
-    ...(data.defaults === undefined ? {} : { defaults: data.defaults }),
     ...(admin === undefined ? {} : { admin: { token: admin.token, ...(admin.prefix === undefined ? {} : { prefix: admin.prefix }), ...(admin.listen === undefined ? {} : { listen: admin.listen }) } }),
     ...(data.metrics === undefined ? {} : { metrics: data.metrics })
   }
   for (const key of PLUGIN_PASS_THROUGH) if (data[key] !== undefined) (plugin as unknown as Doc)[key] = data[key]
 
-  const resolved = checkPluginOptions(plugin, fail)
+  // Defaults are checked as the plugin checks them (messages name `defaults.…`) but applied by each route, which
+  // merged them above: the plugin's own defaults are fixed at register, and a reload must be able to change them.
+  const resolved = checkPluginOptions(data.defaults === undefined ? plugin : { ...plugin, defaults: data.defaults }, fail)
   for (const route of routes) {
     try {
       resolveRouteConfig(route.name, route.sticky, resolved)

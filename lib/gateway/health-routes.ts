@@ -26,6 +26,19 @@ export interface ReadinessState {
 
 const STORE_PROBE_TIMEOUT_MS = 1_000
 
+// A public endpoint must not turn each request into store work (16 scripts on Redis): one probe a second at most.
+const STORE_PROBE_CACHE_MS = 1_000
+const lastProbe = new WeakMap<StickyApi, { at: number, answer: Promise<boolean> }>()
+
+function storeAnswersCached (api: StickyApi): Promise<boolean> {
+  const now = Date.now()
+  const last = lastProbe.get(api)
+  if (last !== undefined && now - last.at < STORE_PROBE_CACHE_MS) return last.answer
+  const answer = storeAnswers(api)
+  lastProbe.set(api, { at: now, answer })
+  return answer
+}
+
 async function storeAnswers (api: StickyApi): Promise<boolean> {
   const first = api.pools.keys().next().value
   if (first === undefined) return true
@@ -49,7 +62,7 @@ export async function readiness (api: StickyApi, state: ReadinessState): Promise
     pools[name] = { upstreams: pool.upstreams.length, up }
     if (up === 0) everyPoolUp = false
   }
-  const store = await storeAnswers(api) ? 'connected' : 'outage'
+  const store = await storeAnswersCached(api) ? 'connected' : 'outage'
   return { ready: state.listening && !state.shuttingDown && everyPoolUp, listening: state.listening, shuttingDown: state.shuttingDown, pools, store }
 }
 

@@ -16,7 +16,7 @@ export function printListening (address: string, settings: GatewaySettings, work
   const adminApi = settings.adminToken === undefined
     ? ''
     : admin === undefined ? '; admin API and status page at /_sticky/ on this port' : `; admin API and status page at ${admin}`
-  const detail = `${store}${workers > 1 ? `, ${workers} workers` : ''}${adminApi}${settings.generatedSecret ? '; random STICKY_SECRET: set one shared by all gateways' : ''}`
+  const detail = `${store}${workers > 1 ? `, ${workers} workers` : ''}${adminApi}${settings.generatedSecret ? `; random ${settings.file === undefined ? 'STICKY_SECRET' : 'secret'}: set one shared by all gateways` : ''}`
   process.stdout.write(`gateway listening on ${address} (${detail})\n`)
 }
 

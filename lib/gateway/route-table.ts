@@ -24,6 +24,7 @@ interface CompiledRoute<T> {
 }
 
 const PATH_KIND = { none: 0, prefix: 1, pattern: 2, exact: 3 } as const
+const HOST_NAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/
 
 function escapeRegExp (text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
@@ -70,7 +71,7 @@ export function checkRouteMatch (match: RouteMatch): string | undefined {
   if (path !== undefined && path.split('/').some((segment, i, all) => segment.includes('*') && (segment !== '*' || i !== all.length - 1))) {
     return 'path may use * only as its whole last segment'
   }
-  if (match.host !== undefined && !/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(match.host)) {
+  if (match.host !== undefined && !HOST_NAME_RE.test(match.host.startsWith('*.') ? match.host.slice(2) : match.host)) {
     return 'host must be a host name or *.domain'
   }
   return undefined
@@ -85,7 +86,8 @@ export class RouteTable<T> {
     const compiled = routes.map(({ match, payload }, order): CompiledRoute<T> => {
       const path = compilePath(match)
       const host = compileHost(match.host)
-      const methods = match.methods === undefined ? undefined : new Set(match.methods)
+      // As Fastify's own GET routes do: a route that takes GET takes HEAD.
+      const methods = match.methods === undefined ? undefined : new Set(match.methods.includes('GET') ? [...match.methods, 'HEAD'] : match.methods)
       return {
         // A host beats none, an exact path a pattern, a pattern a prefix, a longer prefix a shorter, a method list all methods.
         rank: [host.rank, path.kind, path.weight, methods === undefined ? 0 : 1],
@@ -111,7 +113,8 @@ export class RouteTable<T> {
   find (method: string, host: string, url: string): T | undefined {
     const query = url.indexOf('?')
     const path = query < 0 ? url : url.slice(0, query)
-    const lowerHost = host.toLowerCase()
+    // A Host that is no host name (`evil.com/.example.com`) must not pass for a subdomain: it takes host-less routes only.
+    const lowerHost = HOST_NAME_RE.test(host) ? host.toLowerCase() : ''
     for (const route of this.#routes) if (route.matches(method, lowerHost, path)) return route.payload
     return undefined
   }

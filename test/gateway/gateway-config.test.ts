@@ -70,6 +70,14 @@ t.test('${ENV} interpolation: numbers stay numbers, defaults apply, a missing va
   }
   t.match(message, /^gateway\.yaml: cookie\.domain must be a domain name, got "\*\*\*"$/)
   t.notMatch(message, /secret-value-123/, 'the value from the environment is not printed back')
+  // A long value is quoted cut short: the cut copy must not show either.
+  const long = 'S3cr3t'.repeat(15)
+  for (const text of [`pools:\n  p:\n    upstreams: [{ id: a, url: "\${LONG}" }]\n${ROUTES}`, `${POOLS}${ROUTES}logging: { level: "\${LONG}" }\n`, `${POOLS}${ROUTES}redis: "\${LONG}"\nsecret: "${SECRET}"\n`]) {
+    let shown = ''
+    try { settingsOf(text, { LONG: long }) } catch (error) { shown = (error as Error).message }
+    t.match(shown, /^gateway\.yaml: /)
+    t.notMatch(shown, /S3cr3tS3cr3t/, `no part of a long value from the environment: ${shown}`)
+  }
 })
 
 t.test('what a config becomes: pools, routes, Gateway API sessionPersistence, DNS pools, restart-only keys', async (t) => {
@@ -108,6 +116,10 @@ routes:
   t.notOk(JSON.stringify(file.restartOnly).includes('10.0.0.1'), 'a static upstream list is not restart-only: a reload changes it in place')
   const header = settingsOf(`${POOLS}routes:\n  - sessionPersistence: { type: Header, sessionName: x-session }\n`)
   t.same(header.file!.routes[0].sticky, { pool: 'shop', key: { header: 'x-session' } })
+  const withDefaults = settingsOf(`${POOLS}${ROUTES}defaults: { key: { header: x-user }, idleTimeout: 5m }\n`)
+  t.equal(withDefaults.plugin.defaults, undefined, 'defaults are applied by each route, not registered (a reload can change them)')
+  t.same(withDefaults.file!.routes[0].sticky, { key: { header: 'x-user' }, idleTimeout: '5m', pool: 'shop' })
+  t.throws(() => settingsOf(`${POOLS}${ROUTES}defaults: { failover: sometimes }\n`), { message: /^gateway\.yaml: defaults\.failover must be one of/ })
   const memory = settingsOf(`${POOLS}${ROUTES}`)
   t.equal(memory.generatedSecret, true, 'without redis a random secret is made, as with the environment')
 })
@@ -138,10 +150,15 @@ t.test('the route table: the most specific route wins, whatever the file order',
     ['GET', 'API.example.com', '/shop', 'api-host'],
     ['GET', 'example.com', '/shop', 'shop'],
     ['GET', 'gw.local', '/files/a/b/c', 'files'],
-    ['GET', 'gw.local', '/files/', 'files']
+    ['GET', 'gw.local', '/files/', 'files'],
+    ['GET', 'evil.com/.example.com', '/shop', 'shop'],
+    ['GET', 'evil.com?.example.com', '/shop', 'shop'],
+    ['GET', 'a.example.com:99:98', '/shop', 'shop']
   ]
   for (const [method, host, url, expected] of cases) t.equal(table.find(method, host, url), expected, `${method} ${host}${url}`)
   t.equal(new RouteTable([{ match: { prefix: '/a' }, payload: 1 }]).find('GET', 'h', '/b'), undefined, 'no route: undefined')
+  const methods = new RouteTable([{ match: { methods: ['GET'] }, payload: 'get' }, { match: { methods: ['POST'] }, payload: 'post' }])
+  t.same(['GET', 'HEAD', 'POST', 'PUT'].map((m) => methods.find(m, 'h', '/')), ['get', 'get', 'post', undefined], 'a route that takes GET takes HEAD')
 })
 
 t.test('the shipped examples validate, and docs/gateway.md documents every key of the schema', async (t) => {

@@ -277,7 +277,7 @@ t.test('npx fastify-sticky: the command from the tarball, installed by npm itsel
   fs.writeFileSync(path.join(dir, 'gateway.yaml'), '# yaml-language-server: $schema=node_modules/fastify-sticky/dist/gateway/config.schema.json\npools:\n  web: { upstreams: [{ id: a, url: "http://127.0.0.1:9" }] }\nroutes:\n  - match: { prefix: / }\n')
   const check = await run('npx', ['--no-install', 'fastify-sticky', '--config', 'gateway.yaml', '--check'], dir)
   t.equal(check.code, 0, '--check from the installed package', { output: show(check) })
-  t.match(check.stdout, /gateway\.yaml: valid \(1 pools, 1 routes\)/)
+  t.match(check.stdout, /gateway\.yaml: valid \(1 pool, 1 route\)/)
   const schema = await run(process.execPath, ['-e', 'process.stdout.write(require(require.resolve("fastify-sticky/gateway-config.schema.json")).title)'], dir)
   t.equal(schema.stdout, 'fastify-sticky gateway configuration', 'the schema is exported as fastify-sticky/gateway-config.schema.json')
   t.ok(fs.existsSync(path.join(dir, 'node_modules', 'fastify-sticky', 'dist', 'gateway', 'config.schema.json')), 'and sits where the docs point editors')
