@@ -61,6 +61,10 @@ export class InstrumentedBindingStore implements BindingStore {
     return this.#run(this.#ops.sessionCounts, () => this.inner.sessionCounts(pool, upstreamIds))
   }
 
+  sessionsOf (pool: string, upstreamId: string, limit: number): Promise<string[]> {
+    return this.inner.sessionsOf(pool, upstreamId, limit)
+  }
+
   upstreamStates (pool: string): Promise<Record<string, UpstreamStatus>> {
     return this.#run(this.#ops.upstreamStates, () => this.inner.upstreamStates(pool))
   }

@@ -117,7 +117,7 @@ function resolveTimeouts (input: unknown): ResolvedOptions['timeouts'] {
 }
 
 function isBindingStore (value: unknown): value is BindingStore {
-  const methods = ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'onSaltChange', 'close']
+  const methods = ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'sessionsOf', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'onSaltChange', 'close']
   return isRecord(value) && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function')
 }
 

@@ -143,6 +143,13 @@ export interface BindingStore {
   sessionCounts (pool: string, upstreamIds: readonly string[]): Promise<Record<string, number>>
 
   /**
+   * Key ids of live sessions bound to one upstream, store-wide, at most `limit` of them: what an evacuation or a
+   * rebalance moves. A snapshot, not atomic with binds and moves: a session bound meanwhile may be missing, one
+   * moved meanwhile still listed (the move's compare-and-set tells).
+   */
+  sessionsOf (pool: string, upstreamId: string, limit: number): Promise<string[]>
+
+  /**
    * Shared state of the upstreams of a pool that have any (an upstream never changed has no entry: active, up).
    */
   upstreamStates (pool: string): Promise<Record<string, UpstreamStatus>>

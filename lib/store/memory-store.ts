@@ -141,6 +141,16 @@ export class MemoryBindingStore implements BindingStore {
     return result
   }
 
+  async sessionsOf (pool: string, upstreamId: string, limit: number): Promise<string[]> {
+    const now = Date.now()
+    const found: string[] = []
+    for (const entry of this.#entries.values()) {
+      if (found.length >= limit) break
+      if (entry.pool === pool && entry.upstreamId === upstreamId && entry.expiresAt > now) found.push(entry.keyId)
+    }
+    return found
+  }
+
   async upstreamStates (pool: string): Promise<Record<string, UpstreamStatus>> {
     return Object.fromEntries(this.#upstreams.get(pool) ?? [])
   }

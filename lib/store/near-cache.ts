@@ -255,6 +255,10 @@ export class NearCacheStore implements BindingStore {
     return this.#inner.sessionCounts(pool, upstreamIds)
   }
 
+  sessionsOf (pool: string, upstreamId: string, limit: number): Promise<string[]> {
+    return this.#inner.sessionsOf(pool, upstreamId, limit)
+  }
+
   upstreamStates (pool: string): Promise<Record<string, UpstreamStatus>> {
     return this.#inner.upstreamStates(pool)
   }

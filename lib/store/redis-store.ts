@@ -198,6 +198,17 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
     return result
   }
 
+  async sessionsOf (pool: string, upstreamId: string, limit: number): Promise<string[]> {
+    const now = Date.now()
+    const found: string[] = []
+    // Shard by shard, each index read only as far as still needed.
+    for (let shard = 0; shard < this.#keys.shards && found.length < limit; shard++) {
+      const index = this.#keys.indexKey(this.#keys.shardTag(pool, shard), upstreamId)
+      found.push(...await this.#client.zrangebyscore(index, now, '+inf', 'LIMIT', 0, limit - found.length))
+    }
+    return found
+  }
+
   async upstreamStates (pool: string): Promise<Record<string, UpstreamStatus>> {
     const raw = await this.#client.hgetall(this.#keys.upstreamStatesKey(pool))
     const states: Record<string, UpstreamStatus> = {}

@@ -35,7 +35,7 @@ export function bindingStoreContract (
 ): void {
   t.test('matches interface', async (t) => {
     const store = await makeStore(t)
-    for (const method of ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'onSaltChange', 'close']) {
+    for (const method of ['init', 'sharedSalt', 'get', 'bindIfAbsent', 'rebind', 'touch', 'delete', 'sessionCounts', 'sessionsOf', 'upstreamStates', 'setUpstreamState', 'onInvalidate', 'onSaltChange', 'close']) {
       t.type((store as unknown as Record<string, unknown>)[method], 'function', method)
     }
     const salt = await store.sharedSalt()
@@ -114,6 +114,26 @@ export function bindingStoreContract (
     t.equal(await store.get('p', keys[0]), null)
     t.same(await store.sessionCounts('p', ['a', 'b']), { a: 1, b: 1 })
     t.same(await store.sessionCounts('p', []), {})
+  })
+
+  t.test('sessionsOf lists the live sessions of one upstream, up to a limit, and follows moves and deletes', async (t) => {
+    const store = await makeStore(t)
+    const onA = Array.from({ length: 5 }, () => keyId())
+    const onB = keyId()
+    for (const key of onA) await store.bindIfAbsent('p', key, 'a', 60_000)
+    await store.bindIfAbsent('p', onB, 'b', 60_000)
+    await store.bindIfAbsent('other', keyId(), 'a', 60_000)
+    t.same((await store.sessionsOf('p', 'a', 100)).sort(), [...onA].sort(), 'all of them, only this pool\'s')
+    t.equal((await store.sessionsOf('p', 'a', 3)).length, 3, 'at most the limit')
+    t.same(await store.sessionsOf('p', 'b', 100), [onB])
+    await store.rebind('p', onA[0], 'a', 'b')
+    await store.delete('p', onA[1])
+    t.same((await store.sessionsOf('p', 'a', 100)).sort(), onA.slice(2).sort(), 'a moved and a deleted session are gone')
+    t.same((await store.sessionsOf('p', 'b', 100)).sort(), [onA[0], onB].sort(), 'the moved one is listed where it went')
+    const short = keyId()
+    await store.bindIfAbsent('p', short, 'c', 30)
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    t.same(await store.sessionsOf('p', 'c', 100), [], 'an expired session is not listed')
   })
 
   t.test('invalidation on rebind and delete', async (t) => {
