@@ -87,5 +87,21 @@ export class BindingChangedError extends BindingChanged {
   }
 }
 
+/** 503 for a request whose session moved to another upstream on its way, when it cannot be replayed there. */
+export const SessionMovedError = createError('FST_STICKY_SESSION_MOVED', 'Service Unavailable: this session just moved to another upstream; send the request again', 503)
+
+const HandoffFailed = createError<[string]>('FST_STICKY_HANDOFF_FAILED', 'fastify-sticky: the session was not moved (%s); it stays where it was', 409)
+
+/** Thrown (409) by `app.sticky.bindings.move(..., { handoff: true })` when the session and its state stayed where they were. */
+export class HandoffFailedError extends HandoffFailed {
+  /** Why: `unsupported`, `busy`, `too-large`, `export-failed`, `import-failed`, `source-unreachable`, `store-failed`, … */
+  readonly reason: string
+  /** @param reason - why the session stayed */
+  constructor (reason: string) {
+    super(reason)
+    this.reason = reason
+  }
+}
+
 /** Thrown (503) by `app.sticky.bindings` when the binding store cannot be asked (down, or its salt not read yet). */
 export const StoreUnavailableError = createError('FST_STICKY_STORE_UNAVAILABLE', 'fastify-sticky: the binding store did not answer; try again', 503)

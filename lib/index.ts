@@ -14,7 +14,7 @@ export type { StickyDecision, StickyDecisionKind, AffinityStats, CookieRejection
 export type {
   Duration, StickyPluginOptions, StickyRouteConfig, StickyPoolOptions, StickyUpstreamOptions, StickyKeyOption,
   StickyCookieOptions, StickyTimeoutOptions, StickyHealthCheckOptions, StickyFailoverPolicy, StickyStrategy,
-  StickyKeySource, IpKeyOptions, ResolvedUpstream, StickyNearCacheOptions, StickyPoolCookieOptions
+  StickyKeySource, IpKeyOptions, ResolvedUpstream, StickyNearCacheOptions, StickyPoolCookieOptions, StickyHandoffOptions
 } from './options'
 export type {
   BindingStore, Binding, BindResult, RebindResult, TouchRequest, Invalidation, UpstreamStatus, UpstreamStateChange,
@@ -22,7 +22,7 @@ export type {
 } from './store/binding-store'
 export type { UpstreamState } from './pool/upstream-pool'
 export type { StickyApi, StickyPool, StickyPoolHandle, StickyAdminListener } from './core/sticky-api'
-export type { StickyBindings, StickyBindingKey, StickyBindingKind, StickyBindingLookup, StickyBindingView } from './core/bindings-api'
+export type { StickyBindings, StickyBindingKey, StickyBindingKind, StickyBindingLookup, StickyBindingMoveOptions, StickyBindingView } from './core/bindings-api'
 export { MemoryBindingStore, type MemoryBindingStoreOptions } from './store/memory-store'
 export {
   RedisBindingStore, type RedisBindingStoreOptions, type RedisConnection, type RedisSentinelConnection,
@@ -35,6 +35,7 @@ export {
 export { stickyProxy, type StickyProxyOptions } from './fastify/prefix-proxy'
 export type { ProxyAffinityOptions } from './fastify/proxy-route'
 export type { StickyReloadResult } from './admin/admin-options'
+export type { SessionMoveJob, MoveJobOptions, MoveFailure } from './core/session-mover'
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -7,6 +7,7 @@
  * states, sessions) is declared here with its help text and its scrape-time `collect()`, so the exposition that
  * docs/operating.md lists is read in one place; split by series, each file would repeat the registry plumbing.
  */
+import type { MoveOutcome } from '../core/session-mover'
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
 import type { CookieRejection, StickyDecision, StickyDecisionKind } from '../affinity/decision'
 import { InvalidOptionError } from '../errors'
@@ -100,7 +101,9 @@ export const METRIC_NAMES = Object.freeze({
   storeDuration: 'sticky_store_operation_duration_seconds',
   storeErrors: 'sticky_store_errors_total',
   nearCacheHits: 'sticky_near_cache_hits_total',
-  nearCacheMisses: 'sticky_near_cache_misses_total'
+  nearCacheMisses: 'sticky_near_cache_misses_total',
+  sessionMoves: 'sticky_session_moves_total',
+  sessionMoveHold: 'sticky_session_move_hold_seconds'
 })
 
 /**
@@ -122,6 +125,8 @@ export class StickyMetrics {
   readonly #forwardErrorChildren = new Map<string, { inc (): void }>()
   readonly #storeDuration: Histogram<'operation'>
   readonly #storeErrors: Counter<'operation'>
+  readonly #moves: Counter<'pool' | 'outcome' | 'reason'>
+  readonly #moveHold: Histogram<'pool'>
   #nearCache: NearCacheMetrics | undefined
   #source: MetricsSource | undefined
   #counts = new Map<string, Record<string, number>>()
@@ -224,8 +229,32 @@ export class StickyMetrics {
       labelNames: ['operation'],
       registers: [registry]
     })
+    this.#moves = new Counter({
+      name: METRIC_NAMES.sessionMoves,
+      help: 'Planned session moves (bindings.move with handoff, evacuate, rebalance) this gateway made: outcome moved (reason: with-state, without-state) or stayed (reason: why)',
+      labelNames: ['pool', 'outcome', 'reason'],
+      registers: [registry]
+    })
+    this.#moveHold = new Histogram({
+      name: METRIC_NAMES.sessionMoveHold,
+      help: 'How long a moved session was frozen at its old upstream (export to commit), in seconds',
+      labelNames: ['pool'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry]
+    })
     this.#names.push(METRIC_NAMES.requests, METRIC_NAMES.invalidCookies, METRIC_NAMES.invalidKeys, METRIC_NAMES.sessions,
-      METRIC_NAMES.upstreamState, METRIC_NAMES.forwardErrors, METRIC_NAMES.storeDuration, METRIC_NAMES.storeErrors)
+      METRIC_NAMES.upstreamState, METRIC_NAMES.forwardErrors, METRIC_NAMES.storeDuration, METRIC_NAMES.storeErrors,
+      METRIC_NAMES.sessionMoves, METRIC_NAMES.sessionMoveHold)
+  }
+
+  /** Counts one planned session move (the session mover's observer). */
+  onMove (pool: string, outcome: MoveOutcome): void {
+    if (outcome.moved) {
+      this.#moves.inc({ pool, outcome: 'moved', reason: outcome.withState ? 'with-state' : 'without-state' })
+      if (outcome.withState) this.#moveHold.observe({ pool }, outcome.holdMs / 1000)
+    } else {
+      this.#moves.inc({ pool, outcome: 'stayed', reason: outcome.reason })
+    }
   }
 
   /** Gives the metrics the plugin's API to read session counts, states and cookie rejections from at scrape time. */

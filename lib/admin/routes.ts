@@ -15,7 +15,7 @@ import fp from 'fastify-plugin'
 import type { Registry } from 'prom-client'
 import type { StickyBindings, StickyBindingView } from '../core/bindings-api'
 import type { UpstreamState } from '../pool/upstream-pool'
-import type { StickyPool } from '../core/sticky-api'
+import type { StickyApi, StickyPool } from '../core/sticky-api'
 import { AmbiguousBindingError, BindingChangedError } from '../errors'
 import { resolveAdminOptions, type ResolvedAdminOptions, type StickyReloadResult } from './admin-options'
 import { bearerAuthHook } from './bearer-auth'
@@ -37,6 +37,11 @@ export const ADMIN_HEADER_REQUIRED_CODE = 'FST_STICKY_ADMIN_HEADER_REQUIRED'
 export interface AdminApi {
   readonly pools: ReadonlyMap<string, StickyPool>
   readonly bindings: StickyBindings
+  readonly evacuate: StickyApi['evacuate']
+  readonly rebalance: StickyApi['rebalance']
+  readonly moveJobs: StickyApi['moveJobs']
+  readonly moveJob: StickyApi['moveJob']
+  readonly cancelMoveJob: StickyApi['cancelMoveJob']
 }
 
 /** Options of {@link adminRoutes}. */
@@ -204,6 +209,40 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
       if (!evicted) throw new AdminAnswer(404, 'no binding for this key', { code: 'FST_STICKY_UNKNOWN_BINDING' })
       log.info({ reqId: request.id, pool: request.query.pool }, 'fastify-sticky: admin evicted a binding')
       return reply.code(204).send()
+    })
+
+    // Planned session moves: they answer 202 with the job, which runs on; GET /moves follows it, DELETE cancels it.
+    const withoutState = (value: string | undefined): boolean => value === 'true' || value === '1'
+    admin.post<{ Params: IdParams, Querystring: PoolQuery & { withoutState?: string } }>('/upstreams/:id/evacuate', {
+      ...changing,
+      schema: { querystring: { type: 'object', properties: { pool: { type: 'string', maxLength: 128 }, withoutState: { type: 'string', maxLength: 5 } } } }
+    }, async (request, reply) => {
+      const pool = findUpstream(api, request.params.id, request.query.pool)
+      const job = api.evacuate(pool.name, request.params.id, { withoutState: withoutState(request.query.withoutState) })
+      log.info({ reqId: request.id, job: job.id, pool: pool.name, upstream: request.params.id }, 'fastify-sticky: admin started an evacuation')
+      return reply.code(202).send(job)
+    })
+    admin.post<{ Querystring: PoolQuery & { withoutState?: string, tolerance?: number } }>('/rebalance', {
+      ...changing,
+      schema: { querystring: { type: 'object', properties: { pool: { type: 'string', maxLength: 128 }, withoutState: { type: 'string', maxLength: 5 }, tolerance: { type: 'number', minimum: 0, maximum: 10 } } } }
+    }, async (request, reply) => {
+      const names = [...api.pools.keys()]
+      const name = request.query.pool ?? (names.length === 1 ? names[0] : undefined)
+      if (name === undefined || !api.pools.has(name)) throw new AdminAnswer(404, `name one pool with ?pool= (${names.join(', ')})`)
+      const job = api.rebalance(name, { withoutState: withoutState(request.query.withoutState), ...(request.query.tolerance === undefined ? {} : { tolerance: request.query.tolerance }) })
+      log.info({ reqId: request.id, job: job.id, pool: name }, 'fastify-sticky: admin started a rebalance')
+      return reply.code(202).send(job)
+    })
+    admin.get('/moves', guarded, async () => api.moveJobs())
+    admin.get<{ Params: { id: string } }>('/moves/:id', guarded, async (request) => {
+      const job = api.moveJob(request.params.id)
+      if (job === undefined) throw new AdminAnswer(404, 'no such evacuation or rebalance')
+      return job
+    })
+    admin.delete<{ Params: { id: string } }>('/moves/:id', changing, async (request) => {
+      if (!api.cancelMoveJob(request.params.id)) throw new AdminAnswer(404, 'no such running evacuation or rebalance')
+      log.info({ reqId: request.id, job: request.params.id }, 'fastify-sticky: admin cancelled a move job')
+      return api.moveJob(request.params.id)
     })
 
     const reload = options.reload

@@ -6,11 +6,13 @@
 import { IP_KEY_NAMESPACE, ipPrefixKey, keyNamespace } from '../affinity/keys'
 import {
   AmbiguousBindingError, BindingChangedError, StoreUnavailableError, UnknownBindingError, UnknownPoolError,
-  UnknownUpstreamError, UpstreamDownError
+  UnknownUpstreamError, UpstreamDownError, HandoffFailedError
 } from '../errors'
 import type { UpstreamPool, UpstreamState } from '../pool/upstream-pool'
 import type { Binding, BindingStore } from '../store/binding-store'
 import type { CoreLogger } from './logger'
+import type { ResolvedUpstream } from '../options'
+import type { SessionMover } from './session-mover'
 
 /**
  * The key a binding is found by, as the route that made it reads it:
@@ -33,6 +35,16 @@ export type StickyBindingKey =
 export interface StickyBindingLookup {
   /** The pool to look in; every pool the key can be in when omitted. */
   readonly pool?: string
+}
+
+/** How to move a binding. */
+export interface StickyBindingMoveOptions extends StickyBindingLookup {
+  /**
+   * Carry the session's state to the new upstream (needs the plugin's `handoff` option and `fastify-sticky/upstream`
+   * in the app): its requests are held briefly at the old upstream, then continue on the new one.
+   * @defaultValue false
+   */
+  readonly handoff?: boolean
 }
 
 /** One binding, as `app.sticky.bindings` (and the admin API) show it. The raw key is never shown. */
@@ -71,9 +83,10 @@ export interface StickyBindings {
    * @returns the binding after the move
    * @throws FST_STICKY_UNKNOWN_BINDING when there is none; FST_STICKY_UNKNOWN_UPSTREAM when the target is not a
    *   member; FST_STICKY_UPSTREAM_DOWN when it is down; FST_STICKY_BINDING_CHANGED when another gateway moved or
-   *   evicted it meanwhile; and as {@link StickyBindings.get}
+   *   evicted it meanwhile; FST_STICKY_HANDOFF_FAILED (with `reason`) when a move with handoff left the session
+   *   where it was; and as {@link StickyBindings.get}
    */
-  move (key: StickyBindingKey | undefined, upstreamId: string, lookup?: StickyBindingLookup): Promise<StickyBindingView>
+  move (key: StickyBindingKey | undefined, upstreamId: string, options?: StickyBindingMoveOptions): Promise<StickyBindingView>
   /**
    * Deletes a binding on every gateway; the client's next request is placed as a new session.
    * @returns `true` when a binding was deleted, `false` when there was none
@@ -99,6 +112,8 @@ export interface BindingsApiDeps {
   /** Derives the store's key id of a raw affinity key; `undefined` while the store's salt is not known. */
   readonly keyIdOf: (rawKey: string) => string | undefined
   readonly log: CoreLogger
+  /** Moves with handoff. */
+  readonly mover: SessionMover
 }
 
 interface Found {
@@ -181,6 +196,13 @@ export function createBindingsApi (deps: BindingsApiDeps): StickyBindings {
       if (pool.get(upstreamId) === undefined) throw new UnknownUpstreamError(pool.name, upstreamId)
       if (pool.state(upstreamId) === 'down') throw new UpstreamDownError(pool.name, upstreamId)
       if (binding.upstreamId === upstreamId) return viewOf(found)
+      if (lookup?.handoff === true) {
+        const from = pool.get(binding.upstreamId)
+        if (from === undefined) throw new HandoffFailedError('source-gone')
+        const outcome = await deps.mover.move(pool, keyId, from, pool.get(upstreamId) as ResolvedUpstream, { handoff: true })
+        if (!outcome.moved) throw new HandoffFailedError(outcome.reason)
+        return viewOf({ ...found, binding: { ...binding, upstreamId } })
+      }
       const moved = await storeCall(async () => store.rebind(pool.name, keyId, binding.upstreamId, upstreamId))
       if (!moved.swapped) throw new BindingChangedError(moved.upstreamId)
       log.info({ pool: pool.name, keyId, from: binding.upstreamId, to: upstreamId }, 'fastify-sticky: moved a binding')

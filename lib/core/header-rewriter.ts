@@ -4,6 +4,7 @@
  * the response headers sent to the client (hop-by-hop removed, no upstream origin in `Location`, private caching of
  * a response that sets the routing cookie). Resolved once from the options; the same for every front door.
  */
+import { SESSION_HEADER } from './handoff-protocol'
 import type { ResolvedOptions } from '../options'
 import type { EdgeFacts, StickyRequestState } from './request-state'
 import { removeCookies } from './routing-cookie-header'
@@ -36,6 +37,7 @@ export function createHeaderRewriter (options: ResolvedOptions): HeaderRewriter 
   const cookieOptions = options.cookie
   const stripCookies = cookieOptions.forward ? [] : Object.values(options.pools).map((pool) => pool.cookieName)
   const reboundHeader = options.reboundHeader
+  const handoff = options.handoff !== undefined
   const xForwarded = options.xForwarded
   const allowedHosts = xForwarded === false ? undefined : xForwarded.allowedHosts
 
@@ -71,6 +73,9 @@ export function createHeaderRewriter (options: ResolvedOptions): HeaderRewriter 
       const host = edge.host === '' || (allowedHosts !== undefined && !allowedHosts.has(edge.host.toLowerCase())) ? undefined : edge.host
       writeForwardingHeaders(headers, edge.forwardedFor, edge.protocol, host)
     }
+    // Which session a request belongs to is the gateway's to say: an upstream's handoff plugin keys state by it.
+    if (headers[SESSION_HEADER] !== undefined) delete headers[SESSION_HEADER]
+    if (handoff && state?.binding !== undefined) headers[SESSION_HEADER] = state.binding.keyId
     if (reboundHeader !== false) {
       // A client-sent header must never claim a rebound that did not happen.
       // (`delete` only when present: it turns the headers object into a slow dictionary for the rest of its life.)

@@ -3,7 +3,7 @@
  * body that never names an upstream's address, and `Retry-After` where waiting helps. Front doors only write it.
  * Codes and messages come from `lib/errors.ts`, the one home of `FST_STICKY_*` codes. Framework-free.
  */
-import { BadGatewayError, BadRequestTargetError, NoUpstreamError, TunnelLimitError, UpstreamTimeoutError } from '../errors'
+import { BadGatewayError, BadRequestTargetError, NoUpstreamError, SessionMovedError, TunnelLimitError, UpstreamTimeoutError } from '../errors'
 
 /** An answer the gateway makes itself. */
 export interface StickyProblem {
@@ -64,6 +64,15 @@ export function noUpstream (pool: string, strictDown: boolean, retryAfterSeconds
     message: strictDown ? 'Service Unavailable: the upstream this session is bound to is down' : e.message,
     retryAfterSeconds
   }
+}
+
+/**
+ * A request of a session that moved to another upstream while it was on its way, which cannot be sent again (its
+ * body was streamed): the client may retry at once.
+ */
+export function sessionMoved (): StickyProblem {
+  const e = new SessionMovedError()
+  return { status: 503, code: e.code, error: TEXT[503], message: e.message, retryAfterSeconds: 0 }
 }
 
 /** @param scope - which cap: the gateway's or this client's */

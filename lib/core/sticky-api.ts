@@ -9,7 +9,11 @@ import { resolveUpstream, type ResolvedUpstream, type StickyUpstreamOptions } fr
 import type { UpstreamPool, UpstreamState } from '../pool/upstream-pool'
 import type { BindingStore, UpstreamStateChange } from '../store/binding-store'
 import { createBindingsApi, type BindingsApiDeps, type StickyBindings } from './bindings-api'
-import { UnknownPoolError, UnknownUpstreamError, UpstreamExistsError } from '../errors'
+import { InvalidOptionError, UnknownPoolError, UnknownUpstreamError, UpstreamExistsError } from '../errors'
+import type { MoveJobOptions, SessionMover, SessionMoveJob } from './session-mover'
+
+/** Default `tolerance` of a rebalance: every upstream within 10 % of the pool's mean. */
+export const DEFAULT_REBALANCE_TOLERANCE = 0.1
 
 /** The programmatic API, as `app.sticky`. */
 export interface StickyApi {
@@ -45,6 +49,25 @@ export interface StickyApi {
    * @throws FST_STICKY_UNKNOWN_POOL
    */
   pool (name: string): StickyPool
+  /**
+   * Drains an upstream and moves every session bound to it to the pool's other upstreams, with their state when the
+   * `handoff` option is set and the app serves `fastify-sticky/upstream` (sessions of an app without it stay, and the
+   * drain waits for them, unless `withoutState`). Runs in the background; follow it with {@link StickyApi.moveJob}.
+   * @throws FST_STICKY_UNKNOWN_POOL, FST_STICKY_UNKNOWN_UPSTREAM
+   */
+  evacuate (pool: string, upstreamId: string, options?: MoveJobOptions): SessionMoveJob
+  /**
+   * Moves sessions from upstreams above the pool's mean (per weight) to those below until each is within
+   * `tolerance` of it (after a scale-up). Runs in the background.
+   * @throws FST_STICKY_UNKNOWN_POOL; FST_STICKY_INVALID_OPTION for a bad tolerance
+   */
+  rebalance (pool: string, options?: MoveJobOptions & { readonly tolerance?: number }): SessionMoveJob
+  /** @returns this gateway's evacuations and rebalances, running ones and the last few ended */
+  moveJobs (): SessionMoveJob[]
+  /** @returns one of them by id, or `undefined` */
+  moveJob (id: string): SessionMoveJob | undefined
+  /** Stops a running evacuation or rebalance after the moves in progress. @returns whether one was running */
+  cancelMoveJob (id: string): boolean
   /**
    * The admin API's own listener (`admin.listen`) once it listens: from the app's `onReady` until it closes.
    * `undefined` before and after, and when the admin API is off or served by the app itself (under its prefix).
@@ -117,6 +140,8 @@ export interface StickyApiDeps {
   readonly verifyRoutingCookie: BindingsApiDeps['verifyRoutingCookie']
   /** Derives the store's key id of a raw affinity key (for `bindings`). */
   readonly keyIdOf: BindingsApiDeps['keyIdOf']
+  /** Planned session moves (one binding with handoff, evacuations, rebalances). */
+  readonly mover: SessionMover
 }
 
 // `ReadonlyMap` is a type only: from JavaScript (or through a cast) a Map's set, delete and clear would change what
@@ -194,7 +219,8 @@ export function createStickyApi (deps: StickyApiDeps): StickyApi {
     if (found === undefined) throw new UnknownPoolError(name)
     return found
   }
-  const bindings = createBindingsApi({ store, pools, log, verifyRoutingCookie: deps.verifyRoutingCookie, keyIdOf: deps.keyIdOf })
+  const { mover } = deps
+  const bindings = createBindingsApi({ store, pools, log, mover, verifyRoutingCookie: deps.verifyRoutingCookie, keyIdOf: deps.keyIdOf })
   const api: StickyApi = {
     store,
     pools: views,
@@ -209,7 +235,16 @@ export function createStickyApi (deps: StickyApiDeps): StickyApi {
     drain: async (name, upstreamId) => view(name).drain(upstreamId),
     undrain: async (name, upstreamId) => view(name).undrain(upstreamId),
     state: (name, upstreamId) => view(name).state(upstreamId),
-    pool: view
+    pool: view,
+    evacuate: (name, upstreamId, options) => mover.evacuate(memberOf(poolNamed(name), upstreamId), upstreamId, options),
+    rebalance (name, options = {}) {
+      const tolerance = options.tolerance ?? DEFAULT_REBALANCE_TOLERANCE
+      if (!(tolerance >= 0 && tolerance <= 10)) throw new InvalidOptionError(`rebalance tolerance must be a number from 0 to 10, got ${String(tolerance)}`)
+      return mover.rebalance(poolNamed(name), tolerance, options)
+    },
+    moveJobs: () => mover.jobs(),
+    moveJob: (id) => mover.job(id),
+    cancelMoveJob: (id) => mover.cancel(id)
   }
   poolsOfApi.set(api, pools)
   return api

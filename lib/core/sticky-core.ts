@@ -15,6 +15,7 @@ import type { StickyMetrics } from '../admin/metrics'
 import { resolveRouteConfig, type ResolvedOptions, type ResolvedRouteConfig, type StickyRouteConfig } from '../options'
 import { HealthMonitor } from '../pool/health'
 import { UpstreamPool } from '../pool/upstream-pool'
+import { SessionMover } from './session-mover'
 import { createStickyApi, type StickyApi } from './sticky-api'
 import { TouchScheduler } from '../store/touch-scheduler'
 import { createStore } from './core-store'
@@ -97,6 +98,11 @@ export interface StickyCore {
    * upstream, and `state.cookie` the new cookie) or what to answer.
    */
   reportFailure (state: StickyRequestState | undefined, error: unknown, context: FailureContext): Promise<FailureOutcome>
+  /**
+   * After an upstream answered 421 with `x-sticky-moved` (the session moved away from it): points the state at the
+   * session's new upstream. `false` when there is none to follow (then the 421 is the answer) or it was tried once.
+   */
+  followMove (state: StickyRequestState | undefined): Promise<boolean>
   /** Learns the app's session cookie from the upstream's `Set-Cookie` on learn routes (before the response is released). */
   learn (state: StickyRequestState, setCookie: string | readonly string[] | undefined): Promise<void>
   /** The problem for a target that cannot be forwarded (400). */
@@ -143,7 +149,9 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
   const health = new HealthMonitor(store, pools, log, options.timeouts.connectMs)
   await Promise.all([...pools.values()].map((pool) => pool.refreshCounts()))
   await health.start()
+  const mover = new SessionMover({ store, handoff: options.handoff, log, observer: metrics })
   const api = createStickyApi({
+    mover,
     store,
     pools,
     stats: resolver.stats,
@@ -251,6 +259,17 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
     return { retry: true }
   }
 
+  // A 421 from the old upstream of a session that moved: the binding names its new home (every gateway's near cache
+  // was told by the move's rebind, a moment before the old upstream let go of the request).
+  async function followMove (state: StickyRequestState | undefined): Promise<boolean> {
+    if (state === undefined || state.binding === undefined || state.retried) return false
+    const next = await mover.whereNow(resolver.pool(state.route), state.binding.keyId, state.decision.upstream.id)
+    if (next === undefined) return false
+    state.decision = { ...state.decision, upstream: next }
+    state.retried = true
+    return true
+  }
+
   function answerFor (status: 400 | 502 | 504 | null, cause: unknown): StickyProblem | null {
     if (status === null) return null
     if (status === 400) return badRequestTarget(cause)
@@ -274,6 +293,7 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
     upstreamRequestHeaders,
     clientResponseHeaders,
     reportFailure,
+    followMove,
     learn,
     badTarget: badRequestTarget,
     problemSent (pool, problem) {
@@ -282,6 +302,7 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
     async close () {
       stopSaltWatch()
       health.stop()
+      await mover.close()
       await touches.flush()
       if (owned) await store.close()
     }

@@ -10,8 +10,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import { ipPrefixKey } from '../affinity/keys'
 import { errorCodes } from '../core/failure'
+import { HANDOFF_MOVED_HEADER, isHandoffTarget } from '../core/handoff-protocol'
 import { forwardTarget } from '../core/forward-target'
-import { badGateway, tunnelLimit, type StickyProblem } from '../core/problem'
+import { badGateway, sessionMoved, tunnelLimit, type StickyProblem } from '../core/problem'
 import type { StickyRequestState } from '../core/request-state'
 import { isStickyProblem, type RoutingCookie, type StickyCore } from '../core/sticky-core'
 import { forwardedForValue } from '../core/upstream-headers'
@@ -69,6 +70,9 @@ export interface Forwarder {
 
 /** Builds the forwarder of one plugin registration. */
 export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forwarder {
+  const handoffPath = core.options.handoff?.path
+  // Requests whose upstream answered that their session moved away (a WeakSet: nothing to clean up).
+  const movedAway = new WeakSet<FastifyRequest>()
   // The response side, not the request: undici destroys a streamed request body itself when the upstream fails,
   // and the client is still there to be answered.
   function clientGone (reply: FastifyReply): boolean {
@@ -88,6 +92,11 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
   }
 
   function rewriteHeaders (headers: Record<string, unknown>, request?: FastifyRequest): Record<string, unknown> {
+    // The session moved away from this upstream (its 421 after a handoff): none of this answer goes to the client.
+    if (handoffPath !== undefined && request !== undefined && headers[HANDOFF_MOVED_HEADER] !== undefined) {
+      movedAway.add(request)
+      return {}
+    }
     return core.clientResponseHeaders(request === undefined ? undefined : stateOf(request), headers)
   }
 
@@ -122,11 +131,42 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
     recover(reply, failure.error, retryHttp).catch((error: unknown) => { answer(reply, badGateway(error)) })
   }
 
-  const sharedOptions = Object.freeze({ getUpstream: upstreamOf, onError, rewriteRequestHeaders, rewriteHeaders }) as unknown as FastifyReplyFromHooks
+  // With handoff, an answer may be the old upstream's 421 for a session that moved: followed to its new upstream.
+  function sendOrFollow (request: FastifyRequest, reply: FastifyReply, res: { stream: unknown }, send: () => void): void {
+    if (!movedAway.has(request)) {
+      send()
+      return
+    }
+    movedAway.delete(request)
+    ;(res.stream as { destroy?: () => void }).destroy?.()
+    const body = request.body
+    const replayable = body === undefined || body === null || !(body instanceof Readable)
+    core.followMove(stateOf(request)).then((followed) => {
+      if (reply.sent) return
+      if (!followed || !replayable) return answer(reply, sessionMoved())
+      attachState(request, stateOf(request) as StickyRequestState)
+      retryHttp(reply)
+    }, (error: unknown) => { answer(reply, badGateway(error)) })
+  }
+  const onHandoffResponse = (request: FastifyRequest, reply: FastifyReply, res: { stream: unknown }): void => {
+    sendOrFollow(request, reply, res, () => reply.send(res.stream))
+  }
+
+  const sharedOptions = Object.freeze({
+    getUpstream: upstreamOf,
+    onError,
+    rewriteRequestHeaders,
+    rewriteHeaders,
+    ...(handoffPath === undefined ? {} : { onResponse: onHandoffResponse })
+  }) as unknown as FastifyReplyFromHooks
 
   // On learn routes the response waits for its Set-Cookie to be bound in the store, so the client's next request,
   // through any gateway, finds the binding.
   function onLearnResponse (request: FastifyRequest, reply: FastifyReply, res: { headers: Record<string, unknown>, stream: unknown }): void {
+    if (movedAway.has(request)) {
+      sendOrFollow(request, reply, res, () => {})
+      return
+    }
     const state = stateOf(request)
     if (state === undefined) {
       reply.send(res.stream)
@@ -176,7 +216,9 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
     state.source = source
     // One target rule for requests and upgrades: reply-from's own check, applied before either is sent.
     const target = forwardTarget(source, request.url)
-    if (target === null) return sendProblem(core, this, state.route.pool, core.badTarget(new Error('request target refused')))
+    if (target === null || (handoffPath !== undefined && isHandoffTarget(target, handoffPath))) {
+      return sendProblem(core, this, state.route.pool, core.badTarget(new Error('request target refused')))
+    }
     if (isUpgrade(request)) {
       startTunnel(this, target)
       return this

@@ -8,6 +8,7 @@ import { InvalidOptionError, InvalidRouteConfigError } from '../errors'
 import { parseDuration } from '../duration'
 import { checkKeys, duration, fail, isRecord, show } from './checks'
 import { resolveWebSocket, resolveXForwarded } from './edge'
+import { resolveHandoff } from './handoff'
 import { resolveNewBindings } from './new-bindings'
 import { ID_RE, resolvePool } from './pool'
 import { resolveNearCache, resolveRedis } from './redis'
@@ -22,6 +23,7 @@ export type { StickyKeySource, IpKeyOptions } from '../affinity/keys'
 export { DEFAULT_COOLDOWN_MS, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_TIMEOUT_MS, resolveUpstream } from './pool'
 export type { StickyWebSocketOptions, StickyXForwardedOptions } from './edge'
 export type { StickyNewBindingsOptions, StickyBindingRateOptions } from './new-bindings'
+export type { StickyHandoffOptions, ResolvedHandoff } from './handoff'
 
 /** Default idle timeout of a binding (sliding). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000
@@ -43,7 +45,7 @@ export const DEFAULT_REBOUND_HEADER = 'x-sticky-rebound'
 export const MIN_SECRET_LENGTH = 32
 
 const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
-const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'nearCache', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded', 'websocket', 'admin', 'metrics', 'newBindings']
+const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'nearCache', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded', 'websocket', 'admin', 'metrics', 'newBindings', 'handoff']
 const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover', 'timeout']
 const COOKIE_KEYS = ['name', 'path', 'domain', 'maxAge', 'sameSite', 'secure', 'forward']
 const TIMEOUT_KEYS = ['connect', 'headers', 'body']
@@ -196,6 +198,7 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
     xForwarded,
     websocket,
     newBindings: resolveNewBindings(input.newBindings),
+    handoff: resolveHandoff(input.handoff),
     admin: resolveAdminOptions(input.admin),
     metrics: resolveMetricsOptions(input.metrics)
   }

@@ -9,6 +9,7 @@ import type { Duration } from '../duration'
 import type { BindingStore } from '../store/binding-store'
 import type { RedisConnection } from '../store/redis-store'
 import type { ResolvedWebSocketOptions, ResolvedXForwarded, StickyWebSocketOptions, StickyXForwardedOptions } from './edge'
+import type { ResolvedHandoff, StickyHandoffOptions } from './handoff'
 import type { ResolvedNewBindings, StickyNewBindingsOptions } from './new-bindings'
 
 /** One upstream server of a pool. */
@@ -239,6 +240,11 @@ export interface StickyPluginOptions {
    * @defaultValue `{ perClient: { rate: 30, per: '1m' }, perGateway: { rate: 1000, per: '1s' }, probationHold: '10s' }`
    */
   newBindings?: false | StickyNewBindingsOptions
+  /**
+   * Planned session moves carry the session's state: the app's `exportSession` on the old upstream, its
+   * `importSession` on the new one (`fastify-sticky/upstream`). Off by default; then a move rebinds only.
+   */
+  handoff?: StickyHandoffOptions
 }
 
 /** A pool after validation. */
@@ -317,4 +323,6 @@ export interface ResolvedOptions {
   readonly metrics: ResolvedMetricsOptions
   readonly websocket: false | ResolvedWebSocketOptions
   readonly newBindings: ResolvedNewBindings
+  /** `undefined` when handoff is off. */
+  readonly handoff: ResolvedHandoff | undefined
 }

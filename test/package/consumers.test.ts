@@ -26,7 +26,8 @@ t.setTimeout(240_000)
 const ENTRY_POINTS = [
   { key: '.', name: 'fastify-sticky', dist: '' },
   { key: './express', name: 'fastify-sticky/express', dist: 'express/' },
-  { key: './http-proxy', name: 'fastify-sticky/http-proxy', dist: 'http-proxy/' }
+  { key: './http-proxy', name: 'fastify-sticky/http-proxy', dist: 'http-proxy/' },
+  { key: './upstream', name: 'fastify-sticky/upstream', dist: 'upstream/' }
 ] as const
 
 interface RunResult {
@@ -194,7 +195,7 @@ t.test('attw finds nothing, for node10, node16 (CJS and ESM) and bundler', async
   const report = JSON.parse(result.stdout)
   t.ok(report.analysis.types, 'the package ships its own types')
   t.same(report.problems ?? {}, {}, 'no problem', { output: result.stdout })
-  t.same(Object.keys(report.analysis.entrypoints).sort(), ['.', './express', './http-proxy', './package.json'], 'every entry point analysed')
+  t.same(Object.keys(report.analysis.entrypoints).sort(), ['.', './express', './http-proxy', './package.json', './upstream'], 'every entry point analysed')
   for (const entry of ENTRY_POINTS) {
     const resolutions = report.analysis.entrypoints[entry.key].resolutions
     for (const mode of ['node10', 'node16-cjs', 'node16-esm', 'bundler']) {
