@@ -21,7 +21,7 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000
 export const DEFAULT_TUNNEL_GRACE_MS = 5_000
 const DEFAULT_REFRESH_MIN_MS = 5_000
 const DEFAULT_REFRESH_MAX_MS = 60_000
-const PLUGIN_PASS_THROUGH = ['prefix', 'nearCache', 'newBindings', 'cookie', 'timeouts', 'websocket', 'xForwarded', 'reboundHeader', 'replayBodyLimit', 'maxBindings'] as const
+const PLUGIN_PASS_THROUGH = ['prefix', 'nearCache', 'newBindings', 'cookie', 'timeouts', 'websocket', 'xForwarded', 'reboundHeader', 'replayBodyLimit', 'maxBindings', 'handoff'] as const
 
 type Doc = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any -- checked by the schema already
 
@@ -177,7 +177,7 @@ export function gatewaySettingsFromConfig (doc: ConfigDocument): GatewaySettings
     fail('admin.listen.port must differ from listen.port (the admin API must not share the public listener)')
   }
   const restartOnly: Record<string, string> = {}
-  for (const key of ['listen', 'trustProxy', 'logging', 'secret', 'redis', 'prefix', 'nearCache', 'newBindings', 'cookie', 'timeouts', 'websocket', 'xForwarded', 'reboundHeader', 'replayBodyLimit', 'maxBindings', 'admin', 'metrics', 'health', 'shutdown']) {
+  for (const key of ['listen', 'trustProxy', 'logging', 'secret', 'redis', 'prefix', 'nearCache', 'newBindings', 'cookie', 'timeouts', 'websocket', 'xForwarded', 'reboundHeader', 'replayBodyLimit', 'maxBindings', 'handoff', 'admin', 'metrics', 'health', 'shutdown']) {
     restartOnly[key] = JSON.stringify(data[key] ?? null)
   }
   for (const [name, pool] of Object.entries(pools)) {

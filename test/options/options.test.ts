@@ -37,6 +37,12 @@ t.test('bad options fail at register with FST_STICKY_INVALID_OPTION naming the o
     ['bad maxAge', { ...base, cookie: { maxAge: 'soon' } }, /cookie\.maxAge must be a positive duration/],
     ['bad secure', { ...base, cookie: { secure: 'yes' } }, /cookie\.secure must be 'auto' or a boolean/],
     ['unknown cookie option', { ...base, cookie: { httpOnly: false } }, /cookie\.httpOnly must be absent/],
+    ['handoff without secret', { ...base, handoff: {} }, /handoff\.secret must be a string of at least 32 characters, got "undefined"/],
+    ['short handoff secret', { ...base, handoff: { secret: 'short' } }, /handoff\.secret must be a string of at least 32 characters, got "5 characters"/],
+    ['handoff hold above timeout', { ...base, handoff: { secret: TEST_SECRET, timeout: '1s', hold: '2s' } }, /handoff\.hold must be at most handoff\.timeout \(1000 ms\)/],
+    ['bad handoff path', { ...base, handoff: { secret: TEST_SECRET, path: 'x' } }, /handoff\.path must be a path like/],
+    ['handoff concurrency', { ...base, handoff: { secret: TEST_SECRET, concurrency: 1000 } }, /handoff\.concurrency must be at most 256/],
+    ['unknown handoff key', { ...base, handoff: { secret: TEST_SECRET, retries: 1 } }, /handoff\.retries must be absent/],
     ['bad pool cookie name', { ...base, pools: { shop: { ...base.pools.shop, cookie: { name: 'a;b' } } } }, /pools\.shop\.cookie\.name must be a cookie name token/],
     ['bad pool cookie path', { ...base, pools: { shop: { ...base.pools.shop, cookie: { path: 'x' } } } }, /pools\.shop\.cookie\.path must be a path starting with/],
     ['unknown pool cookie key', { ...base, pools: { shop: { ...base.pools.shop, cookie: { domain: 'x' } } } }, /pools\.shop\.cookie\.domain must be absent/],
@@ -84,6 +90,11 @@ t.test('resolveOptions fills defaults, freezes, does not mutate its input', asyn
   t.same(resolved.newBindings, { perClient: { rate: 30, perMs: 60_000, burst: 30 }, perGateway: { rate: 1000, perMs: 1000, burst: 1000 }, probationHoldMs: 10_000 })
   const two = resolveOptions({ ...base, pools: { shop: base.pools.shop, models: base.pools.shop }, defaults: { pool: 'models' } })
   t.same([two.pools.models.cookieName, two.pools.shop.cookieName], ['sticky', 'sticky-shop'], 'the default pool keeps the plain cookie name')
+})
+
+t.test('handoff defaults', async (t) => {
+  t.equal(resolveOptions(base).handoff, undefined, 'off unless asked for')
+  t.same(resolveOptions({ ...base, handoff: { secret: TEST_SECRET } }).handoff, { secret: TEST_SECRET, path: '/.well-known/sticky-handoff', timeoutMs: 5000, holdMs: 500, concurrency: 8, maxStateBytes: 1024 * 1024 })
 })
 
 t.test("a pool's own cookie overrides the plugin's name, path and Max-Age", async (t) => {
