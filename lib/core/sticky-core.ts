@@ -16,6 +16,7 @@ import { resolveRouteConfig, type ResolvedOptions, type ResolvedRouteConfig, typ
 import { HealthMonitor } from '../pool/health'
 import { UpstreamPool } from '../pool/upstream-pool'
 import { SessionMover } from './session-mover'
+import { TunnelSessions } from './tunnel-sessions'
 import { createStickyApi, type StickyApi } from './sticky-api'
 import { TouchScheduler } from '../store/touch-scheduler'
 import { createStore } from './core-store'
@@ -103,6 +104,8 @@ export interface StickyCore {
    * session's new upstream. `false` when there is none to follow (then the 421 is the answer) or it was tried once.
    */
   followMove (state: StickyRequestState | undefined): Promise<boolean>
+  /** Open WebSocket tunnels by session, closed (reconnect-friendly) when their session's binding changes. */
+  readonly tunnelSessions: TunnelSessions
   /** Learns the app's session cookie from the upstream's `Set-Cookie` on learn routes (before the response is released). */
   learn (state: StickyRequestState, setCookie: string | readonly string[] | undefined): Promise<void>
   /** The problem for a target that cannot be forwarded (400). */
@@ -150,6 +153,7 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
   await Promise.all([...pools.values()].map((pool) => pool.refreshCounts()))
   await health.start()
   const mover = new SessionMover({ store, handoff: options.handoff, log, observer: metrics })
+  const tunnelSessions = new TunnelSessions(store)
   const api = createStickyApi({
     mover,
     store,
@@ -294,6 +298,7 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
     clientResponseHeaders,
     reportFailure,
     followMove,
+    tunnelSessions,
     learn,
     badTarget: badRequestTarget,
     problemSent (pool, problem) {
@@ -303,6 +308,7 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
       stopSaltWatch()
       health.stop()
       await mover.close()
+      tunnelSessions.close()
       await touches.flush()
       if (owned) await store.close()
     }

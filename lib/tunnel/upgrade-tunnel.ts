@@ -33,7 +33,16 @@ export interface TunnelAttempt {
   readonly headers: Record<string, unknown>
   /** Serialized Set-Cookie values to add to the 101. */
   readonly setCookies: readonly string[]
+  /**
+   * Called once the tunnel is open with a function that ends it the reconnect-friendly way (for when its session
+   * moves to another upstream); returns what to call when the tunnel closes.
+   */
+  readonly onOpen?: (goAway: () => void) => () => void
 }
+
+// A WebSocket close frame from the server side (unmasked), code 1012 "service restart": clients reconnect, and the
+// reconnect is routed to the session's new upstream.
+const GO_AWAY_FRAME = Buffer.from([0x88, 0x02, 0x03, 0xf4])
 
 /** What the attempt reports before it is established: one of these, or nothing if the client left first. */
 export interface TunnelCallbacks {
@@ -107,11 +116,21 @@ export function openTunnel (
     if (upstreamHead.length > 0) client.write(upstreamHead)
     if (head.length > 0) upstream.write(head)
     sockets.add(client)
+    let forget: (() => void) | undefined
     const close = (): void => {
+      forget?.()
       sockets.delete(client)
       client.destroy()
       upstream.destroy()
     }
+    // The old upstream's frames stop first; a frame it was half way through sending is cut (the client then sees
+    // a protocol error instead of 1012, and reconnects all the same).
+    const goAway = (): void => {
+      upstream.unpipe(client)
+      upstream.destroy()
+      client.end(GO_AWAY_FRAME)
+    }
+    forget = attempt.onOpen?.(goAway)
     client.on('close', close)
     upstream.on('close', close)
     client.on('error', close)

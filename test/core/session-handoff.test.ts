@@ -4,6 +4,7 @@
  * failures leave a session where it was (or to failover, when its upstream died); a rebalance after a scale-up
  * evens the pool out without losing a cart.
  */
+import { once } from 'node:events'
 import t from 'tap'
 import { Registry } from 'prom-client'
 import { CART_HANDOFF_SECRET, startCartProcess, startCartUpstreams, type CartUpstream } from '../support/cart-upstream'
@@ -12,6 +13,7 @@ import { startGateway, type TestGateway } from '../support/gateway'
 import { CookieJar, get } from '../support/http'
 import { startRedis, uniquePrefix } from '../support/redis'
 import type { TeardownOwner } from '../support/teardown-owner'
+import { openSocket, startWsUpstreams } from '../support/ws-upstream'
 
 const HANDOFF = { secret: CART_HANDOFF_SECRET, hold: '500ms' as const, concurrency: 8 }
 
@@ -181,4 +183,20 @@ t.test('rebalance after a scale-up: the new upstream gets its share, no cart los
   }
   t.pass('every cart is whole after the rebalance')
   t.ok((one.app.sticky.moveJob(job.id)?.moved ?? 0) >= 18, 'about a quarter of the sessions moved')
+})
+
+t.test('a WebSocket tunnel of a session that moved is closed with 1012 (reconnect), and the reconnect reaches the new upstream', async (t) => {
+  const upstreams = await startWsUpstreams(t, ['a', 'b'])
+  const [one, two] = await twoGateways(t, upstreams)
+  const opened = await openSocket(`${one.url.replace('http:', 'ws:')}/chat`)
+  const cookie = opened.setCookie[0].split(';')[0]
+  const from = opened.hello.upstream
+  const to = from === 'a' ? 'b' : 'a'
+  const closed = once(opened.ws, 'close')
+  await two.app.sticky.bindings.move(decodeURIComponent(cookie.slice(cookie.indexOf('=') + 1)), to)
+  const [code] = await closed
+  t.equal(code, 1012, 'closed on the other gateway too, with "service restart"')
+  const again = await openSocket(`${one.url.replace('http:', 'ws:')}/chat`, cookie)
+  t.equal(again.hello.upstream, to, 'the reconnect reaches the new upstream')
+  again.ws.close()
 })
