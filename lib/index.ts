@@ -35,7 +35,8 @@ export {
 export { stickyProxy, type StickyProxyOptions } from './fastify/prefix-proxy'
 export type { ProxyAffinityOptions } from './fastify/proxy-route'
 export type { StickyReloadResult } from './admin/admin-options'
-export type { SessionMoveJob, MoveJobOptions, MoveFailure } from './core/session-mover'
+export type { MoveFailure } from './core/session-mover'
+export type { SessionMoveJob, MoveJobOptions } from './core/move-jobs'
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -10,7 +10,8 @@ import type { UpstreamPool, UpstreamState } from '../pool/upstream-pool'
 import type { BindingStore, UpstreamStateChange } from '../store/binding-store'
 import { createBindingsApi, type BindingsApiDeps, type StickyBindings } from './bindings-api'
 import { InvalidOptionError, UnknownPoolError, UnknownUpstreamError, UpstreamExistsError } from '../errors'
-import type { MoveJobOptions, SessionMover, SessionMoveJob } from './session-mover'
+import type { MoveJobOptions, MoveJobs, SessionMoveJob } from './move-jobs'
+import type { SessionMover } from './session-mover'
 
 /** Default `tolerance` of a rebalance: every upstream within 10 % of the pool's mean. */
 export const DEFAULT_REBALANCE_TOLERANCE = 0.1
@@ -140,8 +141,10 @@ export interface StickyApiDeps {
   readonly verifyRoutingCookie: BindingsApiDeps['verifyRoutingCookie']
   /** Derives the store's key id of a raw affinity key (for `bindings`). */
   readonly keyIdOf: BindingsApiDeps['keyIdOf']
-  /** Planned session moves (one binding with handoff, evacuations, rebalances). */
+  /** Planned session moves (one binding with handoff). */
   readonly mover: SessionMover
+  /** Evacuations and rebalances. */
+  readonly jobs: MoveJobs
 }
 
 // `ReadonlyMap` is a type only: from JavaScript (or through a cast) a Map's set, delete and clear would change what
@@ -219,7 +222,7 @@ export function createStickyApi (deps: StickyApiDeps): StickyApi {
     if (found === undefined) throw new UnknownPoolError(name)
     return found
   }
-  const { mover } = deps
+  const { mover, jobs } = deps
   const bindings = createBindingsApi({ store, pools, log, mover, verifyRoutingCookie: deps.verifyRoutingCookie, keyIdOf: deps.keyIdOf })
   const api: StickyApi = {
     store,
@@ -236,15 +239,15 @@ export function createStickyApi (deps: StickyApiDeps): StickyApi {
     undrain: async (name, upstreamId) => view(name).undrain(upstreamId),
     state: (name, upstreamId) => view(name).state(upstreamId),
     pool: view,
-    evacuate: (name, upstreamId, options) => mover.evacuate(memberOf(poolNamed(name), upstreamId), upstreamId, options),
+    evacuate: (name, upstreamId, options) => jobs.evacuate(memberOf(poolNamed(name), upstreamId), upstreamId, options),
     rebalance (name, options = {}) {
       const tolerance = options.tolerance ?? DEFAULT_REBALANCE_TOLERANCE
       if (!(tolerance >= 0 && tolerance <= 10)) throw new InvalidOptionError(`rebalance tolerance must be a number from 0 to 10, got ${String(tolerance)}`)
-      return mover.rebalance(poolNamed(name), tolerance, options)
+      return jobs.rebalance(poolNamed(name), tolerance, options)
     },
-    moveJobs: () => mover.jobs(),
-    moveJob: (id) => mover.job(id),
-    cancelMoveJob: (id) => mover.cancel(id)
+    moveJobs: () => jobs.jobs(),
+    moveJob: (id) => jobs.job(id),
+    cancelMoveJob: (id) => jobs.cancel(id)
   }
   poolsOfApi.set(api, pools)
   return api

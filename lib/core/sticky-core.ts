@@ -5,16 +5,19 @@
  * session cookie and rewrites what must not reach the client. Every front door (the Fastify plugin, the
  * @fastify/http-proxy integration, the Express middleware) translates its framework's request into a
  * {@link RequestView}, calls these, and writes the answers. Framework-free: no import of fastify, reply-from or
- * an HTTP server type.
+ * an HTTP server type. Over 300 lines because it is the one place that wires the core's parts (store, pools,
+ * resolver, health, mover, tunnels) and documents the contract the doors call; each part is a module of its own.
  */
 import type { StickyDecision } from '../affinity/decision'
 import { AffinityResolver } from '../affinity/resolve'
 import { StoreKeyIds } from '../affinity/key-id'
 import { createRoutingCookieCodec } from '../affinity/routing-cookie'
 import type { StickyMetrics } from '../admin/metrics'
+import { DEFAULT_HANDOFF_CONCURRENCY } from '../options/handoff'
 import { resolveRouteConfig, type ResolvedOptions, type ResolvedRouteConfig, type StickyRouteConfig } from '../options'
 import { HealthMonitor } from '../pool/health'
 import { UpstreamPool } from '../pool/upstream-pool'
+import { MoveJobs } from './move-jobs'
 import { SessionMover } from './session-mover'
 import { TunnelSessions } from './tunnel-sessions'
 import { createStickyApi, type StickyApi } from './sticky-api'
@@ -153,9 +156,11 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
   await Promise.all([...pools.values()].map((pool) => pool.refreshCounts()))
   await health.start()
   const mover = new SessionMover({ store, handoff: options.handoff, log, observer: metrics })
+  const jobs = new MoveJobs({ store, mover, log, concurrency: options.handoff?.concurrency ?? DEFAULT_HANDOFF_CONCURRENCY })
   const tunnelSessions = new TunnelSessions(store)
   const api = createStickyApi({
     mover,
+    jobs,
     store,
     pools,
     stats: resolver.stats,
@@ -307,7 +312,7 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
     async close () {
       stopSaltWatch()
       health.stop()
-      await mover.close()
+      await jobs.close()
       tunnelSessions.close()
       await touches.flush()
       if (owned) await store.close()
