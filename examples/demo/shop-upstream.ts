@@ -1,11 +1,14 @@
 /**
  * A tiny stateful "shop" for the demo: the kind of app sticky sessions exist for. It keeps every cart in its own
  * process memory, keyed by its own session cookie `shop_sid`, so a request that reaches another replica sees an
- * empty cart. It knows nothing about the gateway or its routing cookie.
+ * empty cart. It knows nothing about the gateway's routing cookie; with `handoffSecret` it serves
+ * fastify-sticky/upstream, so the gateway can move a cart to another replica (evacuate, rebalance): the gateway names
+ * each session with a handle (`request.stickySession`), and the shop remembers which of its carts a handle uses.
  */
 import { randomBytes } from 'node:crypto'
 import fastifyCookie from '@fastify/cookie'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
+import stickyUpstream from '../../lib/upstream'
 
 /** Options of {@link startShop}. */
 export interface ShopOptions {
@@ -15,6 +18,10 @@ export interface ShopOptions {
   port: number
   /** @defaultValue `'127.0.0.1'` */
   host?: string
+  /** Serve fastify-sticky/upstream with this secret (the gateway's `handoff.secret`), so carts can move; off without it. */
+  handoffSecret?: string
+  /** The gateway's status page and demo controls (paths on the page's origin), named in the page's hints. */
+  operatorPages?: { statusPage: string, controls: string }
 }
 
 /** A running shop. */
@@ -29,6 +36,12 @@ export interface Shop {
 export interface CartItem {
   name: string
   quantity: number
+}
+
+/** What the shop hands over when the gateway moves a session: its own session id (the browser keeps the cookie) and the cart. */
+export interface ShopSessionState {
+  sid: string
+  cart: CartItem[]
 }
 
 /** The app's own session cookie (not the gateway's routing cookie). */
@@ -61,9 +74,47 @@ export async function startShop (opts: ShopOptions): Promise<Shop> {
   const host = opts.host ?? '127.0.0.1'
   // Map order is insertion order: the first key is the oldest cart, dropped when the shop is full.
   const carts = new Map<string, CartItem[]>()
+  // The gateway's session handle → this shop's session id: a move names the session by its handle.
+  const sids = new Map<string, string>()
+  // Carts that arrived from another upstream, so the page can say so.
+  const handedOver = new Set<string>()
+  const remember = (handle: string | null, sid: string): void => {
+    if (handle === null || sids.get(handle) === sid) return
+    sids.delete(handle)
+    if (sids.size >= MAX_CARTS) sids.delete(sids.keys().next().value as string)
+    sids.set(handle, sid)
+  }
+  const forget = (sid: string): void => {
+    carts.delete(sid)
+    handedOver.delete(sid)
+  }
 
   const app = Fastify({ logger: false })
   await app.register(fastifyCookie)
+  if (opts.handoffSecret !== undefined) {
+    // Before the routes: the plugin holds a moving session's requests until its cart has been handed over.
+    await app.register(stickyUpstream, {
+      secret: opts.handoffSecret,
+      exportSession (handle): ShopSessionState | null {
+        const sid = sids.get(handle)
+        const cart = sid === undefined ? undefined : carts.get(sid)
+        // null: nothing kept for it here, so the gateway moves the session without state.
+        return sid === undefined || cart === undefined ? null : { sid, cart }
+      },
+      importSession (handle, state) {
+        const { sid, cart } = checkState(state)
+        if (!carts.has(sid) && carts.size >= MAX_CARTS) forget(carts.keys().next().value as string)
+        carts.set(sid, cart)
+        handedOver.add(sid)
+        remember(handle, sid)
+      },
+      dropSession (handle) {
+        const sid = sids.get(handle)
+        sids.delete(handle)
+        if (sid !== undefined) forget(sid)
+      }
+    })
+  }
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT_BYTES },
     (_request, body, done) => { done(null, new URLSearchParams(body as string)) })
 
@@ -72,26 +123,33 @@ export async function startShop (opts: ShopOptions): Promise<Shop> {
   function cartOf (request: FastifyRequest, reply: FastifyReply): CartItem[] {
     const sid = request.cookies[SHOP_SESSION_COOKIE]
     const known = sid !== undefined && SESSION_ID_RE.test(sid) ? carts.get(sid) : undefined
-    if (known !== undefined) return known
+    if (known !== undefined) {
+      remember(request.stickySession ?? null, sid as string)
+      return known
+    }
     const fresh = randomBytes(16).toString('base64url')
-    if (carts.size >= MAX_CARTS) carts.delete(carts.keys().next().value as string)
+    if (carts.size >= MAX_CARTS) forget(carts.keys().next().value as string)
     const cart: CartItem[] = []
     carts.set(fresh, cart)
+    remember(request.stickySession ?? null, fresh)
     reply.setCookie(SHOP_SESSION_COOKIE, fresh, { path: '/', httpOnly: true, sameSite: 'lax' })
     return cart
   }
+  const wasHandedOver = (request: FastifyRequest): boolean => handedOver.has(request.cookies[SHOP_SESSION_COOKIE] ?? '')
 
   app.get('/', async (request, reply) => {
     reply.header('cache-control', 'no-store')
     // Nothing external: inline CSS only, no scripts, forms post back to this origin.
     reply.header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
     reply.type('text/html; charset=utf-8')
-    return renderPage(id, cartOf(request, reply))
+    const cart = cartOf(request, reply)
+    return renderPage(id, cart, wasHandedOver(request), opts.operatorPages)
   })
 
   app.get('/api/cart', async (request, reply) => {
     reply.header('cache-control', 'no-store')
-    return { upstream: id, items: cartOf(request, reply) }
+    const items = cartOf(request, reply)
+    return { upstream: id, items, handedOver: wasHandedOver(request) }
   })
 
   app.post('/cart', async (request, reply) => {
@@ -118,11 +176,23 @@ export async function startShop (opts: ShopOptions): Promise<Shop> {
   return { url: address, close: () => app.close() }
 }
 
+// The state comes from another upstream through the gateway, behind the shared secret; checked all the same, so a
+// bad one fails the import (the session then stays where it was) instead of planting a malformed cart.
+function checkState (state: unknown): ShopSessionState {
+  const { sid, cart } = (state ?? {}) as Partial<ShopSessionState>
+  const validLine = (item: CartItem): boolean => typeof item?.name === 'string' && item.name.length > 0 &&
+    item.name.length <= MAX_ITEM_NAME_LENGTH && Number.isInteger(item.quantity) && item.quantity >= 1 && item.quantity <= MAX_QUANTITY
+  if (typeof sid !== 'string' || !SESSION_ID_RE.test(sid) || !Array.isArray(cart) || cart.length > MAX_LINES_PER_CART || !cart.every(validLine)) {
+    throw new TypeError('not a shop session: { sid, cart: [{ name, quantity }] }')
+  }
+  return { sid, cart: cart.map(({ name, quantity }) => ({ name, quantity })) }
+}
+
 function formField (body: unknown, name: string): string {
   return body instanceof URLSearchParams ? body.get(name) ?? '' : ''
 }
 
-function renderPage (id: string, cart: readonly CartItem[]): string {
+function renderPage (id: string, cart: readonly CartItem[], handedOver: boolean, operatorPages?: ShopOptions['operatorPages']): string {
   const color = UPSTREAM_COLORS[id] ?? '#4b5563'
   const up = escapeHtml(id)
   const items = cart.length === 0
@@ -158,6 +228,7 @@ function renderPage (id: string, cart: readonly CartItem[]): string {
   button.secondary { background: #e5e7eb; color: #111827; }
   .hint { font-size: .95rem; color: #374151; }
   code { background: #f3f4f6; padding: 0 .25rem; border-radius: .25rem; }
+  .moved { background: #fef3c7; color: #78350f; border-radius: .75rem; padding: .6rem 1.5rem; margin: 1rem 0 0; }
 </style>
 </head>
 <body data-upstream="${up}">
@@ -166,6 +237,7 @@ function renderPage (id: string, cart: readonly CartItem[]): string {
     <h1>Served by upstream ${up}</h1>
     <p>This cart lives only in the memory of upstream ${up}.</p>
   </div>
+  ${handedOver ? `<p class="moved" id="handed-over">This cart was handed over to upstream ${up} by another upstream: the gateway moved your session, cart included.</p>` : ''}
   <section>
     <h2>Your cart</h2>
     ${items}
@@ -183,6 +255,8 @@ function renderPage (id: string, cart: readonly CartItem[]): string {
     <h2>Try it</h2>
     <p><strong>Reload:</strong> the cart stays, because the gateway keeps sending you to upstream ${up}.</p>
     <p><strong>Clear the <code>sticky</code> cookie or use a private window:</strong> you may land on another upstream and see an empty cart.</p>
+    ${operatorPages === undefined ? '' : `<p><strong>Move your cart:</strong> on the <a href="${escapeHtml(operatorPages.statusPage)}">status page</a> (admin token in the terminal), press <em>Evacuate</em> on upstream ${up}, then reload this page: another upstream, the same cart.</p>
+    <p><strong>Scale up:</strong> on the <a href="${escapeHtml(operatorPages.controls)}">demo controls</a>, add a few shoppers and the spare upstream, then press <em>Rebalance</em> on the status page: the new upstream takes its share of the carts.</p>`}
     <p>JSON: <a href="/api/cart">/api/cart</a></p>
   </section>
 </main>

@@ -5,8 +5,10 @@
  * cookie or a URL, where another page of the same origin could read it; it travels only as `Authorization: Bearer`.
  * Every call also sends `x-sticky-admin: 1`, which the routes that change state require. A strict
  * Content-Security-Policy admits exactly this page's own script and style (by hash) and requests to its own origin.
+ * Besides drain/undrain it starts evacuations (per upstream) and rebalances (per pool) and lists this gateway's
+ * move jobs (`GET /moves`).
  *
- * Why ~340 lines: about 280 of them are the page itself (its CSS, script and markup as template strings), kept in
+ * Why ~400 lines: about 340 of them are the page itself (its CSS, script and markup as template strings), kept in
  * one module so the CSP hashes are computed from exactly the text served.
  */
 import { createHash } from 'node:crypto'
@@ -40,6 +42,10 @@ td.url { color: var(--muted); font-family: ui-monospace, "DejaVu Sans Mono", mon
 .state.active { background: var(--active); } .state.draining { background: var(--draining); } .state.down { background: var(--down); } .state.removed { background: #8a94a3; }
 button { font: inherit; font-size: 12px; padding: 4px 11px; border-radius: 5px; border: 1px solid var(--line); background: #fff; color: var(--fg); cursor: pointer; }
 button:hover { border-color: var(--accent); } button:disabled { opacity: .5; cursor: default; }
+td.actions button + button { margin-left: 6px; }
+.card h2 button { margin-left: 12px; vertical-align: 1px; }
+.job-state { font-weight: 600; } .job-state.running { color: var(--draining); } .job-state.done { color: var(--active); } .job-state.cancelled { color: var(--muted); }
+td.failed { color: var(--down); white-space: normal; }
 .chart-title { color: var(--muted); font-size: 12px; margin: 0 0 4px; }
 svg text { font: 12px system-ui, -apple-system, "DejaVu Sans", sans-serif; fill: var(--fg); }
 svg .bar.active { fill: var(--active); } svg .bar.draining { fill: var(--draining); } svg .bar.down { fill: var(--down); } svg .bar.removed { fill: #8a94a3; }
@@ -150,28 +156,40 @@ const SCRIPT = `
 
   function kpi (value, key, name) { return el('div', { class: 'kpi', 'data-kpi': name }, [el('div', { class: 'v' }, [value]), el('div', { class: 'k' }, [key])]) }
 
-  function poolCard (name, rows, stats) {
+  function running (jobs, kind, pool, upstream) {
+    return (jobs || []).some(function (j) { return j.state === 'running' && j.kind === kind && j.pool === pool && (upstream === undefined || j.upstream === upstream) })
+  }
+
+  function poolCard (name, rows, stats, jobs) {
     var total = rows.reduce(function (sum, r) { return sum + (r.sessions || 0) }, 0)
     var tbody = el('tbody')
     rows.forEach(function (r) {
       var action = r.state === 'draining' ? 'undrain' : 'drain'
       var button = el('button', { type: 'button', 'data-action': action }, [action === 'drain' ? 'Drain' : 'Undrain'])
       button.addEventListener('click', function () { act(button, r, action) })
+      var evacuating = running(jobs, 'evacuate', name, r.id)
+      var evacuate = el('button', { type: 'button', 'data-action': 'evacuate', title: 'Drain it and move its sessions (with their state) to the others' }, [evacuating ? 'Evacuating\u2026' : 'Evacuate'])
+      evacuate.disabled = evacuating
+      evacuate.addEventListener('click', function () { act(evacuate, r, 'evacuate') })
       tbody.append(el('tr', { 'data-upstream': name + '/' + r.id }, [
         el('td', { class: 'id' }, [r.id]),
         el('td', { class: 'url', title: r.url }, [r.url]),
         el('td', {}, [el('span', { class: 'state ' + r.state }, [r.state])]),
         el('td', { class: 'num weight' }, [String(r.weight)]),
         el('td', { class: 'num sessions' }, [r.sessions === null ? '?' : String(r.sessions)]),
-        el('td', {}, [button])
+        el('td', { class: 'actions' }, [button, evacuate])
       ]))
     })
     var head = el('tr', {}, ['Upstream', 'URL', 'State', 'Weight', 'Sessions', ''].map(function (h, i) { return el('th', i === 3 || i === 4 ? { class: 'num' } : {}, [h]) }))
     var decided = stats.decisions
     var routed = decided === null ? 0 : decided.hit + decided.new + decided.rebind + decided.degraded + decided.unbound
     var hitRatio = decided === null ? null : routed > 0 ? 100 * decided.hit / routed : null
+    var rebalancing = running(jobs, 'rebalance', name)
+    var rebalance = el('button', { type: 'button', 'data-action': 'rebalance', title: 'Move sessions from the fullest upstreams to the emptiest' }, [rebalancing ? 'Rebalancing\u2026' : 'Rebalance'])
+    rebalance.disabled = rebalancing
+    rebalance.addEventListener('click', function () { start(rebalance, '/rebalance?pool=' + encodeURIComponent(name), 'rebalance') })
     return el('section', { class: 'card pool', 'data-pool': name }, [
-      el('h2', {}, ['Pool ' + name]),
+      el('h2', {}, ['Pool ' + name, rebalance]),
       el('div', { class: 'kpis' }, [
         kpi(String(total), 'live sessions (all gateways)', 'sessions'),
         kpi(fmt(stats.rps, 1), 'requests/s (this gateway)', 'rps'),
@@ -186,7 +204,34 @@ const SCRIPT = `
     ])
   }
 
-  function render (upstreams, metrics, at) {
+  function failures (failed) {
+    return Object.keys(failed).map(function (reason) { return reason + ' ' + failed[reason] }).join(', ')
+  }
+
+  function movesCard (jobs) {
+    if (jobs === null) return el('section', { class: 'card', id: 'moves' }, [el('h2', {}, ['Moves']), el('p', { class: 'note' }, ['Not available.'])])
+    var head = el('tr', {}, ['Job', 'Pool', 'Upstream', 'State', 'Moved', 'Stayed (why)', 'Started'].map(function (h, i) { return el('th', i === 4 ? { class: 'num' } : {}, [h]) }))
+    var tbody = el('tbody')
+    jobs.forEach(function (j) {
+      tbody.append(el('tr', { 'data-job': j.id }, [
+        el('td', {}, [j.kind]),
+        el('td', {}, [j.pool]),
+        el('td', {}, [j.upstream === undefined || j.upstream === null ? '\u2013' : j.upstream]),
+        el('td', {}, [el('span', { class: 'job-state ' + j.state }, [j.state])]),
+        el('td', { class: 'num moved' }, [String(j.moved)]),
+        el('td', { class: 'failed' }, [failures(j.failed)]),
+        el('td', {}, [new Date(j.startedAt).toLocaleTimeString()])
+      ]))
+    })
+    return el('section', { class: 'card', id: 'moves' }, [
+      el('h2', {}, ['Moves']),
+      jobs.length === 0
+        ? el('p', { class: 'note' }, ['No evacuation or rebalance on this gateway yet.'])
+        : el('table', {}, [el('thead', {}, [head]), tbody])
+    ])
+  }
+
+  function render (upstreams, metrics, jobs, at) {
     var pools = {}
     upstreams.forEach(function (u) { (pools[u.pool] || (pools[u.pool] = [])).push(u) })
     var dt = previous === null ? 0 : (at - previous.at) / 1000
@@ -203,9 +248,9 @@ const SCRIPT = `
         eps: now === null ? null : rate(now.errors, before && before.errors, dt),
         errors: now === null ? null : now.errors,
         decisions: decisions
-      })
+      }, jobs)
     })
-    $('pools').replaceChildren.apply($('pools'), cards)
+    $('pools').replaceChildren.apply($('pools'), cards.concat([movesCard(jobs)]))
     previous = { at: at, metrics: metrics }
     $('updated').textContent = 'updated ' + new Date(at).toLocaleTimeString() + ' \\u00b7 every ' + (REFRESH_MS / 1000) + ' s'
   }
@@ -216,11 +261,12 @@ const SCRIPT = `
     var wantMetrics = config.metrics === '1'
     return Promise.all([
       call('/upstreams').then(function (res) { if (!res.ok) throw new Error('upstreams: HTTP ' + res.status); return res.json() }),
-      wantMetrics ? call('/metrics').then(function (res) { return res.ok ? res.text() : null }) : Promise.resolve(null)
+      wantMetrics ? call('/metrics').then(function (res) { return res.ok ? res.text() : null }) : Promise.resolve(null),
+      call('/moves').then(function (res) { return res.ok ? res.json() : null })
     ]).then(function (results) {
       showApp()
       $('error').textContent = ''
-      render(results[0], results[1] === null ? null : parseMetrics(results[1]), at)
+      render(results[0], results[1] === null ? null : parseMetrics(results[1]), results[2], at)
       timer = setTimeout(refresh, REFRESH_MS)
     }, function (error) {
       if (error instanceof Unauthorized) {
@@ -235,8 +281,11 @@ const SCRIPT = `
   }
 
   function act (button, upstream, action) {
+    start(button, '/upstreams/' + encodeURIComponent(upstream.id) + '/' + action + '?pool=' + encodeURIComponent(upstream.pool), action)
+  }
+
+  function start (button, path, action) {
     button.disabled = true
-    var path = '/upstreams/' + encodeURIComponent(upstream.id) + '/' + action + '?pool=' + encodeURIComponent(upstream.pool)
     call(path, 'POST').then(function (res) {
       if (!res.ok) return res.json().then(function (body) { throw new Error(body.message || ('HTTP ' + res.status)) })
     }).then(refresh, function (error) {
@@ -317,8 +366,9 @@ export function renderStatusPage (auth: StatusPageAuth, metrics: boolean): strin
   <div id="app" hidden>
     <p class="error" id="error"></p>
     <div id="pools"></div>
-    <p class="note">Sessions are counted over the shared store (every gateway); requests/s and errors are this gateway's.
-    Draining keeps an upstream's sessions and sends it no new ones.</p>
+    <p class="note">Sessions are counted over the shared store (every gateway); requests/s, errors and moves are this gateway's.
+    Draining keeps an upstream's sessions and sends it no new ones; evacuating drains it and moves its sessions to the
+    others, with their state where the app serves fastify-sticky/upstream; rebalancing evens the pool out.</p>
   </div>
 </main>
 <script>${SCRIPT}</script>

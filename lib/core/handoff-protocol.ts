@@ -6,12 +6,13 @@
  * 1. `export` at X: X freezes the session (its new requests wait, not served), waits for the session's requests in
  *    flight at X to finish, and answers the app's `exportSession(session)`;
  * 2. `import` at Y: Y's `importSession(session, state)`;
- * 3. the gateway rebinds the session to Y in the shared store (compare-and-set; every gateway follows);
- * 4. `commit` at X: X forgets the session (`dropSession`), and answers every request of it still held, or arriving
- *    later, with 421 and {@link HANDOFF_MOVED_HEADER}, which a gateway retries on the session's new upstream.
+ * 3. `commit` at X: X forgets the session (`dropSession`), and answers every request of it still held, or arriving
+ *    later, with 421 and {@link HANDOFF_MOVED_HEADER}, which a gateway retries on the session's new upstream;
+ * 4. the gateway rebinds the session to Y in the shared store (compare-and-set; every gateway follows).
  * Any failure before 3 sends `abort` to X instead: the held requests are served by X, as if nothing happened. A
  * frozen session is released by X itself after the `holdMs` the export named, so a gateway that died mid-move
- * cannot leave it frozen.
+ * cannot leave it frozen; a commit after that is answered 409 `expired`, and the move is given up (X served the
+ * held requests from its copy, which stays the session's).
  */
 
 /** The protocol version this package speaks. */

@@ -41,6 +41,9 @@ interface RunningJob {
 
 const BATCH = 256
 const MAX_JOBS_KEPT = 20
+const MAX_ATTEMPTS = 3
+const RETRY_PAUSE_MS = 100
+const TRANSIENT: ReadonlySet<string> = new Set(['busy', 'hold-expired', 'store-failed'])
 
 /** The evacuations and rebalances of one gateway. */
 export class MoveJobs {
@@ -150,6 +153,11 @@ export class MoveJobs {
     }
     const reservation = pool.reserve(target.id)
     let outcome = await this.#mover.move(pool, keyId, from, target, options)
+    // A busy session, a hold that ran out on a loaded upstream or a store hiccup may pass: a few more tries, spaced.
+    for (let attempt = 1; attempt < MAX_ATTEMPTS && !outcome.moved && TRANSIENT.has(outcome.reason) && !job.cancelled; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS * attempt))
+      outcome = await this.#mover.move(pool, keyId, from, target, options)
+    }
     if (!outcome.moved && outcome.reason === 'unsupported' && options.withoutState === true) {
       outcome = await this.#mover.move(pool, keyId, from, target, { handoff: false })
     }

@@ -1,12 +1,13 @@
 /**
  * One planned session move (`bindings.move(..., { handoff: true })`, and each move of an evacuation or a
- * rebalance: lib/core/move-jobs.ts). With handoff the session's state goes along:
- * export at the old upstream (which freezes the session), import at the new one, the compare-and-set rebind every
- * gateway follows, then commit at the old upstream (which sends the session's held requests on, through a 421 the
- * gateways retry). Any failure before the rebind aborts at the old upstream: the session stays where it was, its
- * held requests are served there. Framework-free.
+ * rebalance: lib/core/move-jobs.ts). With handoff the session's state goes along: export at the old upstream
+ * (which freezes the session), import at the new one, commit at the old one (which from then on answers the
+ * session's requests with a 421 the gateways follow), then the compare-and-set rebind every gateway follows. Any
+ * failure before the commit aborts at the old upstream: the session stays where it was, its held requests are
+ * served there. Framework-free.
  */
 import { HandoffClient } from './handoff-client'
+import { HANDOFF_VERSION } from './handoff-protocol'
 import type { CoreLogger } from './logger'
 import type { ResolvedHandoff, ResolvedUpstream } from '../options'
 import type { UpstreamPool } from '../pool/upstream-pool'
@@ -30,6 +31,8 @@ export type MoveFailure =
   | 'import-failed'
   /** The store did not take the rebind. */
   | 'store-failed'
+  /** The old upstream stopped holding the session (its hold ran out) before the move was done, and served it. */
+  | 'hold-expired'
   /** No upstream can take the session. */
   | 'no-target'
 
@@ -95,25 +98,31 @@ export class SessionMover {
       const reason: MoveFailure = exported.error === 'unsupported' ? 'unsupported' : exported.error === 'busy' ? 'busy' : exported.error === 'too-large' ? 'too-large' : 'export-failed'
       return { moved: false, reason }
     }
-    const state = (exported.body as { state?: unknown } | null)?.state
+    const answer = exported.body as { v?: unknown, session?: unknown, state?: unknown } | null
+    // A 2xx that is not the protocol's answer (an app's own catch-all route) exported nothing: no move, no loss.
+    if (answer === null || answer.v !== HANDOFF_VERSION || answer.session !== keyId) {
+      await this.#abort(from, keyId)
+      return { moved: false, reason: 'unsupported' }
+    }
+    const state = answer.state
     const imported = await client.importSession(to, keyId, state)
     if (!imported.ok) {
       await this.#abort(from, keyId)
       return { moved: false, reason: 'import-failed' }
     }
-    const rebound = await this.#rebind(pool, keyId, from, to, true, 0)
-    if (!rebound.moved) {
-      await this.#abort(from, keyId)
-      return rebound
-    }
+    // Commit before the rebind: an old upstream whose hold ran out has served the held requests from its own copy
+    // (409 expired), and the session must then stay there, or their changes would be lost. Between the commit and
+    // the rebind, its requests get 421 and wait for the rebind (SessionMover.whereNow) on whichever gateway.
     const committed = await client.finish(from, keyId, 'commit')
-    const holdMs = Date.now() - frozenAt
-    if (!committed.ok && committed.status !== 0) {
-      // The old upstream gave up waiting (its hold ran out) and served the held requests from its copy: their
-      // changes did not come along. Rare with a hold longer than a move takes; said, so it can be seen.
-      this.#log.warn({ pool: pool.name, keyId, from: from.id, to: to.id, error: committed.error }, 'fastify-sticky: session moved, but the old upstream had stopped holding it')
+    if (!committed.ok && committed.status !== 0) return { moved: false, reason: 'hold-expired' }
+    // An old upstream that died after its export (status 0) has no copy left to serve: the imported state is the session.
+    const rebound = await this.#rebind(pool, keyId, from, to, true, Date.now() - frozenAt)
+    if (!rebound.moved) {
+      // A failover or an eviction got there first: the state went to `to`, the binding elsewhere. Nothing to undo at
+      // the old upstream (it committed); said, since the session's state is now where its binding is not.
+      this.#log.warn({ pool: pool.name, keyId, from: from.id, to: to.id, reason: rebound.reason }, 'fastify-sticky: a session was handed over but its binding changed meanwhile')
     }
-    return { ...rebound, holdMs }
+    return rebound
   }
 
   async #rebind (pool: UpstreamPool, keyId: string, from: ResolvedUpstream, to: ResolvedUpstream, withState: boolean, holdMs: number): Promise<MoveOutcome> {

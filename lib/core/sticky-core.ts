@@ -104,7 +104,8 @@ export interface StickyCore {
   reportFailure (state: StickyRequestState | undefined, error: unknown, context: FailureContext): Promise<FailureOutcome>
   /**
    * After an upstream answered 421 with `x-sticky-moved` (the session moved away from it): points the state at the
-   * session's new upstream. `false` when there is none to follow (then the 421 is the answer) or it was tried once.
+   * session's new upstream. `false` when there is none to follow or it was tried once (then the doors answer the
+   * `sessionMoved` problem, 503 with Retry-After 0).
    */
   followMove (state: StickyRequestState | undefined): Promise<boolean>
   /** Open WebSocket tunnels by session, closed (reconnect-friendly) when their session's binding changes. */

@@ -4,14 +4,17 @@
  * failure back to the core, which says whether to retry, on which upstream, or what to answer. The same hooks as
  * the Fastify door's `reply.forward()`, in the same order: request headers rewritten by the core, the app's session
  * cookie learnt before the response head leaves, response headers rewritten by the core, the routing cookie last.
+ * With the `handoff` option, the upstream's handoff endpoints are never a target, and an old upstream's 421 for a
+ * session that moved away is followed to the session's new upstream, as the Fastify door does.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { StickyDecision } from '../affinity/decision'
 import { forwardTarget } from '../core/forward-target'
+import { HANDOFF_MOVED_HEADER, isHandoffTarget } from '../core/handoff-protocol'
 import type { CoreLogger } from '../core/logger'
-import { badGateway } from '../core/problem'
+import { badGateway, sessionMoved } from '../core/problem'
 import type { StickyRequestState } from '../core/request-state'
 import { isStickyProblem, type StickyCore } from '../core/sticky-core'
 import type { ResolvedRouteConfig } from '../options'
@@ -100,6 +103,7 @@ async function outgoingBody (request: ForwardedRequest, limit: number): Promise<
 export function createForwardHandler (deps: ForwardDeps, route: ResolvedRouteConfig): (request: ForwardedRequest, res: ServerResponse, next?: NextFunction) => void {
   const { core, log, dispatcher, cookies, decisions } = deps
   const limit = core.options.replayBodyLimit
+  const handoffPath = core.options.handoff?.path
   const viewOf = createViewReader(route, cookies)
   const ownCookies = (state: StickyRequestState, facts: ClientFacts): string[] => routingSetCookies(core, cookies, state, facts.protocol === 'https')
   // A route with its own response timeout (long polling, Server-Sent Events) applies it to headers and body alike.
@@ -126,7 +130,7 @@ export function createForwardHandler (deps: ForwardDeps, route: ResolvedRouteCon
     const state = decided
     decisions.set(request, state.decision)
     const target = forwardTarget(undefined, url)
-    if (target === null) {
+    if (target === null || (handoffPath !== undefined && isHandoffTarget(target, handoffPath))) {
       return sendProblem(core, log, request, res, route.pool, core.badTarget(new Error('request target refused')), ownCookies(state, facts))
     }
     const outgoing = await outgoingBody(request, limit)
@@ -161,6 +165,21 @@ export function createForwardHandler (deps: ForwardDeps, route: ResolvedRouteCon
         } else {
           res.destroy()
         }
+        return
+      }
+      if (handoffPath !== undefined && response.headers[HANDOFF_MOVED_HEADER] !== undefined) {
+        // The session moved away from this upstream (its 421 after a handoff): none of this answer goes to the client.
+        response.body.dump().catch(() => {})
+        let followed: boolean | Error = false
+        // A streamed body is gone: no point asking where the session went.
+        if (outgoing.replayable) followed = await core.followMove(state).catch((error: unknown) => error as Error)
+        if (clientGone(res)) return
+        if (followed === true) {
+          decisions.set(request, state.decision)
+          continue
+        }
+        const problem = followed === false ? sessionMoved() : badGateway(followed)
+        sendProblem(core, log, request, res, state.route.pool, problem, ownCookies(state, facts))
         return
       }
       return relay(request, res, state, facts, response)

@@ -3,7 +3,8 @@
  * same affinity as the HTTP requests of its route (same key, same binding, the routing cookie on the 101), within the
  * tunnel caps, failing over before the 101 like an HTTP request. Express never sees upgrades, so this listener reads
  * the plain request: the client's facts through the `trustProxy` option only. Answers the gateway makes itself, and
- * an upstream's refusal (anything but 101), are written as ordinary HTTP responses on the socket.
+ * an upstream's refusal (anything but 101), are written as ordinary HTTP responses on the socket; but an old
+ * upstream's 421 for a session that moved away (with the `handoff` option) is followed to its new upstream, as HTTP's.
  */
 import { ServerResponse, type IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
@@ -11,8 +12,9 @@ import type { Duplex } from 'node:stream'
 import type { StickyDecision } from '../affinity/decision'
 import { ipPrefixKey } from '../affinity/keys'
 import { forwardTarget } from '../core/forward-target'
+import { HANDOFF_MOVED_HEADER, isHandoffTarget } from '../core/handoff-protocol'
 import type { CoreLogger } from '../core/logger'
-import { badGateway, tunnelLimit, type StickyProblem } from '../core/problem'
+import { badGateway, sessionMoved, tunnelLimit, type StickyProblem } from '../core/problem'
 import type { StickyRequestState } from '../core/request-state'
 import { isStickyProblem, type StickyCore } from '../core/sticky-core'
 import type { ResolvedRouteConfig } from '../options'
@@ -41,6 +43,7 @@ export interface UpgradeDeps {
 export function createUpgradeListener (deps: UpgradeDeps, route: ResolvedRouteConfig): UpgradeListener {
   const { core, log, cookies, sockets, decisions } = deps
   const viewOf = createViewReader(route, cookies)
+  const handoffPath = core.options.handoff?.path
   const ownCookies = (state: StickyRequestState, facts: ClientFacts): string[] => routingSetCookies(core, cookies, state, facts.protocol === 'https')
 
   async function handle (request: IncomingMessage, socket: Socket, head: Buffer, res: ServerResponse): Promise<void> {
@@ -54,7 +57,7 @@ export function createUpgradeListener (deps: UpgradeDeps, route: ResolvedRouteCo
     const state = decided
     decisions.set(request, state.decision)
     const target = forwardTarget(undefined, url)
-    if (target === null) return answer(core.badTarget(new Error('request target refused')), state)
+    if (target === null || (handoffPath !== undefined && isHandoffTarget(target, handoffPath))) return answer(core.badTarget(new Error('request target refused')), state)
     // A tunnel takes its place for its whole life, retries included, until the client socket closes.
     const place = core.tunnels.acquire(facts.ip === undefined ? '' : ipPrefixKey(facts.ip, 32, 64) ?? facts.ip)
     if (typeof place === 'string') {
@@ -92,6 +95,18 @@ export function createUpgradeListener (deps: UpgradeDeps, route: ResolvedRouteCo
       // An upstream that answers an upgrade with anything but 101 is relayed as an ordinary response: same header
       // rewriting as HTTP (Location without the upstream's origin), framing written anew.
       onResponse: (response) => {
+        if (handoffPath !== undefined && response.headers[HANDOFF_MOVED_HEADER] !== undefined) {
+          response.resume()
+          core.followMove(state)
+            .then((followed) => {
+              if (socket.destroyed) return
+              if (!followed) return sendProblem(core, log, request, res, route.pool, sessionMoved(), setCookies)
+              decisions.set(request, state.decision)
+              attempt(request, socket, head, res, state, facts, path)
+            })
+            .catch((cause: unknown) => { sendProblem(core, log, request, res, route.pool, badGateway(cause)) })
+          return
+        }
         const rewritten = core.clientResponseHeaders(state, { ...response.headers })
         writeUpstreamHead(res, response.statusCode ?? 502, rewritten, setCookies)
         response.pipe(res)

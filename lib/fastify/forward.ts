@@ -140,10 +140,11 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
     movedAway.delete(request)
     ;(res.stream as { destroy?: () => void }).destroy?.()
     const body = request.body
-    const replayable = body === undefined || body === null || !(body instanceof Readable)
+    // A streamed body is gone: the answer can only be that the session moved, without waiting for where.
+    if (body instanceof Readable) return answer(reply, sessionMoved())
     core.followMove(stateOf(request)).then((followed) => {
       if (reply.sent) return
-      if (!followed || !replayable) return answer(reply, sessionMoved())
+      if (!followed) return answer(reply, sessionMoved())
       attachState(request, stateOf(request) as StickyRequestState)
       retryHttp(reply)
     }, (error: unknown) => { answer(reply, badGateway(error)) })
@@ -262,13 +263,22 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
       onFailure: (error) => {
         recover(reply, error, (again) => { tunnel(again, path) }).catch((cause: unknown) => { answer(reply, badGateway(cause)) })
       },
-      onResponse: (response) => { relayRefusal(reply, response, setCookies) }
+      onResponse: (response) => { relayRefusal(reply, response, setCookies, path) }
     })
   }
 
   // An upstream that answers an upgrade with anything but 101 is relayed as an ordinary response, through Fastify:
   // same header rewriting as HTTP (Location without the upstream's origin), framing written anew.
-  function relayRefusal (reply: FastifyReply, response: IncomingMessage, setCookies: readonly string[]): void {
+  function relayRefusal (reply: FastifyReply, response: IncomingMessage, setCookies: readonly string[], path: string): void {
+    // The handshake of a session that moved away (the old upstream's 421): opened on its new upstream instead.
+    if (handoffPath !== undefined && response.headers[HANDOFF_MOVED_HEADER] !== undefined) {
+      response.resume()
+      core.followMove(stateOf(reply.request)).then((followed) => {
+        if (followed) tunnel(reply, path)
+        else answer(reply, sessionMoved())
+      }, (error: unknown) => { answer(reply, badGateway(error)) })
+      return
+    }
     const headers = rewriteHeaders({ ...response.headers }, reply.request)
     delete headers['set-cookie']
     reply.code(response.statusCode ?? 502)

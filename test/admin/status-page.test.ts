@@ -118,7 +118,7 @@ t.test('status page in headless Chromium: login, live figures, drain', async (t)
     await page.locator('tr[data-upstream="shop/b"] .state', { hasText: 'draining' }).waitFor()
     t.equal(gw.app.sticky.state('shop', 'b'), 'draining', 'the gateway drained it')
     t.equal((await get(`${gw.url}/new-client`)).json().upstream === 'b', false, 'and sends it no new client')
-    t.equal(await page.locator('tr[data-upstream="shop/b"] button').textContent(), 'Undrain')
+    t.equal(await page.locator('tr[data-upstream="shop/b"] button[data-action="undrain"]').textContent(), 'Undrain')
     // Live traffic until the next refresh, so the screenshot shows rates as an operator sees them.
     const shown = await page.locator('#updated').textContent()
     const deadline = Date.now() + STATUS_PAGE_REFRESH_MS * 2

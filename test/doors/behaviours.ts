@@ -1,7 +1,7 @@
 /**
  * One behaviour suite for every front door (Fastify routes, stickyHttpProxy, Express), so the doors cannot drift:
- * cookie affinity, header keys, learnt app cookies, failover, draining, WebSocket (affinity, failover, refusals,
- * tunnel caps), upstream timeouts and a Redis outage (a gateway started during it too). Each door's
+ * cookie affinity, header keys, learnt app cookies, failover, draining, session handoff, WebSocket (affinity,
+ * failover, refusals, tunnel caps), upstream timeouts and a Redis outage (a gateway started during it too). Each door's
  * test file gives {@link doorBehaviours} a {@link Door} that starts a gateway of its kind; everything else here is
  * the same for all of them: real upstreams, one real redis-server per file (a key prefix per subtest), and the
  * same requests and assertions.
@@ -14,6 +14,7 @@ import type { Test } from 'tap'
 import type { StickyExpressRouteConfig } from '../../lib/express/index'
 import sticky, { type StickyPluginOptions, type StickyRouteConfig } from '../../lib/index'
 import type { StickyApi } from '../../lib/core/sticky-api'
+import { CART_HANDOFF_SECRET, startCartUpstreams, type CartUpstream } from '../support/cart-upstream'
 import { CookieJar, get, type HttpResponse } from '../support/http'
 import { startRedis, uniquePrefix, type RedisServer } from '../support/redis'
 import { startUpstreams } from '../support/upstreams'
@@ -294,6 +295,39 @@ export function doorBehaviours (t: Test, door: Door): void {
       t.match(nowhere.json(), { statusCode: 503, code: 'FST_STICKY_NO_UPSTREAM', error: 'Service Unavailable' })
       t.same([nowhere.setCookies.length, /127\.0\.0\.1/.test(nowhere.body)], [0, false], 'no cookie, no address')
       t.equal((await get(`${replicas[1].url}/`, { jar: clients[1].jar })).json().upstream, clients[1].upstream, 'a bound client is still served')
+    })
+
+    t.test('handoff: a moved session goes on with its state, a request mid-move follows the 421; handoff paths and x-sticky-session are the gateway\'s', async (t) => {
+      const upstreams = await startCartUpstreams(t, ['a', 'b'])
+      const [gateway] = await gateways(t, upstreams, 1, { handoff: { secret: CART_HANDOFF_SECRET, hold: '500ms' } })
+      const jar = new CookieJar()
+      const first = await get(`${gateway.url}/cart/tea`, { jar, method: 'POST' })
+      const from = first.json().upstream as string
+      const to = from === 'a' ? 'b' : 'a'
+      const source = upstreams.find((u) => u.id === from) as CartUpstream
+      const target = upstreams.find((u) => u.id === to) as CartUpstream
+      const cookie = jar.get('sticky') as string
+
+      t.equal((await gateway.api.bindings.move(cookie, to, { handoff: true })).upstream, to)
+      const after = await get(`${gateway.url}/cart/cake`, { jar, method: 'POST' })
+      t.same([after.status, after.json().upstream, after.json().items], [200, to, ['tea', 'cake']], 'the next request lands on the new upstream, cart whole')
+      t.equal(source.carts.size, 0, 'the old upstream dropped it')
+
+      // Sent while the move back is exporting: decided for `to`, held there, answered 421 after the commit, followed.
+      target.faults = { exportDelayMs: 200 }
+      const back = gateway.api.bindings.move(cookie, from, { handoff: true })
+      await new Promise((resolve) => setTimeout(resolve, 60))
+      const during = await get(`${gateway.url}/cart/jam`, { jar, method: 'POST' })
+      t.same([during.status, during.json().upstream, during.json().items], [200, from, ['tea', 'cake', 'jam']], 'held, then served by the new upstream with the moved cart')
+      t.equal((await back).upstream, from)
+      target.faults = {}
+
+      for (const path of ['/.well-known/sticky-handoff/export', '/.well-known/STICKY-handoff/import', '/.well-known/sticky%2Dhandoff/commit']) {
+        const refused = await get(`${gateway.url}${path}`, { jar, method: 'POST', body: { v: 1, session: 'x' } })
+        t.same([refused.status, refused.json().code], [400, 'FST_STICKY_BAD_REQUEST_TARGET'], `${path} is refused`)
+      }
+      const forged = await get(`${gateway.url}/cart`, { jar, headers: { 'x-sticky-session': 'someone-elses-session' } })
+      t.same([forged.json().session === 'someone-elses-session', forged.json().items], [false, ['tea', 'cake', 'jam']], 'a client-sent x-sticky-session is replaced by the gateway\'s')
     })
 
     t.test('WebSocket: the upgrade is sticky, cookie on the 101, one binding with HTTP; closes both ways; close() ends tunnels', async (t) => {

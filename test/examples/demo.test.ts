@@ -1,8 +1,16 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdir } from 'node:fs/promises'
+import path from 'node:path'
 import t from 'tap'
+import { SHOPPERS_PER_CLICK } from '../../examples/demo/demo-controls'
 import { startDemo } from '../../examples/demo/index'
+import { STATUS_PAGE_REFRESH_MS } from '../../lib/admin/status-page'
+import { openBrowser } from '../support/browser'
 import { CookieJar, get, type HttpResponse } from '../support/http'
+
+/** Where the screenshots go (gitignored). */
+const ARTIFACTS = path.join(__dirname, '..', 'artifacts')
 
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' }
 
@@ -22,6 +30,7 @@ t.test('the demo: shops behind a sticky gateway on the in-memory store', async (
   t.teardown(() => demo.close())
   const { url } = demo
   t.same(demo.shops.map((shop) => shop.id), ['a', 'b', 'c'])
+  t.same(demo.spare, demo.shops[2], 'the last shop is a spare')
   t.match(url, /^http:\/\/127\.0\.0\.1:\d+$/)
 
   t.test('a browser stays on one upstream and keeps its cart', async (t) => {
@@ -47,12 +56,12 @@ t.test('the demo: shops behind a sticky gateway on the in-memory store', async (
       t.notMatch(page.body, '<Socks', 'never raw')
     }
     const api = await get(`${url}/api/cart`, { jar })
-    t.same(api.json(), { upstream, items: [{ name: 'Green tea', quantity: 1 }, { name: '<Socks & "more">', quantity: 1 }] })
+    t.same(api.json(), { upstream, items: [{ name: 'Green tea', quantity: 1 }, { name: '<Socks & "more">', quantity: 1 }], handedOver: false })
 
     t.equal((await addToCart(url, jar, '   ')).status, 400, 'an empty item is refused')
     const clear = await get(`${url}/cart/clear`, { jar, method: 'POST', headers: FORM, body: '' })
     t.same([clear.status, clear.headers.location], [303, '/'])
-    t.same((await get(`${url}/api/cart`, { jar })).json(), { upstream, items: [] }, 'cleared')
+    t.same((await get(`${url}/api/cart`, { jar })).json(), { upstream, items: [], handedOver: false }, 'cleared')
   })
 
   t.test('fresh browsers are spread over the upstreams', async (t) => {
@@ -62,7 +71,7 @@ t.test('the demo: shops behind a sticky gateway on the in-memory store', async (
       t.ok(page.setCookies.some((line) => line.startsWith('sticky=')), `browser ${i + 1} gets a routing cookie`)
       seen.add(servedBy(page))
     }
-    t.ok(seen.size >= 2, `12 new sessions reached ${[...seen].join(', ')}`)
+    t.same([...seen].sort(), ['a', 'b'], `12 new sessions reached a and b, not the spare c: ${[...seen].join(', ')}`)
   })
 
   t.test('a browser that loses the sticky cookie may land elsewhere, with an empty cart there', async (t) => {
@@ -88,6 +97,102 @@ t.test('the demo: shops behind a sticky gateway on the in-memory store', async (
     t.ok(trace.some((line) => /^GET \/ → upstream [abc] \(new\) 200$/.test(line)), 'a new session')
     t.ok(trace.some((line) => /^POST \/cart → upstream [abc] \(hit\) 303$/.test(line)), 'a bound one')
   })
+
+  t.test('the demo controls want the admin token', async (t) => {
+    const form = (token: string): Promise<HttpResponse> => get(demo.controls, { method: 'POST', headers: FORM, body: new URLSearchParams({ token, action: 'spare' }).toString() })
+    t.equal((await form('not-the-token')).status, 401)
+    const listed = (await get(`${demo.statusPage}upstreams`, { headers: { authorization: `Bearer ${demo.adminToken}` } })).json() as Array<{ id: string }>
+    t.same(listed.map((u) => u.id), ['a', 'b'], 'the spare is still out')
+    t.equal((await get(`${url}/cart`, { method: 'POST', headers: FORM, body: 'item=Tea' })).status, 303, 'forms posted to the shop still pass through untouched')
+  })
+})
+
+t.test('the demo in headless Chromium: a cart survives an evacuation; a spare added at run time gets its share', async (t) => {
+  const demo = await startDemo({ port: 0, shopPorts: [0, 0, 0] })
+  t.teardown(() => demo.close())
+  const { context, page: shop, errors } = await openBrowser(t, { viewport: { width: 1240, height: 900 } })
+  await mkdir(ARTIFACTS, { recursive: true })
+  const servedHere = async (): Promise<string> => await shop.locator('body').getAttribute('data-upstream') ?? ''
+  const cartLines = async (): Promise<string[]> => (await shop.locator('.cart li').allTextContents()).map((line) => line.replace(/\s+/g, ' ').trim())
+
+  await shop.goto(demo.url)
+  const before = await servedHere()
+  t.match(before, /^[ab]$/, `the browser lands on ${before}`)
+  await shop.locator('form.product', { hasText: 'Green tea' }).locator('button').click()
+  await shop.locator('form.product', { hasText: 'Dark chocolate' }).locator('button').click()
+  await shop.locator('form.product', { hasText: 'Green tea' }).locator('button').click()
+  const cart = await cartLines()
+  t.same(cart, ['2 × Green tea', '1 × Dark chocolate'])
+
+  // The status page in a second tab, its refresh timer under the test's control.
+  const status = await context.newPage()
+  // Errors of the other tabs too (openBrowser listens on its first page).
+  context.on('page', (tab) => {
+    tab.on('console', (message) => { if (message.type() === 'error') errors.push(`console: ${message.text()}`) })
+    tab.on('pageerror', (error) => { errors.push(`pageerror: ${error.message}`) })
+  })
+  status.on('console', (message) => { if (message.type() === 'error') errors.push(`console: ${message.text()}`) })
+  status.on('pageerror', (error) => { errors.push(`pageerror: ${error.message}`) })
+  await status.clock.install()
+  await status.goto(demo.statusPage)
+  await status.locator('#token').fill(demo.adminToken)
+  await status.locator('#login-form button').click()
+  await status.locator(`tr[data-upstream="shop/${before}"]`).waitFor()
+  t.equal(await status.locator('tr[data-upstream="shop/c"]').count(), 0, 'the spare is not in the pool yet')
+  const untilJobDone = async (kind: string): Promise<void> => {
+    for (let i = 0; i < 20 && await status.locator(`#moves tr[data-job^="${kind}-"] .job-state`, { hasText: 'done' }).count() === 0; i++) {
+      await status.clock.fastForward(STATUS_PAGE_REFRESH_MS)
+      await status.waitForTimeout(50)
+    }
+    await status.locator(`#moves tr[data-job^="${kind}-"] .job-state`, { hasText: 'done' }).waitFor()
+  }
+
+  await t.test('Evacuate on its upstream: the cart moves along', async (t) => {
+    await status.locator(`tr[data-upstream="shop/${before}"] button[data-action="evacuate"]`).click()
+    await untilJobDone('evacuate')
+    const job = status.locator('#moves tr[data-job^="evacuate-"]')
+    t.equal(await job.locator('.moved').textContent(), '1', 'the moves panel: one session moved')
+    t.equal(await job.locator('.failed').textContent(), '', 'none stayed')
+    t.equal(await status.locator(`tr[data-upstream="shop/${before}"] .state`).textContent(), 'draining')
+    t.equal(await status.locator(`tr[data-upstream="shop/${before}"] .sessions`).textContent(), '0')
+    await status.screenshot({ path: path.join(ARTIFACTS, 'demo-status-evacuated.png'), fullPage: true })
+
+    await shop.reload()
+    const after = await servedHere()
+    t.not(after, before, `served by ${after} now`)
+    t.same(await cartLines(), cart, 'the same cart')
+    t.ok(await shop.locator('#handed-over').isVisible(), 'the page says the cart was handed over')
+    await shop.screenshot({ path: path.join(ARTIFACTS, 'demo-shop-after-evacuation.png'), fullPage: true })
+    await shop.locator('form.product', { hasText: 'Oat cookies' }).locator('button').click()
+    t.same(await cartLines(), [...cart, '1 × Oat cookies'], 'and it goes on there')
+    cart.push('1 × Oat cookies')
+  })
+
+  await t.test('shoppers and the spare from the demo controls, then Rebalance: c gets its share', async (t) => {
+    const controls = await context.newPage()
+    await controls.goto(demo.controls)
+    await controls.locator('#token').fill(demo.adminToken)
+    await controls.locator('button[value="shoppers"]').click()
+    await controls.locator('#flash', { hasText: `${SHOPPERS_PER_CLICK} shoppers started` }).waitFor()
+    await controls.locator('#token').fill(demo.adminToken)
+    await controls.locator('button[value="spare"]').click()
+    await controls.locator('#flash', { hasText: 'Upstream c joined pool shop' }).waitFor()
+    t.equal(await controls.locator('#members').textContent(), 'a, b, c')
+    await controls.close()
+
+    await status.locator(`tr[data-upstream="shop/${before}"] button[data-action="undrain"]`).click()
+    await status.locator('tr[data-upstream="shop/c"]').waitFor()
+    await status.locator('section[data-pool="shop"] h2 button[data-action="rebalance"]').click()
+    await untilJobDone('rebalance')
+    const counts = Object.fromEntries(await Promise.all(['a', 'b', 'c'].map(async (id) => [id, Number(await status.locator(`tr[data-upstream="shop/${id}"] .sessions`).textContent())])))
+    const total = SHOPPERS_PER_CLICK + 1
+    for (const id of ['a', 'b', 'c']) t.ok(Math.abs(counts[id] - total / 3) <= 1, `${id}: ${counts[id]} of ${total} sessions`)
+    await status.screenshot({ path: path.join(ARTIFACTS, 'demo-status-rebalanced.png'), fullPage: true })
+    await shop.reload()
+    t.same(await cartLines(), cart, `this browser's cart is whole on ${await servedHere()}`)
+  })
+
+  t.same(errors, [], 'no console errors, CSP violations or uncaught exceptions')
 })
 
 t.test('startDemo: a taken port rejects, and close() is safe to call twice', async (t) => {
