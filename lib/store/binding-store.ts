@@ -78,6 +78,12 @@ export interface UpstreamStateChange {
   readonly weight?: number
 }
 
+/**
+ * How long an upstream added at run time and then removed stays in the shared states (as `removed`) before the
+ * next state change drops it: long past any gateway's poll, so every gateway has seen it removed.
+ */
+export const FORGET_REMOVED_AFTER_MS = 3_600_000
+
 /** A map of key ids to upstream ids shared by every gateway that uses the same store. */
 export interface BindingStore {
   /**

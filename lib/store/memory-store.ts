@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto'
 import type {
   Binding, BindResult, BindingStore, Invalidation, RebindResult, TouchRequest, UpstreamStateChange, UpstreamStatus
 } from './binding-store'
+import { FORGET_REMOVED_AFTER_MS } from './binding-store'
 
 /** Default cap on bindings held by a {@link MemoryBindingStore}. */
 export const DEFAULT_MEMORY_MAX_BINDINGS = 100_000
@@ -167,8 +168,13 @@ export class MemoryBindingStore implements BindingStore {
     const url = change.url ?? current.url
     const weight = change.weight ?? current.weight
     if (admin === current.admin && down === current.down && url === current.url && weight === current.weight && states.has(upstreamId)) return current
-    const next: UpstreamStatus = { admin, down, changedAt: Date.now(), ...(url === undefined ? {} : { url }), ...(weight === undefined ? {} : { weight }) }
+    const now = Date.now()
+    const next: UpstreamStatus = { admin, down, changedAt: now, ...(url === undefined ? {} : { url }), ...(weight === undefined ? {} : { weight }) }
     states.set(upstreamId, next)
+    // As the Redis store: members added at run time and removed long ago are forgotten (discovery churns through them).
+    for (const [id, status] of states) {
+      if (id !== upstreamId && status.admin === 'removed' && status.url !== undefined && status.changedAt < now - FORGET_REMOVED_AFTER_MS) states.delete(id)
+    }
     return next
   }
 

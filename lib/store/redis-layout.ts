@@ -199,7 +199,9 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1`
 
 // KEYS[1] upstream state hash; ARGV: upstreamId, admin ('' = keep), down ('' | '0' | '1'), url ('' = keep),
-// weight ('' = keep) → '<admin>|<down>|<changedAt>|<url>|<weight>' after the change
+// weight ('' = keep), forgetAfterMs → '<admin>|<down>|<changedAt>|<url>|<weight>' after the change. Upstreams added at
+// run time (they carry a url) and removed more than forgetAfterMs ago are dropped from the hash as it changes:
+// discovery adds and removes one per address a deployment ever had, and every gateway reads the hash each second.
 const SET_UPSTREAM_STATE_LUA = `${NOW_LUA}
 local admin, down, at, url, weight = 'active', '0', '0', '', ''
 local current = redis.call('HGET', KEYS[1], ARGV[1])
@@ -215,6 +217,13 @@ if current and nextAdmin == admin and nextDown == down and nextUrl == url and ne
 end
 local value = nextAdmin .. '|' .. nextDown .. '|' .. string.format('%d', now) .. '|' .. nextUrl .. '|' .. nextWeight
 redis.call('HSET', KEYS[1], ARGV[1], value)
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local removedAt = string.match(all[i + 1], '^removed|[^|]*|(%d+)|[^|]+')    -- removed, and added at run time (a url)
+  if removedAt and all[i] ~= ARGV[1] and tonumber(removedAt) < now - tonumber(ARGV[6]) then
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
 return value`
 
 // KEYS: the indexes of one shard → live members of each
@@ -236,7 +245,7 @@ export interface StickyCommands {
   stickyTouch (binding: string, index: string, upstreamId: string, ttlMs: number, keyId: string): Promise<number>
   stickyDelete (binding: string, keyId: string, indexPrefix: string, channel: string, message: string): Promise<number>
   stickyCount (numberOfKeys: number, ...indexes: string[]): Promise<number[]>
-  stickySetUpstreamState (states: string, upstreamId: string, admin: string, down: string, url: string, weight: string): Promise<string>
+  stickySetUpstreamState (states: string, upstreamId: string, admin: string, down: string, url: string, weight: string, forgetAfterMs: number): Promise<string>
 }
 
 /** A client with the {@link StickyCommands} defined. */

@@ -12,6 +12,7 @@ import type { Cluster } from 'ioredis'
 import type {
   Binding, BindResult, BindingStore, Invalidation, RebindResult, TouchRequest, UpstreamStateChange, UpstreamStatus
 } from './binding-store'
+import { FORGET_REMOVED_AFTER_MS } from './binding-store'
 import type { CacheableBindingStore, ExpiringBinding } from './near-cache'
 import { createRedisClient, type RedisConnection } from './redis-connection'
 import { InvalidationFeed } from './redis-invalidations'
@@ -219,7 +220,7 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
   async setUpstreamState (pool: string, upstreamId: string, change: UpstreamStateChange): Promise<UpstreamStatus> {
     const down = change.down === undefined ? '' : change.down ? '1' : '0'
     const value = await this.#client.stickySetUpstreamState(this.#keys.upstreamStatesKey(pool), upstreamId, change.admin ?? '', down,
-      change.url ?? '', change.weight === undefined ? '' : String(change.weight))
+      change.url ?? '', change.weight === undefined ? '' : String(change.weight), FORGET_REMOVED_AFTER_MS)
     return parseUpstreamStatus(value)
   }
 

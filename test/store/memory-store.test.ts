@@ -1,4 +1,5 @@
 import t from 'tap'
+import { FORGET_REMOVED_AFTER_MS } from '../../lib/store/binding-store'
 import { MemoryBindingStore } from '../../lib/store/memory-store'
 import { bindingStoreContract } from './binding-store.contract'
 import { eventually } from '../support/eventually'
@@ -29,4 +30,20 @@ t.test('the sweep removes expired bindings nobody reads', async (t) => {
 
 t.test('rejects a bad cap', async (t) => {
   t.throws(() => new MemoryBindingStore({ maxBindings: 0 }), /maxBindings must be a positive integer/)
+})
+
+t.test('upstreams added at run time and removed long ago are forgotten as the states change; others are kept', async (t) => {
+  const store = await openStore(t, new MemoryBindingStore())
+  await store.setUpstreamState('p', 'gone', { admin: 'active', url: 'http://10.0.0.7:80', weight: 1 })
+  await store.setUpstreamState('p', 'gone', { admin: 'removed' })
+  await store.setUpstreamState('p', 'configured', { admin: 'removed' })
+  const realNow = Date.now
+  // An hour and more later (the store reads the clock synchronously as it writes).
+  Date.now = () => realNow() + FORGET_REMOVED_AFTER_MS + 1000
+  try {
+    await store.setUpstreamState('p', 'recent', { admin: 'active', url: 'http://10.0.0.8:80', weight: 1 })
+  } finally {
+    Date.now = realNow
+  }
+  t.same(Object.keys(await store.upstreamStates('p')).sort(), ['configured', 'recent'], 'a configured one (no url) is kept: its config would bring it back')
 })

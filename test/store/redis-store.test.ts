@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import Redis from 'ioredis'
 import { createKeyIdDeriver } from '../../lib/affinity/key-id'
+import { FORGET_REMOVED_AFTER_MS } from '../../lib/store/binding-store'
 import { TRIM_EVERY_BINDS } from '../../lib/store/redis-layout'
 import { RedisBindingStore } from '../../lib/store/redis-store'
 import { readCommandStats, resetCommandStats } from '../../scripts/redis-command-stats'
@@ -65,6 +66,22 @@ t.test('redis store', async (t) => {
       tags.add(key.slice(0, key.indexOf(':b:')))
     }
     t.equal(tags.size, 16, 'all 16 shards used')
+  })
+
+  t.test('upstreams added at run time and removed long ago are forgotten as the states change; others are kept', async (t) => {
+    const prefix = uniquePrefix()
+    const store = await open(t, prefix)
+    const client = new Redis(redis.url)
+    t.teardown(() => client.disconnect())
+    const states = `${prefix}{shop}:u`
+    const old = Date.now() - FORGET_REMOVED_AFTER_MS - 1000
+    await client.hset(states,
+      'gone', `removed|0|${old}|http://10.0.0.7:80|1`, // added at run time, removed over an hour ago: forgotten
+      'recent', `removed|0|${Date.now() - 1000}|http://10.0.0.8:80|1`, // removed a second ago: kept
+      'configured', `removed|0|${old}||`, // a configured upstream (no url) removed: kept, its config would bring it back
+      'drained', `draining|0|${old}|http://10.0.0.9:80|1`)
+    await store.setUpstreamState('shop', 'new', { admin: 'active', url: 'http://10.0.0.10:80', weight: 1 })
+    t.same(Object.keys(await store.upstreamStates('shop')).sort(), ['configured', 'drained', 'new', 'recent'])
   })
 
   t.test('the salt is shared by every gateway on one prefix', async (t) => {
