@@ -60,6 +60,7 @@ export class SessionMover {
   readonly #log: CoreLogger
   readonly #observer: MoveObserver | undefined
 
+  /** @param deps - the store (rebinds), the resolved `handoff` option (off: moves rebind only), the log, metrics */
   constructor (deps: { store: BindingStore, handoff: ResolvedHandoff | undefined, log: CoreLogger, observer?: MoveObserver }) {
     this.#store = deps.store
     this.#handoff = deps.handoff

@@ -69,9 +69,4 @@ export class GatewayRouter {
     }
     hook.call(reply.server, request, reply, done)
   }
-
-  /** @returns the name of the route a request took, if any */
-  routeOf (request: FastifyRequest): string | undefined {
-    return (request as RoutedRequest)[kRoute]?.spec.name
-  }
 }
