@@ -21,6 +21,8 @@ export interface GatewayRunner {
   readonly gateway: string
   /** The plain reply-from baseline. */
   readonly plain: string
+  /** The @fastify/http-proxy peer rows (plain, and the sticky http-proxy door): bench/http-proxy-gateway.ts. */
+  readonly httpProxy: string
   /** The upstream servers (on the load core; compiled too, so they load faster). */
   readonly upstreams: string
   readonly nodeArgs: readonly string[]
@@ -32,7 +34,7 @@ export interface GatewayRunner {
  * both run from TypeScript through the loader instead, to show what the loader costs.
  */
 export function prepareGatewayRunner (tsx: boolean): GatewayRunner {
-  if (tsx) return { gateway: 'lib/gateway/cli.ts', plain: 'bench/plain-gateway.ts', upstreams: 'bench/upstreams.ts', nodeArgs: TS_NODE_ARGS }
+  if (tsx) return { gateway: 'lib/gateway/cli.ts', plain: 'bench/plain-gateway.ts', httpProxy: 'bench/http-proxy-gateway.ts', upstreams: 'bench/upstreams.ts', nodeArgs: TS_NODE_ARGS }
   const build = (args: string[]): void => {
     const result = spawnSync(process.execPath, args, { cwd: ROOT, stdio: 'inherit' })
     if (result.status !== 0) throw new Error(`bench: ${args.join(' ')} failed`)
@@ -40,7 +42,7 @@ export function prepareGatewayRunner (tsx: boolean): GatewayRunner {
   build(['scripts/ensure-build.js'])
   build([join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'bench/tsconfig.json'])
   const compiled = 'bench/results/tmp/compiled/bench'
-  return { gateway: 'dist/gateway/cli.js', plain: `${compiled}/plain-gateway.js`, upstreams: `${compiled}/upstreams.js`, nodeArgs: [] }
+  return { gateway: 'dist/gateway/cli.js', plain: `${compiled}/plain-gateway.js`, httpProxy: `${compiled}/http-proxy-gateway.js`, upstreams: `${compiled}/upstreams.js`, nodeArgs: [] }
 }
 
 /** A process started by the benchmark. */

@@ -1,10 +1,13 @@
 /**
  * `npm run bench`: fastify-sticky against plain @fastify/reply-from, measured in one run, interleaved and
- * paired per round (see shared/PERF-ANCHORS.md for why). Starts its own upstreams, Redis servers and
- * gateways, all on 127.0.0.1; stops exactly the processes it started.
+ * paired per round (see shared/PERF-ANCHORS.md for why), with peer rows measured in the same rounds:
+ * @fastify/http-proxy (plain, and through fastify-sticky's http-proxy door), and nginx / HAProxy where installed.
+ * The primary figure is CPU µs per request (gateway + its Redis); every ratio to plain gets a 95% interval and a
+ * target is met or missed only when its interval lies wholly on one side (docs/benchmark.md). Starts its own
+ * upstreams, Redis servers and gateways, all on 127.0.0.1; stops exactly the processes it started.
  *
- *   npm run bench                   default: 5 rounds, under 5 minutes on 2 cores
- *   npm run bench -- --quick        3 short rounds, under 1 minute (smoke test, indicative figures)
+ *   npm run bench                   default: 5 rounds, about 6 minutes on 2 cores
+ *   npm run bench -- --quick        3 short rounds, under 2 minutes (smoke test, indicative figures)
  *   npm run bench -- --self-check   plain vs a second plain gateway: every ratio should be ≈ 1.0
  *   options: --rounds N --measure S --warmup S --later-warmup S --connections N --scale N|0
  *            --loadgen wrk|autocannon --no-readme
@@ -31,9 +34,10 @@ import {
 } from './processes'
 import { commandCounts, resetCommandStats, startRedis, type BenchRedis } from './redis'
 import {
-  fmt, isScriptCommand, judgeAtLeast, judgeAtMost, spread, summarise, writeReport,
-  type BenchReport, type ConfigSpec, type TargetVerdict, type WindowRecord
+  CPU_TARGET_HIT, CPU_TARGET_NEW, fmt, isScriptCommand, judgeAtMost, judgeIntervalAtLeast, judgeIntervalAtMost, spread, summarise,
+  totalCpuUsPerReq, writeReport, type BenchReport, type ConfigSpec, type Interval, type TargetVerdict, type WindowRecord
 } from './report'
+import { PEERS, peerBinary, peerVersion, startPeer } from './peers'
 import type { SeedReport } from './seed'
 import { summariseProfile, type ProfileSummary } from './profile-summary'
 
@@ -112,7 +116,8 @@ function parseArgs (argv: readonly string[]): Settings {
     seedBudgetMs: quick ? 10_000 : 45_000,
     memoryAt: quick ? 20_000 : 100_000,
     drainMs: quick ? 80 : 150,
-    deadlineS: quick ? 50 : 280,
+    // Two peer rows (the @fastify/http-proxy ones) per round since issue #17: 11 windows a round instead of 9.
+    deadlineS: quick ? 75 : 360,
     waitQuietS: 0
   }
   const value = (name: string): string | undefined => {
@@ -284,6 +289,8 @@ async function main (): Promise<void> {
 
   // Configs, blocks and gateways.
   const hitSpecs: ConfigSpec[] = [{ config: 'plain/hit', mode: 'plain', path: 'hit', bindings: '–', baseline: null }]
+  // Configs probed as plain proxies (one upstream, no routing cookie) rather than as sticky gateways.
+  const plainProbed = new Set<string>(['plain/hit', 'plain/new', 'plain-b/hit', 'plain-b/new'])
   const newSpecs: ConfigSpec[] = [{ config: 'plain/new', mode: 'plain', path: 'new', bindings: '–', baseline: null }]
   const gatewayOf = new Map<string, Gateway>()
   const pending: Array<Promise<void>> = []
@@ -300,6 +307,33 @@ async function main (): Promise<void> {
     }))
     hitSpecs.push({ config: 'plain-b/hit', mode: 'plain-b', path: 'hit', bindings: '–', baseline: 'plain/hit' })
     newSpecs.push({ config: 'plain-b/new', mode: 'plain-b', path: 'new', bindings: '–', baseline: 'plain/new' })
+  }
+  // Peer rows, hit path (the same cookie header as every hit-path config): @fastify/http-proxy, plain and through the
+  // sticky http-proxy door (memory store), and nginx / HAProxy where installed. Not in a self-check.
+  const peers: BenchReport['peers'][number][] = []
+  if (!settings.selfCheck) {
+    pending.push(startGateway('http-proxy', runner.httpProxy, { HTTP_PROXY_MODE: 'plain' }, null).then((g) => { gatewayOf.set('http-proxy/hit', g) }))
+    hitSpecs.push({ config: 'http-proxy/hit', mode: '@fastify/http-proxy', path: 'hit', bindings: '–', baseline: 'plain/hit', peer: true })
+    plainProbed.add('http-proxy/hit')
+    peers.push({ name: '@fastify/http-proxy', present: true, note: 'one upstream, no stickiness, same Fastify options as the plain gateway' })
+    pending.push(startGateway('http-proxy-sticky', runner.httpProxy, { HTTP_PROXY_MODE: 'sticky' }, null).then((g) => { gatewayOf.set('http-proxy+sticky/hit', g) }))
+    hitSpecs.push({ config: 'http-proxy+sticky/hit', mode: 'stickyHttpProxy (memory)', path: 'hit', bindings: formatCount(SMALL_BINDINGS), baseline: 'plain/hit' })
+    for (const peer of PEERS) {
+      const path = peerBinary(peer.binary)
+      if (path === null) {
+        peers.push({ name: peer.label, present: false, note: `not installed (\`command -v ${peer.binary}\` found nothing): skipped` })
+        continue
+      }
+      const version = peerVersion(peer, path)
+      pending.push(startPeer(peer, path, upstreamUrls[0], GATEWAY_CORE).then(({ proc, url }) => {
+        gatewayOf.set(`${peer.name}/hit`, { name: peer.name, url, proc, redis: null })
+      }))
+      hitSpecs.push({ config: `${peer.name}/hit`, mode: peer.label, path: 'hit', bindings: '–', baseline: 'plain/hit', peer: true })
+      plainProbed.add(`${peer.name}/hit`)
+      peers.push({ name: peer.label, present: true, note: `${version}; one ${peer.name === 'nginx' ? 'worker' : 'thread'}, keep-alive to one upstream, no stickiness` })
+    }
+    const skipped = peers.filter((p) => !p.present)
+    if (skipped.length > 0) log(`bench: ${skipped.map((p) => `${p.name} ${p.note}`).join('; ')}`)
   }
   for (const mode of presentModes) {
     const makeRedis = (role: string): BenchRedis | null => redisFor.get(`${mode.name}/${role}`) ?? null
@@ -377,8 +411,8 @@ async function main (): Promise<void> {
   sanity.plain = await checkPlain(plain.url, COOKIE_NAME)
   for (const spec of [...hitSpecs, ...newSpecs]) {
     const gateway = gatewayOf.get(spec.config) as Gateway
-    if (spec.mode === 'plain' || spec.mode === 'plain-b') {
-      if (spec.mode === 'plain-b') sanity[spec.config] = await checkPlain(gateway.url, COOKIE_NAME)
+    if (plainProbed.has(spec.config)) {
+      if (spec.mode !== 'plain') sanity[spec.config] = await checkPlain(gateway.url, COOKIE_NAME)
       continue
     }
     if (spec.path === 'new') {
@@ -559,7 +593,7 @@ async function main (): Promise<void> {
       }
       windows.push(w)
       const redis = w.redisCommandsPerReq === null ? '' : ` redis ${w.redisCommandsPerReq.toFixed(3)} cmd/req`
-      log(`  round ${round} ${spec.config.padEnd(26)} ${w.rps.toFixed(0).padStart(6)} req/s  p50 ${w.p50Ms.toFixed(2)} ms  p99 ${w.p99Ms.toFixed(2)} ms  gw cpu ${w.gatewayCpuPct.toFixed(0)}%${redis}${w.flags.length > 0 ? '  FLAGGED: ' + w.flags.join(', ') : ''}`)
+      log(`  round ${round} ${spec.config.padEnd(26)} ${w.rps.toFixed(0).padStart(6)} req/s  p50 ${w.p50Ms.toFixed(2)} ms  p99 ${w.p99Ms.toFixed(2)} ms  gw cpu ${w.gatewayCpuPct.toFixed(0)}% ${totalCpuUsPerReq(w).toFixed(1)} µs/req${redis}${w.flags.length > 0 ? '  FLAGGED: ' + w.flags.join(', ') : ''}`)
     }
     // Windows re-measured are kept in the raw data but only the last one of a config per round counts.
     const seen = new Set<string>()
@@ -571,7 +605,7 @@ async function main (): Promise<void> {
     const hitRatio = (config: string): string => {
       const s = windows.find((w) => w.round === round && w.config === config && w.flags.length === 0)
       const p = windows.find((w) => w.round === round && w.config === (config.endsWith('/new') ? 'plain/new' : 'plain/hit') && w.flags.length === 0)
-      return s === undefined || p === undefined ? '–' : (s.rps / p.rps).toFixed(2)
+      return s === undefined || p === undefined ? '–' : `${(s.rps / p.rps).toFixed(2)} (CPU ${(totalCpuUsPerReq(s) / totalCpuUsPerReq(p)).toFixed(2)})`
     }
     log(`  round ${round} ratios: ` + [...hitSpecs, ...newSpecs].filter((s) => s.baseline !== null).map((s) => `${s.config} ${hitRatio(s.config)}`).join(', '))
   }
@@ -597,9 +631,15 @@ async function main (): Promise<void> {
         targets.push({ name, target, value, verdict: judged.verdict, note: judged.note })
       }
     }
-    t('hit path req/s (Redis store)', '≥ 0.97× plain', fmt(redisHit?.ratio?.median, 2) + '×', judgeAtLeast(redisHit?.ratio ?? null, 0.97), ['redis/hit'])
-    t('hit path added p99 (Redis store)', '≤ 1 ms', fmt(redisHit?.p99AddedMs?.median, 2) + ' ms', judgeAtMost(redisHit?.p99AddedMs ?? null, 1, ' ms'), ['redis/hit'])
-    t('new-session path req/s (Redis store)', '≥ 0.75× plain', fmt(redisNew?.ratio?.median, 2) + '×', judgeAtLeast(redisNew?.ratio ?? null, 0.75), ['redis/new'])
+    const est = (ci: Interval | null | undefined, digits: number, unit: string): string => fmt(ci?.estimate, digits) + unit
+    // CPU per request first: the primary figure. ≥ 0.97× req/s on a CPU-bound gateway ⇔ ≤ 1/0.97 CPU per request.
+    t('hit path CPU µs/request, gateway + Redis (Redis store)', `≤ ${CPU_TARGET_HIT.toFixed(3)}× plain (⇔ ≥ 0.97× req/s)`, est(redisHit?.cpuRatioCi, 2, '×') + ` (${fmt(redisHit?.cpuUsPerReq?.median, 1)} µs)`,
+      judgeIntervalAtMost(redisHit?.cpuRatioCi ?? null, Number(CPU_TARGET_HIT.toFixed(3))), ['redis/hit'])
+    t('new-session path CPU µs/request, gateway + Redis (Redis store)', `≤ ${CPU_TARGET_NEW.toFixed(3)}× plain (⇔ ≥ 0.75× req/s)`, est(redisNew?.cpuRatioCi, 2, '×') + ` (${fmt(redisNew?.cpuUsPerReq?.median, 1)} µs)`,
+      judgeIntervalAtMost(redisNew?.cpuRatioCi ?? null, Number(CPU_TARGET_NEW.toFixed(3))), ['redis/new'])
+    t('hit path req/s (Redis store)', '≥ 0.97× plain', est(redisHit?.ratioCi, 2, '×'), judgeIntervalAtLeast(redisHit?.ratioCi ?? null, 0.97), ['redis/hit'])
+    t('hit path added p99 (Redis store)', '≤ 1 ms', est(redisHit?.p99AddedCi, 2, ' ms'), judgeIntervalAtMost(redisHit?.p99AddedCi ?? null, 1, 2, ' ms'), ['redis/hit'])
+    t('new-session path req/s (Redis store)', '≥ 0.75× plain', est(redisNew?.ratioCi, 2, '×'), judgeIntervalAtLeast(redisNew?.ratioCi ?? null, 0.75), ['redis/new'])
     // Command counts do not depend on how fast the host is: every error-free window counts, disturbed or not.
     const perWindow = (config: string): ReturnType<typeof spread> => spread(windows.filter((w) => w.config === config && w.redisCommandsPerReq !== null &&
       !w.flags.some((f) => f.startsWith('errors'))).map((w) => w.redisCommandsPerReq as number))
@@ -627,7 +667,7 @@ async function main (): Promise<void> {
     const large = memory?.bytesPerBindingAtEnd as number | undefined
     t(`Redis memory per binding (at ${formatCount(Number(memory?.bindingsAtSample ?? 0))})`, '≤ 200 B', fmt(bytesPerBinding, 0) + ' B',
       { verdict: judgeAtMost(bytes, 200, ' B').verdict, note: `one used_memory difference; ${fmt(large, 0)} B at ${formatCount(Number(memory?.bindingsAtEnd ?? 0))}` })
-    t(`hit path with ${redisLarge?.bindings ?? scaleLabel} vs ${formatCount(SMALL_BINDINGS)} bindings (Redis store)`, 'within 5% (≥ 0.95×)', fmt(redisLarge?.scaleRatio?.median, 3) + '×', judgeAtLeast(redisLarge?.scaleRatio ?? null, 0.95), ['redis/hit@large'])
+    t(`hit path with ${redisLarge?.bindings ?? scaleLabel} vs ${formatCount(SMALL_BINDINGS)} bindings (Redis store)`, 'within 5% (≥ 0.95×)', est(redisLarge?.scaleRatioCi, 3, '×'), judgeIntervalAtLeast(redisLarge?.scaleRatioCi ?? null, 0.95), ['redis/hit@large'])
   }
   const flagged = windows.filter((w) => w.flags.length > 0 && !w.flags.includes('superseded by re-measure'))
   if (flagged.length > 0) {
@@ -671,8 +711,13 @@ async function main (): Promise<void> {
       plainRunner: ['node', ...runner.nodeArgs, runner.plain].join(' ')
     },
     modes: modes.map((m) => ({ name: m.name, present: presentModes.includes(m), note: presentModes.includes(m) ? '' : 'not present in the gateway command' })),
+    peers,
     ratio_hit: redisHit?.ratio?.median ?? null,
     ratio_new: redisNew?.ratio?.median ?? null,
+    ratio_hit_ci: redisHit?.ratioCi ?? null,
+    ratio_new_ci: redisNew?.ratioCi ?? null,
+    cpu_ratio_hit_ci: redisHit?.cpuRatioCi ?? null,
+    cpu_ratio_new_ci: redisNew?.cpuRatioCi ?? null,
     p99_added_hit_ms: redisHit?.p99AddedMs?.median ?? null,
     p99_added_new_ms: redisNew?.p99AddedMs?.median ?? null,
     redis_commands_per_request_hit: redisHit?.redisCommandsPerReq ?? null,

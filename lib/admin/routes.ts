@@ -215,7 +215,7 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
     const withoutState = (value: string | undefined): boolean => value === 'true' || value === '1'
     admin.post<{ Params: IdParams, Querystring: PoolQuery & { withoutState?: string } }>('/upstreams/:id/evacuate', {
       ...changing,
-      schema: { querystring: { type: 'object', properties: { pool: { type: 'string', maxLength: 128 }, withoutState: { type: 'string', maxLength: 5 } } } }
+      schema: { querystring: { type: 'object', properties: { pool: { type: 'string', maxLength: 128 }, withoutState: { type: 'string', enum: ['true', 'false', '1', '0'] } } } }
     }, async (request, reply) => {
       const pool = findUpstream(api, request.params.id, request.query.pool)
       const job = api.evacuate(pool.name, request.params.id, { withoutState: withoutState(request.query.withoutState) })
@@ -224,7 +224,7 @@ async function adminRoutesPlugin (fastify: FastifyInstance, options: AdminRoutes
     })
     admin.post<{ Querystring: PoolQuery & { withoutState?: string, tolerance?: number } }>('/rebalance', {
       ...changing,
-      schema: { querystring: { type: 'object', properties: { pool: { type: 'string', maxLength: 128 }, withoutState: { type: 'string', maxLength: 5 }, tolerance: { type: 'number', minimum: 0, maximum: 10 } } } }
+      schema: { querystring: { type: 'object', properties: { pool: { type: 'string', maxLength: 128 }, withoutState: { type: 'string', enum: ['true', 'false', '1', '0'] }, tolerance: { type: 'number', minimum: 0, maximum: 10 } } } }
     }, async (request, reply) => {
       const names = [...api.pools.keys()]
       const name = request.query.pool ?? (names.length === 1 ? names[0] : undefined)

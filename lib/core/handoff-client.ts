@@ -44,7 +44,8 @@ export class HandoffClient {
         method: 'POST',
         headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
         body: JSON.stringify(message),
-        signal: AbortSignal.timeout(timeoutMs),
+        // The upstream bounds its own waits by the same timeout: a second more here lets its answer (busy, failed) arrive.
+        signal: AbortSignal.timeout(timeoutMs + 1000),
         redirect: 'manual'
       })
     } catch (error) {

@@ -40,11 +40,20 @@ export const MIN_HANDOFF_SECRET_LENGTH = 32
  * @param path - the handoff path
  */
 export function isHandoffTarget (target: string, path: string): boolean {
-  let decoded = target
-  try { decoded = decodeURIComponent(target) } catch { /* a malformed escape is compared as sent */ }
-  const lower = decoded.toLowerCase()
+  // As the request will be sent: dot segments resolved (`/./`, `/%2e/`), as an HTTP client and most routers do; then
+  // decoded, case-folded and with repeated slashes collapsed, as a lenient upstream router might read it.
+  let pathname: string
+  try {
+    // Slashes collapsed first: `//x/…` would otherwise parse as a host named x.
+    pathname = new URL(target.replace(/\/{2,}/g, '/'), 'http://gateway.invalid').pathname
+  } catch {
+    pathname = target
+  }
+  let decoded = pathname
+  try { decoded = decodeURIComponent(pathname) } catch { /* a malformed escape is compared as sent */ }
+  const seen = decoded.toLowerCase().replace(/\/+/g, '/')
   const base = path.toLowerCase()
-  return lower === base || lower.startsWith(base + '/') || lower.startsWith(base + '?')
+  return seen === base || seen.startsWith(base + '/')
 }
 
 /** The steps, as path segments under the handoff path. */
@@ -58,7 +67,11 @@ export interface ExportRequest {
   readonly holdMs: number
 }
 
-/** `POST <path>/export` answer (200); 404 when the app has no such session, 409 when it stayed busy, 413 when too large. */
+/**
+ * `POST <path>/export` answer (200); 404 `unknown-session` when the app has no such session, 409 `busy` when its
+ * requests stayed in flight past the hold, 409 `moved` when it was handed over elsewhere in the last minute, 413
+ * `too-large`.
+ */
 export interface ExportResponse {
   readonly v: typeof HANDOFF_VERSION
   readonly session: string
@@ -82,7 +95,7 @@ export interface SessionRequest {
 /** Any error answer of a handoff endpoint. */
 export interface HandoffError {
   readonly v: typeof HANDOFF_VERSION
-  /** `unauthorized`, `bad-request`, `unsupported-version`, `unknown-session`, `busy`, `too-large`, `expired`, `failed`. */
+  /** `unauthorized`, `bad-request`, `unsupported-version`, `unknown-session`, `busy`, `moved`, `too-large`, `expired`, `failed`. */
   readonly error: string
   /** With `unsupported-version`: the versions the upstream speaks. */
   readonly supported?: readonly number[]

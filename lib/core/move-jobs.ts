@@ -67,6 +67,12 @@ export class MoveJobs {
    * at a time (`handoff.concurrency`). Returns at once; the job runs in the background.
    */
   evacuate (pool: UpstreamPool, upstreamId: string, options: MoveJobOptions = {}): SessionMoveJob {
+    // One evacuation of an upstream at a time on a gateway (a double click must not race two movers).
+    for (const running of this.#jobs.values()) {
+      if (running.view.state === 'running' && running.view.kind === 'evacuate' && running.view.pool === pool.name && running.view.upstream === upstreamId) {
+        return { ...running.view, failed: { ...running.view.failed } }
+      }
+    }
     const job = this.#startJob('evacuate', pool.name, upstreamId)
     job.done = this.#runEvacuation(job, pool, upstreamId, options).catch((error: unknown) => {
       this.#log.warn({ err: error, pool: pool.name, upstream: upstreamId }, 'fastify-sticky: evacuation failed')

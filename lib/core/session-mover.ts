@@ -96,6 +96,8 @@ export class SessionMover {
       if (exported.status === 0) return { moved: false, reason: 'source-unreachable' }
       // 404 unknown-session: the app keeps nothing for it; a stateless move loses nothing.
       if (exported.error === 'unknown-session') return this.#rebind(pool, keyId, from, to, false, 0)
+      // Another move (another gateway's, an evacuation's) handed it over a moment ago: its binding is that move's to set.
+      if (exported.error === 'moved') return { moved: false, reason: 'changed' }
       const reason: MoveFailure = exported.error === 'unsupported' ? 'unsupported' : exported.error === 'busy' ? 'busy' : exported.error === 'too-large' ? 'too-large' : 'export-failed'
       return { moved: false, reason }
     }
@@ -117,7 +119,12 @@ export class SessionMover {
     const committed = await client.finish(from, keyId, 'commit')
     if (!committed.ok && committed.status !== 0) return { moved: false, reason: 'hold-expired' }
     // An old upstream that died after its export (status 0) has no copy left to serve: the imported state is the session.
-    const rebound = await this.#rebind(pool, keyId, from, to, true, Date.now() - frozenAt)
+    // After the commit the old upstream answers 421 for the session: the rebind must land, so a store hiccup is retried.
+    let rebound = await this.#rebind(pool, keyId, from, to, true, Date.now() - frozenAt)
+    for (let attempt = 1; attempt < 4 && !rebound.moved && rebound.reason === 'store-failed'; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt))
+      rebound = await this.#rebind(pool, keyId, from, to, true, Date.now() - frozenAt)
+    }
     if (!rebound.moved) {
       // A failover or an eviction got there first: the state went to `to`, the binding elsewhere. Nothing to undo at
       // the old upstream (it committed); said, since the session's state is now where its binding is not.
@@ -147,7 +154,8 @@ export class SessionMover {
    * @returns the new upstream, or `undefined` when the binding still names `staleId` (or is gone)
    */
   async whereNow (pool: UpstreamPool, keyId: string, staleId: string): Promise<ResolvedUpstream | undefined> {
-    const deadline = Date.now() + (this.#handoff?.holdMs ?? 0)
+    // The rebind comes right after the commit that sent the 421: a hold's worth and a little covers it.
+    const deadline = Date.now() + (this.#handoff?.holdMs ?? 0) + 500
     for (;;) {
       const binding = await this.#store.get(pool.name, keyId).catch(() => null)
       if (binding !== null && binding.upstreamId !== staleId) return pool.get(binding.upstreamId)

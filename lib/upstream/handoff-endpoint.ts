@@ -184,10 +184,14 @@ export function createHandoffEndpoint (input: StickyUpstreamOptions, hooks: Hand
   }
 
   async function exportStep (session: string, holdMs: number): Promise<HandoffAnswer> {
-    if (tracker.isMoved(session)) return errorAnswer(404, 'unknown-session')
+    // Its state left with another move a moment ago: not "nothing to carry" (404), which would move it without state.
+    if (tracker.isMoved(session)) return errorAnswer(409, 'moved')
     const freeze = tracker.freeze(session)
     if (freeze === undefined) return errorAnswer(409, 'busy')
-    if (!await tracker.drain(freeze, timeoutMs)) {
+    // The hold bounds the whole freeze, draining included: a session's new requests wait at most holdMs here.
+    const holdBudget = Math.min(Math.max(holdMs, 1), timeoutMs)
+    const frozenAt = Date.now()
+    if (!await tracker.drain(freeze, holdBudget)) {
       tracker.release(freeze, 'proceed')
       return errorAnswer(409, 'busy')
     }
@@ -221,7 +225,7 @@ export function createHandoffEndpoint (input: StickyUpstreamOptions, hooks: Hand
       tracker.release(freeze, 'proceed')
       return errorAnswer(413, 'too-large')
     }
-    tracker.hold(freeze, Math.min(Math.max(holdMs, 1), timeoutMs), () => {
+    tracker.hold(freeze, Math.max(1, holdBudget - (Date.now() - frozenAt)), () => {
       try {
         hooks.onExpired?.(session)
       } catch {
@@ -256,12 +260,14 @@ export function createHandoffEndpoint (input: StickyUpstreamOptions, hooks: Hand
       // A retried commit finds the session moved already; anything else committed nothing.
       return tracker.isMoved(session) ? NO_CONTENT : errorAnswer(409, 'expired')
     }
-    // Held requests are answered first: the gateway has rebound the session, they can retry at once.
+    // Held requests are answered first (421: the gateway follows them to the new upstream), and the commit at once:
+    // the gateway rebinds only after it, so the app's dropSession must not hold the followers up.
     tracker.release(freeze, 'moved')
     const drop = options.dropSession
     if (drop !== undefined) {
-      const outcome = await runBounded(() => drop(session), timeoutMs)
-      if (!outcome.ok) reportFailure({ step: 'commit', session, reason: outcome.reason }, outcome.error)
+      void runBounded(() => drop(session), timeoutMs).then((outcome) => {
+        if (!outcome.ok) reportFailure({ step: 'commit', session, reason: outcome.reason }, outcome.error)
+      })
     }
     return NO_CONTENT
   }

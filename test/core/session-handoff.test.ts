@@ -145,12 +145,30 @@ t.test('one session moved with handoff; export and import failures leave it wher
   target.faults = {}
 
   // Through the gateway, a client never reaches the handoff endpoints (their secret guards them too).
-  for (const path of ['/.well-known/sticky-handoff/export', '/.well-known/STICKY-handoff/import', '/.well-known/sticky%2Dhandoff/commit']) {
+  for (const path of ['/.well-known/sticky-handoff/export', '/.well-known/STICKY-handoff/import', '/.well-known/sticky%2Dhandoff/commit',
+    '/./.well-known/sticky-handoff/export', '/%2e/.well-known/sticky-handoff/export', '//.well-known/sticky-handoff/export', '/.well-known//sticky-handoff/export']) {
     t.equal((await get(`${one.url}${path}`, { jar, method: 'POST', body: { v: 1, session: 'x' } })).status, 400, `${path} is refused`)
   }
   // Nor can it name a session of its own choosing.
   const forged = await get(`${one.url}/cart`, { jar, headers: { 'x-sticky-session': 'someone-elses-session' } })
   t.not(forged.json().session, 'someone-elses-session', 'a client-sent x-sticky-session is replaced')
+})
+
+t.test('a request in flight longer than the hold: the move gives up (busy), and the session\'s next request waits no longer than the hold', async (t) => {
+  const upstreams = await startCartUpstreams(t, ['a', 'b'])
+  const [one] = await twoGateways(t, upstreams)
+  const jar = new CookieJar()
+  const from = (await get(`${one.url}/cart/tea`, { jar, method: 'POST' })).json().upstream as string
+  const slow = get(`${one.url}/cart?delay=1500`, { jar })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const move = one.app.sticky.bindings.move(jar.get('sticky') as string, from === 'a' ? 'b' : 'a', { handoff: true }).then(() => 'moved', (error: { reason?: string }) => error.reason)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const started = Date.now()
+  const next = await get(`${one.url}/cart`, { jar })
+  t.ok(Date.now() - started < 500 + 300, `held at most the hold (${Date.now() - started} ms)`)
+  t.same([next.status, next.json().upstream, next.json().items], [200, from, ['tea']], 'then served where it was')
+  t.equal(await move, 'busy', 'the move gives up: a request of the session stayed in flight past the hold')
+  t.equal((await slow).status, 200)
 })
 
 t.test('the old upstream is killed mid-move: the move gives up, failover takes the session, no 5xx', async (t) => {

@@ -3,7 +3,7 @@
  * gateway sends (`request.stickySession`), exported and imported on a planned move. In-process for most tests; as a
  * child process ({@link startCartProcess}) for those that kill it.
  *
- * Routes: `POST /cart/<item>` adds an item and answers the cart, `GET /cart` answers it: `{ upstream, items, session }`.
+ * Routes: `POST /cart/<item>` adds an item and answers the cart, `GET /cart[?delay=ms]` answers it: `{ upstream, items, session }`.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
@@ -58,7 +58,12 @@ async function buildCartApp (id: string, carts: Map<string, string[]>, faults: (
     carts.set(session, items)
     return { upstream: id, items, session }
   })
-  app.get('/cart', async (request) => ({ upstream: id, items: carts.get(request.stickySession ?? 'none') ?? [], session: request.stickySession }))
+  // `?delay=<ms>`: a slow request (in flight while a move starts).
+  app.get<{ Querystring: { delay?: string } }>('/cart', async (request) => {
+    const delay = Number(request.query.delay ?? 0)
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(delay, 10_000)))
+    return { upstream: id, items: carts.get(request.stickySession ?? 'none') ?? [], session: request.stickySession }
+  })
   return app
 }
 
