@@ -356,7 +356,7 @@ export function renderMarkdown (report: BenchReport): string {
   lines.push(`${report.settings.rounds} interleaved rounds, order rotated per round; per window ${report.settings.warmupS} s warm-up (first round; ${report.settings.laterWarmupS} s later) + ${report.settings.measureS} s measured, ${report.settings.connections} connections. ` +
     'Every ratio is paired: a config ÷ plain reply-from measured in the same round; shown as the geometric mean of the per-round ratios and its 95% confidence interval ' +
     '(Student t over the per-round log-ratios, n − 1 degrees of freedom). **CPU µs per request is the primary figure** (gateway process + its Redis server, from /proc; ' +
-    'far less noisy than req/s here); req/s is closed-loop and moves with the host.')
+    'what a request costs whichever side saturates first); req/s is closed-loop and moves with the host and the load generator.')
   lines.push('')
   lines.push('| config | path | bindings | CPU µs/req: gateway + Redis (median) | CPU ÷ plain, paired [95% CI] | req/s median (min–max) | req/s ÷ plain, paired [95% CI] | p50 ms | p99 ms | p99 added ms [95% CI] | Redis cmds/req (scripts) | kept/windows |')
   lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')

@@ -626,7 +626,7 @@ async function main (): Promise<void> {
     // Figures that had to include disturbed windows decide nothing: the gateway did not get its core.
     const t = (name: string, target: string, value: string, judged: { verdict: TargetVerdict['verdict'], note: string }, configs: string[] = []): void => {
       if (disturbed(configs) && judged.verdict !== 'not measured') {
-        targets.push({ name, target, value, verdict: 'inconclusive', note: `${judged.note}; median would be ${judged.verdict}, but too few undisturbed rounds (⚠)` })
+        targets.push({ name, target, value, verdict: 'inconclusive', note: `${judged.note} (would be ${judged.verdict}), but too few undisturbed rounds (⚠)` })
       } else {
         targets.push({ name, target, value, verdict: judged.verdict, note: judged.note })
       }
