@@ -175,7 +175,10 @@ export async function buildFileGateway (settings: FileSettings, env: NodeJS.Proc
     handler: (_request, reply) => reply.forward()
   })
   app.addHook('onReady', async () => {
-    await reconcileStatic(app, running, [])
+    // A gateway started during a store outage still starts (routing goes on degraded); the next reload retries.
+    await reconcileStatic(app, running, []).catch((error: unknown) => {
+      app.log.warn({ err: error }, 'fastify-sticky: could not bring every pool member in line with the config file')
+    })
   })
 
   const discoveries: DnsDiscovery[] = []
