@@ -158,7 +158,13 @@ export function gatewaySettingsFromConfig (doc: ConfigDocument): GatewaySettings
 
   // Defaults are checked as the plugin checks them (messages name `defaults.…`) but applied by each route, which
   // merged them above: the plugin's own defaults are fixed at register, and a reload must be able to change them.
-  const resolved = checkPluginOptions(data.defaults === undefined ? plugin : { ...plugin, defaults: data.defaults }, fail)
+  // A pool's cookie comes from a route's sessionPersistence (the file has no pools.<name>.cookie): say so.
+  const failFromFile = (message: string): never => {
+    const cookie = /^pools\.([^.]+)\.cookie\.(\w+) (.*)$/.exec(message)
+    const by = cookie === null ? undefined : poolCookies.get(cookie[1])?.by
+    return fail(by === undefined || cookie === null ? message : `${by}.sessionPersistence (pool "${cookie[1]}"'s cookie ${cookie[2]}) ${cookie[3]}`)
+  }
+  const resolved = checkPluginOptions(data.defaults === undefined ? plugin : { ...plugin, defaults: data.defaults }, failFromFile)
   for (const route of routes) {
     try {
       resolveRouteConfig(route.name, route.sticky, resolved)
