@@ -7,18 +7,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
-  HANDOFF_MOVED_HEADER, HANDOFF_VERSION, SESSION_HANDLE_RE, SESSION_HEADER, type HandoffError, type HandoffStep
+  HANDOFF_VERSION, SESSION_HANDLE_RE, SESSION_HEADER, type HandoffError, type HandoffStep
 } from '../core/handoff-protocol'
 import { resolveUpstreamOptions, type ResolvedUpstreamOptions, type StickyUpstreamOptions } from './options'
 import { SessionTracker, type Admission } from './session-tracker'
+import { NOT_JSON, TOO_LARGE, endClosed, readJsonBody, writeAnswer, writeMoved, type HandoffAnswer } from './node-http-io'
 
-/** What a handoff endpoint answers: a status and, unless 204, a JSON body (already serialised). */
-export interface HandoffAnswer {
-  readonly status: number
-  readonly body?: string
-  /** Extra response headers (`www-authenticate` on a 401). */
-  readonly headers?: Readonly<Record<string, string>>
-}
+export { MOVED_BODY, writeMoved, type HandoffAnswer } from './node-http-io'
 
 /** Where a callback of the app failed (for logging). */
 export interface HandoffFailure {
@@ -89,18 +84,9 @@ export interface HandoffEndpoint {
   close (): void
 }
 
-/** The body of the 421 a request of a session that moved away gets. */
-export const MOVED_BODY = JSON.stringify({
-  statusCode: 421,
-  code: 'FST_STICKY_SESSION_MOVED',
-  message: 'this session moved to another upstream; the gateway retries there'
-})
-
 // The envelope around the state in an import body (`{"v":1,"session":"...","state":...}`), with room to spare.
 const ENVELOPE_BYTES = 4096
 const STEPS: ReadonlySet<string> = new Set<HandoffStep>(['export', 'import', 'commit', 'abort'])
-// Status of a held request whose client went away (nginx's "client closed request"): nobody reads it, logs do.
-const CLIENT_CLOSED_STATUS = 499
 
 function errorAnswer (status: number, error: string, extra?: Omit<HandoffError, 'v' | 'error'>): HandoffAnswer {
   return { status, body: JSON.stringify({ v: HANDOFF_VERSION, error, ...extra }) }
@@ -373,68 +359,4 @@ export function createHandoffEndpoint (input: StickyUpstreamOptions, hooks: Hand
     middleware,
     close: () => tracker.close()
   }
-}
-
-const TOO_LARGE = Symbol('too large')
-const NOT_JSON = Symbol('not JSON')
-
-// Reads a JSON body itself, unless a body parser mounted earlier read it already (then its result is taken).
-function readJsonBody (request: IncomingMessage, limit: number): Promise<unknown> {
-  if (request.readableEnded) return Promise.resolve((request as IncomingMessage & { body?: unknown }).body ?? NOT_JSON)
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length
-      if (size > limit) {
-        request.off('data', onData)
-        // Read on without keeping it, so the 413 can be written to a connection still in a state to take it.
-        request.resume()
-        resolve(TOO_LARGE)
-        return
-      }
-      chunks.push(chunk)
-    }
-    request.on('data', onData)
-    request.once('error', reject)
-    request.once('end', () => {
-      if (size > limit) return
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')))
-      } catch {
-        resolve(NOT_JSON)
-      }
-    })
-  })
-}
-
-function writeAnswer (response: ServerResponse, answer: HandoffAnswer): void {
-  if (response.headersSent || response.destroyed) return
-  const headers: Record<string, string> = { 'cache-control': 'no-store', ...answer.headers }
-  if (answer.body !== undefined) {
-    headers['content-type'] = 'application/json; charset=utf-8'
-    headers['content-length'] = String(Buffer.byteLength(answer.body))
-  }
-  response.writeHead(answer.status, headers)
-  response.end(answer.body)
-}
-
-/**
- * Answers a request of a session that moved away: 421, {@link HANDOFF_MOVED_HEADER}, {@link MOVED_BODY}.
- * @param response - the request's response (not started)
- */
-export function writeMoved (response: ServerResponse): void {
-  if (response.headersSent || response.destroyed) return
-  response.writeHead(421, {
-    [HANDOFF_MOVED_HEADER]: '1',
-    'content-type': 'application/json',
-    'content-length': String(Buffer.byteLength(MOVED_BODY))
-  })
-  response.end(MOVED_BODY)
-}
-
-function endClosed (response: ServerResponse): void {
-  if (response.headersSent || response.destroyed) return
-  response.statusCode = CLIENT_CLOSED_STATUS
-  response.end()
 }
