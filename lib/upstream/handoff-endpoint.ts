@@ -4,11 +4,12 @@
  * being moved, and a node:http / Express middleware over both. The Fastify plugin (./index.ts) is a door over the
  * same functions.
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
   HANDOFF_VERSION, SESSION_HANDLE_RE, SESSION_HEADER, type HandoffError, type HandoffStep
 } from '../core/handoff-protocol'
+import { createBearerCheck } from '../admin/bearer-auth'
+import { isRecord } from '../options/checks'
 import { resolveUpstreamOptions, type ResolvedUpstreamOptions, type StickyUpstreamOptions } from './options'
 import { SessionTracker, type Admission } from './session-tracker'
 import { NOT_JSON, TOO_LARGE, endClosed, readJsonBody, writeAnswer, writeMoved, type HandoffAnswer } from './node-http-io'
@@ -97,10 +98,6 @@ const UNAUTHORIZED: HandoffAnswer = { ...errorAnswer(401, 'unauthorized'), heade
 const BAD_REQUEST = errorAnswer(400, 'bad-request')
 const UNSUPPORTED_VERSION = errorAnswer(400, 'unsupported-version', { supported: [HANDOFF_VERSION] })
 
-function digest (value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest()
-}
-
 type Outcome<T> = { ok: true, value: T } | { ok: false, reason: 'threw' | 'timeout', error: unknown }
 
 // Runs one of the app's callbacks: a synchronous throw, a rejection and a hang all end as a failed outcome, so no
@@ -125,10 +122,6 @@ async function runBounded<T> (callback: () => T, timeoutMs: number): Promise<Out
   }
 }
 
-function isRecord (value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value)
-}
-
 /**
  * Creates the upstream side of the handoff.
  * @param input - the options
@@ -148,7 +141,6 @@ export function createHandoffEndpoint (input: StickyUpstreamOptions, hooks: Hand
   const options = resolveUpstreamOptions(input)
   const { timeoutMs, maxStateBytes } = options
   const tracker = new SessionTracker()
-  const expected = digest(options.secret)
   const prefix = `${options.path}/`
   const bodyLimit = maxStateBytes + ENVELOPE_BYTES
 
@@ -160,14 +152,8 @@ export function createHandoffEndpoint (input: StickyUpstreamOptions, hooks: Hand
     }
   }
 
-  function authorize (authorization: string | undefined): boolean {
-    // Parsed by hand, not with a regular expression: this runs before authentication, on any header it is sent.
-    if (typeof authorization !== 'string' || authorization.length < 8) return false
-    if (authorization.slice(0, 6).toLowerCase() !== 'bearer' || (authorization[6] !== ' ' && authorization[6] !== '\t')) return false
-    const presented = authorization.slice(7).trim()
-    // Digests, not the strings: timingSafeEqual needs equal lengths, and the secret's length must not leak either.
-    return presented !== '' && timingSafeEqual(digest(presented), expected)
-  }
+  // The admin API's check: digests compared in constant time, so neither the secret nor its length leaks.
+  const authorize = createBearerCheck(options.secret)
 
   async function exportStep (session: string, holdMs: number): Promise<HandoffAnswer> {
     // Its state left with another move a moment ago: not "nothing to carry" (404), which would move it without state.
