@@ -164,12 +164,16 @@ export class MoveJobs {
       await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS * attempt))
       outcome = await this.#mover.move(pool, keyId, from, target, options)
     }
-    if (!outcome.moved && outcome.reason === 'unsupported' && options.withoutState === true) {
-      outcome = await this.#mover.move(pool, keyId, from, target, { handoff: false })
-    }
+    if (!outcome.moved) outcome = await this.#withoutStateIfAsked(outcome, pool, keyId, from, target, options)
     if (!outcome.moved) reservation.release()
     this.#count(job, outcome)
     return outcome
+  }
+
+  // A session of an app without the handoff endpoints moves without its state only when the job says so.
+  async #withoutStateIfAsked (failed: MoveOutcome, pool: UpstreamPool, keyId: string, from: ResolvedUpstream, to: ResolvedUpstream, options: MoveJobOptions): Promise<MoveOutcome> {
+    if (failed.moved || failed.reason !== 'unsupported' || options.withoutState !== true) return failed
+    return this.#mover.move(pool, keyId, from, to, { handoff: false })
   }
 
   async #runEvacuation (job: RunningJob, pool: UpstreamPool, upstreamId: string, options: MoveJobOptions): Promise<void> {
@@ -214,9 +218,7 @@ export class MoveJobs {
         counts[target.id]++
         counts[from.id]--
         const outcome = await this.#mover.move(pool, keyId, from, target, options)
-        const final = !outcome.moved && outcome.reason === 'unsupported' && options.withoutState === true
-          ? await this.#mover.move(pool, keyId, from, target, { handoff: false })
-          : outcome
+        const final = outcome.moved ? outcome : await this.#withoutStateIfAsked(outcome, pool, keyId, from, target, options)
         if (!final.moved) {
           counts[target.id]--
           counts[from.id]++

@@ -3,9 +3,10 @@
  * streamed unparsed, to the pool the settings name. Built here, listened on and stopped by {@link serveGateway}.
  */
 import cluster from 'node:cluster'
-import Fastify, { type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import sticky from '../index'
 import { buildFileGateway } from './file-gateway'
+import { createGatewayApp } from './gateway-app'
 import { printStderr } from './messages'
 import type { GatewaySettings } from './settings'
 
@@ -17,13 +18,7 @@ export const SHUTDOWN_GRACE_MS = 10_000
  * @param settings - from {@link readGatewayEnv}
  */
 export async function buildGateway (settings: GatewaySettings): Promise<FastifyInstance> {
-  const hops = settings.trustProxy
-  // Fastify takes a hop count at run time but its types do not: say it as the equivalent function.
-  const trustProxy = typeof hops === 'number' ? (_address: string, hop: number) => hop < hops : hops
-  const app = Fastify({ logger: { level: settings.logLevel }, trustProxy })
-  // A gateway passes bodies through as streams: no parsing, no re-encoding, any content type.
-  app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
+  const app = createGatewayApp(settings)
   await app.register(sticky, settings.plugin)
   app.all('/*', { config: { sticky: true } }, (_request, reply) => reply.forward())
   return app

@@ -6,12 +6,13 @@
  * reload refuse the new file and keep the running one.
  */
 import { Resolver } from 'node:dns/promises'
-import Fastify, { type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import sticky from '../index'
 import type { StickyReloadResult } from '../admin/admin-options'
 import { bearerAuthHook } from '../admin/bearer-auth'
 import { registrationOf } from '../fastify/plugin'
 import { DnsDiscovery } from './dns-discovery'
+import { createGatewayApp } from './gateway-app'
 import { DISCOVERED_ID_RE, DiscoveredPool, discoveredUpstreamId } from './discovered-pool'
 import { readGatewayConfig, type FileSettings } from './gateway-config'
 import { GatewayRouter } from './gateway-router'
@@ -94,11 +95,7 @@ function restartNeeded (running: GatewayFileSettings, next: GatewayFileSettings)
  * @param env - where a reload reads `${ENV}` references
  */
 export async function buildFileGateway (settings: FileSettings, env: NodeJS.ProcessEnv): Promise<FileGateway> {
-  const hops = settings.trustProxy
-  const trustProxy = typeof hops === 'number' ? (_address: string, hop: number) => hop < hops : hops
-  const app = Fastify({ logger: { level: settings.logLevel }, trustProxy })
-  app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
+  const app = createGatewayApp(settings)
 
   let running = settings.file
   const state: ReadinessState = { listening: false, shuttingDown: false }
