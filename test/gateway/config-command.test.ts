@@ -79,6 +79,26 @@ async function startConfigGateway (t: TeardownOwner, file: string, env: Record<s
   return { process: gateway, url: line[1], admin: line[2] }
 }
 
+/**
+ * A gateway of one pool (`pool`, its `upstreams` as YAML) behind one prefix route, the admin API on a port of its own;
+ * `extra` adds top-level keys.
+ */
+async function startOnePoolGateway (t: TeardownOwner, pool: string, upstreams: string, options: { prefix?: string, extra?: string } = {}): Promise<RunningGateway> {
+  const file = join(configDir(t), 'gateway.yaml')
+  writeFileSync(file, `listen: { port: 0 }
+logging: { level: error }
+newBindings: false
+admin: { token: "\${ADMIN_TOKEN}", listen: { port: 0 } }
+${options.extra ?? ''}
+pools:
+  ${pool}:
+    upstreams: ${upstreams}
+routes:
+  - match: { prefix: ${options.prefix ?? '/'} }
+`)
+  return startConfigGateway(t, file, {})
+}
+
 // SIGHUP, without waiting for an exit (it must not exit).
 function hangUp (gateway: RunningGateway): void {
   process.kill(gateway.process.child.pid as number, 'SIGHUP')
@@ -211,19 +231,9 @@ t.test('SIGTERM under load: every in-flight request is answered, readiness drops
   })
   await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve))
   t.teardown(() => { slow.closeAllConnections(); slow.close() })
-  const file = join(configDir(t), 'gateway.yaml')
-  writeFileSync(file, `listen: { port: 0 }
-logging: { level: error }
-newBindings: false
-admin: { token: "\${ADMIN_TOKEN}", listen: { port: 0 } }
-shutdown: { grace: 5s, tunnelGrace: 1s }
-pools:
-  slow:
-    upstreams: [{ id: s, url: "http://127.0.0.1:${(slow.address() as AddressInfo).port}" }]
-routes:
-  - match: { prefix: / }
-`)
-  const gateway = await startConfigGateway(t, file, {})
+  const gateway = await startOnePoolGateway(t, 'slow', `[{ id: s, url: "http://127.0.0.1:${(slow.address() as AddressInfo).port}" }]`, {
+    extra: 'shutdown: { grace: 5s, tunnelGrace: 1s }'
+  })
   const inFlight = Array.from({ length: 20 }, async (_, i) => get(`${gateway.url}/work/${i}`))
   await new Promise((resolve) => setTimeout(resolve, 150))
   const started = Date.now()
@@ -240,18 +250,7 @@ t.test('a pool discovered by DNS (SRV on a local name server): upstreams come an
   const srv = (list: TestUpstream[]): DnsZoneEntry => ({ srv: list.map((u) => ({ priority: 0, weight: 1, port: u.port, target: 'node.shop.test' })), ttl: 1 })
   dns.zone.set('node.shop.test', { a: ['127.0.0.1'], ttl: 1 })
   dns.zone.set('_http._tcp.shop.test', srv([a, b]))
-  const file = join(configDir(t), 'gateway.yaml')
-  writeFileSync(file, `listen: { port: 0 }
-logging: { level: error }
-newBindings: false
-admin: { token: "\${ADMIN_TOKEN}", listen: { port: 0 } }
-pools:
-  shop:
-    upstreams: { dns: _http._tcp.shop.test, type: SRV, servers: ["127.0.0.1:${dns.port}"], refresh: { min: 100ms, max: 300ms } }
-routes:
-  - match: { prefix: / }
-`)
-  const gateway = await startConfigGateway(t, file, {})
+  const gateway = await startOnePoolGateway(t, 'shop', `{ dns: _http._tcp.shop.test, type: SRV, servers: ["127.0.0.1:${dns.port}"], refresh: { min: 100ms, max: 300ms } }`)
   const ready = await get(`${gateway.url}/readyz`)
   t.same(ready.json().pools, { shop: { upstreams: 2, up: 2 } }, 'ready with both discovered upstreams once it listens')
   const clients = await Promise.all(Array.from({ length: 10 }, async () => {
@@ -273,18 +272,7 @@ routes:
 
 t.test('SIGTERM with an open WebSocket tunnel: it gets shutdown.tunnelGrace, then is closed, and the process exits', async (t) => {
   const [ws] = await startWsUpstreams(t, ['w'])
-  const file = join(configDir(t), 'gateway.yaml')
-  writeFileSync(file, `listen: { port: 0 }
-logging: { level: error }
-admin: { token: "\${ADMIN_TOKEN}", listen: { port: 0 } }
-shutdown: { grace: 5s, tunnelGrace: 700ms }
-pools:
-  chat:
-    upstreams: [{ id: w, url: "${ws.url}" }]
-routes:
-  - match: { prefix: /chat }
-`)
-  const gateway = await startConfigGateway(t, file, {})
+  const gateway = await startOnePoolGateway(t, 'chat', `[{ id: w, url: "${ws.url}" }]`, { prefix: '/chat', extra: 'shutdown: { grace: 5s, tunnelGrace: 700ms }' })
   const socket = await openSocket(`${gateway.url.replace('http:', 'ws:')}/chat/room`)
   t.equal(socket.hello.upstream, 'w')
   const closed = once(socket.ws, 'close')
