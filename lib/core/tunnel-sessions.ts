@@ -5,6 +5,7 @@
  * Framework-free.
  */
 import type { BindingStore } from '../store/binding-store'
+import type { StickyRequestState } from './request-state'
 
 /** Ends one tunnel the reconnect-friendly way. */
 export type GoAway = () => void
@@ -37,6 +38,15 @@ export class TunnelSessions {
       set.delete(goAway)
       if (set.size === 0) this.#bySession.delete(id)
     }
+  }
+
+  /**
+   * What a front door hands the tunnel it opens for a request (its `onOpen`): the tunnel is then recorded under the
+   * request's session. `undefined` for a request without a binding (nothing to follow).
+   */
+  onOpen (state: StickyRequestState): ((goAway: GoAway) => () => void) | undefined {
+    const binding = state.binding
+    return binding === undefined ? undefined : (goAway) => this.add(state.route.pool, binding.keyId, goAway)
   }
 
   /** @returns how many sessions have an open tunnel */

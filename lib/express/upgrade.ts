@@ -76,7 +76,8 @@ export function createUpgradeListener (deps: UpgradeDeps, route: ResolvedRouteCo
     headers.connection = 'Upgrade'
     headers.upgrade = request.headers.upgrade
     const setCookies = ownCookies(state, facts)
-    openTunnel(socket, head, { method: request.method ?? 'GET', upstreamUrl: state.decision.upstream.url, path, headers, setCookies }, deps.tunnel, sockets, {
+    const onOpen = core.tunnelSessions.onOpen(state)
+    openTunnel(socket, head, { method: request.method ?? 'GET', upstreamUrl: state.decision.upstream.url, path, headers, setCookies, onOpen }, deps.tunnel, sockets, {
       onEstablished: () => { res.detachSocket(socket) },
       onFailure: (error) => {
         core.reportFailure(state, error, { clientGone: socket.destroyed, replayable: true, method: request.method ?? 'GET' })

@@ -257,9 +257,7 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
     headers.upgrade = upgrade
     const cookie = core.routingCookie(state, request.protocol === 'https')
     const setCookies = cookie === undefined ? [] : [deps.serializeCookie(cookie)]
-    const binding = state.binding
-    const onOpen = binding === undefined ? undefined : (goAway: () => void) => core.tunnelSessions.add(state.route.pool, binding.keyId, goAway)
-    openTunnel(reply, { upstreamUrl: state.decision.upstream.url, path, headers, setCookies, onOpen }, deps.tunnels.options, deps.tunnels.sockets, {
+    openTunnel(reply, { upstreamUrl: state.decision.upstream.url, path, headers, setCookies, onOpen: core.tunnelSessions.onOpen(state) }, deps.tunnels.options, deps.tunnels.sockets, {
       onFailure: (error) => {
         recover(reply, error, (again) => { tunnel(again, path) }).catch((cause: unknown) => { answer(reply, badGateway(cause)) })
       },

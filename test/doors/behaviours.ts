@@ -371,6 +371,21 @@ export function doorBehaviours (t: Test, door: Door): void {
       t.ok(Date.now() - closing < 2000, 'closing the gateway ends its open tunnels promptly')
     })
 
+    t.test('WebSocket: a tunnel whose session moves (on the other replica) is closed with 1012, and the reconnect reaches the new upstream', async (t) => {
+      const upstreams = await startWsUpstreams(t, ['a', 'b'])
+      const replicas = await gateways(t, upstreams, 2)
+      const wsUrl = replicas[0].url.replace('http:', 'ws:') + '/live'
+      const first = await openSocket(wsUrl)
+      const cookie = cookieOf(first.setCookie[0])
+      const to = first.hello.upstream === 'a' ? 'b' : 'a'
+      const closed = once(first.ws, 'close')
+      await replicas[1].api.bindings.move(decodeURIComponent(cookie.slice(cookie.indexOf('=') + 1)), to)
+      t.equal((await closed)[0], 1012, 'closed with "service restart"')
+      const again = await openSocket(wsUrl, cookie)
+      t.equal(again.hello.upstream, to)
+      again.ws.terminate()
+    })
+
     t.test('WebSocket failover: a dead upstream\'s client moves before the 101, with a new cookie; none left: 503', async (t) => {
       const upstreams = await startWsUpstreams(t, ['a', 'b'])
       const [gateway] = await gateways(t, upstreams)
