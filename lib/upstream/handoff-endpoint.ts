@@ -87,14 +87,18 @@ export interface HandoffEndpoint {
 
 // The envelope around the state in an import body (`{"v":1,"session":"...","state":...}`), with room to spare.
 const ENVELOPE_BYTES = 4096
-const STEPS: ReadonlySet<string> = new Set<HandoffStep>(['export', 'import', 'commit', 'abort'])
+/** The protocol's steps, each an endpoint under the handoff path. */
+export const HANDOFF_STEPS: readonly HandoffStep[] = ['export', 'import', 'commit', 'abort']
+const STEPS: ReadonlySet<string> = new Set(HANDOFF_STEPS)
 
-function errorAnswer (status: number, error: string, extra?: Omit<HandoffError, 'v' | 'error'>): HandoffAnswer {
+/** An error answer in the protocol's shape, `{ v, error, ... }`. */
+export function errorAnswer (status: number, error: string, extra?: Omit<HandoffError, 'v' | 'error'>): HandoffAnswer {
   return { status, body: JSON.stringify({ v: HANDOFF_VERSION, error, ...extra }) }
 }
 
 const NO_CONTENT: HandoffAnswer = { status: 204 }
-const UNAUTHORIZED: HandoffAnswer = { ...errorAnswer(401, 'unauthorized'), headers: { 'www-authenticate': 'Bearer' } }
+/** The 401 of a call without the shared secret: nothing else is said. */
+export const UNAUTHORIZED: HandoffAnswer = { ...errorAnswer(401, 'unauthorized'), headers: { 'www-authenticate': 'Bearer' } }
 const BAD_REQUEST = errorAnswer(400, 'bad-request')
 const UNSUPPORTED_VERSION = errorAnswer(400, 'unsupported-version', { supported: [HANDOFF_VERSION] })
 

@@ -8,8 +8,9 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { HANDOFF_MOVED_HEADER, HANDOFF_VERSION, type HandoffStep } from '../core/handoff-protocol'
-import { createHandoffEndpoint, MOVED_BODY, type HandoffAnswer } from './handoff-endpoint'
+import { HANDOFF_MOVED_HEADER } from '../core/handoff-protocol'
+import { createHandoffEndpoint, errorAnswer, HANDOFF_STEPS, MOVED_BODY, UNAUTHORIZED, type HandoffAnswer } from './handoff-endpoint'
+import { CLIENT_CLOSED_STATUS } from './node-http-io'
 import type { StickyUpstreamOptions } from './options'
 import type { Admission } from './session-tracker'
 
@@ -37,9 +38,6 @@ declare module 'fastify' {
   }
 }
 
-const STEPS: readonly HandoffStep[] = ['export', 'import', 'commit', 'abort']
-// Status of a held request whose client went away (nginx's "client closed request"): nobody reads it, logs do.
-const CLIENT_CLOSED_STATUS = 499
 
 function sendAnswer (reply: FastifyReply, answer: HandoffAnswer): FastifyReply {
   reply.code(answer.status).header('cache-control', 'no-store')
@@ -81,16 +79,16 @@ async function stickyUpstreamPlugin (app: FastifyInstance, options: StickyUpstre
   // Before the body is read: a caller without the secret learns nothing, not even whether its body parses.
   const authorize = function stickyHandoffAuth (request: FastifyRequest, reply: FastifyReply, hookDone: () => void): void {
     if (endpoint.authorize(request.headers.authorization)) hookDone()
-    else sendAnswer(reply, { status: 401, body: JSON.stringify({ v: HANDOFF_VERSION, error: 'unauthorized' }), headers: { 'www-authenticate': 'Bearer' } })
+    else sendAnswer(reply, UNAUTHORIZED)
   }
   // Body parser errors in the protocol's shape, on these routes only (the app's error handler stays the app's).
   const errorHandler = (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const status = error.statusCode ?? 500
     const [code, problem] = status === 413 ? [413, 'too-large'] : status < 500 ? [400, 'bad-request'] : [500, 'failed']
-    return sendAnswer(reply, { status: code, body: JSON.stringify({ v: HANDOFF_VERSION, error: problem }) })
+    return sendAnswer(reply, errorAnswer(code, problem))
   }
 
-  for (const step of STEPS) {
+  for (const step of HANDOFF_STEPS) {
     app.post(`${endpoint.options.path}/${step}`, {
       bodyLimit: endpoint.bodyLimit,
       onRequest: authorize,

@@ -21,8 +21,8 @@ export const MOVED_BODY = JSON.stringify({
   message: 'this session moved to another upstream; the gateway retries there'
 })
 
-// Status of a held request whose client went away (nginx's "client closed request"): nobody reads it, logs do.
-const CLIENT_CLOSED_STATUS = 499
+/** Status of a held request whose client went away (nginx's "client closed request"): nobody reads it, logs do. */
+export const CLIENT_CLOSED_STATUS = 499
 
 /** What {@link readJsonBody} resolves with for a body over its limit. */
 export const TOO_LARGE = Symbol('too large')
