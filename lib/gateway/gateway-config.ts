@@ -183,7 +183,8 @@ export function gatewaySettingsFromConfig (doc: ConfigDocument): GatewaySettings
     fail('admin.listen.port must differ from listen.port (the admin API must not share the public listener)')
   }
   const restartOnly: Record<string, string> = {}
-  for (const key of ['listen', 'trustProxy', 'logging', 'secret', 'redis', 'prefix', 'nearCache', 'newBindings', 'cookie', 'timeouts', 'websocket', 'xForwarded', 'reboundHeader', 'replayBodyLimit', 'maxBindings', 'handoff', 'admin', 'metrics', 'health', 'shutdown']) {
+  // Everything but the routes, `defaults` and the pools' static upstream lists (compared below without them).
+  for (const key of ['listen', 'trustProxy', 'logging', 'secret', 'redis', ...PLUGIN_PASS_THROUGH, 'admin', 'metrics', 'health', 'shutdown']) {
     restartOnly[key] = JSON.stringify(data[key] ?? null)
   }
   for (const [name, pool] of Object.entries(pools)) {
