@@ -74,8 +74,11 @@ export function createRoutingCookieCodec (secrets: readonly string[], cacheSize 
   const verified = new LruMap<string, RoutingCookieCheck>(cacheSize)
   return {
     sign (token) {
-      return signer.sign(TOKEN_VERSION + '.' + token.bindingId + '.' + token.upstreamId + '.' +
-        Math.floor(token.createdAt).toString(36))
+      const createdAt = Math.floor(token.createdAt)
+      const value = signer.sign(TOKEN_VERSION + '.' + token.bindingId + '.' + token.upstreamId + '.' + createdAt.toString(36))
+      // The client sends it back on its next request: known already, it costs no HMAC then.
+      verified.set(value, Object.freeze({ ok: true, token: Object.freeze({ bindingId: token.bindingId, upstreamId: token.upstreamId, createdAt }), renew: false }))
+      return value
     },
     verify (value) {
       const known = verified.get(value)

@@ -9,7 +9,7 @@ import type { ResolvedOptions } from '../options'
 import type { EdgeFacts, StickyRequestState } from './request-state'
 import { removeCookies } from './routing-cookie-header'
 import { privateCacheControl, withoutOrigin } from './response-headers'
-import { removeHopByHop, writeForwardingHeaders } from './upstream-headers'
+import { connectionNamedHeaders, EDGE_CLAIM_HEADERS, HOP_BY_HOP_HEADERS } from './upstream-headers'
 
 /** The routing cookie a response must set: name, value and attributes (serialised by the front door). */
 export interface RoutingCookie {
@@ -28,18 +28,46 @@ export interface RoutingCookie {
 /** The header rewriting of one core; as the sticky core exposes it (see `StickyCore` for each function). */
 export interface HeaderRewriter {
   routingCookie (state: StickyRequestState, https: boolean): RoutingCookie | undefined
+  routingSetCookie (state: StickyRequestState, https: boolean): string | undefined
   upstreamRequestHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>, edge: EdgeFacts): Record<string, unknown>
   clientResponseHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>): Record<string, unknown>
 }
 
-/** @returns the rewriting functions for these options */
-export function createHeaderRewriter (options: ResolvedOptions): HeaderRewriter {
+/** Serialises a cookie as a Set-Cookie value (cookie@2's `stringifySetCookie`, which @fastify/cookie calls). */
+export type SetCookieSerializer = (cookie: { name: string, value: string } & RoutingCookie['attributes']) => string
+
+// Attributes that follow `name=value`, per pool and `Secure` or not, serialised once by the same serializer
+// @fastify/cookie uses: a new session's Set-Cookie is then one concatenation. Routing cookie values are signed
+// tokens (base64url and dots), which that serializer writes unencoded, so the text is byte for byte its own.
+interface SetCookieText { readonly prefix: string, readonly plain: string, readonly secure: string }
+
+/**
+ * @param serialize - the Set-Cookie serializer the attribute text is made with, once per pool
+ * @returns the rewriting functions for these options
+ */
+export function createHeaderRewriter (options: ResolvedOptions, serialize: SetCookieSerializer): HeaderRewriter {
   const cookieOptions = options.cookie
   const stripCookies = cookieOptions.forward ? [] : Object.values(options.pools).map((pool) => pool.cookieName)
   const reboundHeader = options.reboundHeader
   const handoff = options.handoff !== undefined
   const xForwarded = options.xForwarded
   const allowedHosts = xForwarded === false ? undefined : xForwarded.allowedHosts
+
+  const setCookieTexts = new Map<string, SetCookieText>()
+  for (const [poolName, pool] of Object.entries(options.pools)) {
+    const attributes = { path: pool.cookiePath, domain: cookieOptions.domain, maxAge: pool.cookieMaxAgeSeconds, sameSite: cookieOptions.sameSite, httpOnly: true as const }
+    const prefix = pool.cookieName + '='
+    const attributesAfter = (secure: boolean): string =>
+      serialize({ name: pool.cookieName, value: 'v', ...attributes, secure }).slice(prefix.length + 1)
+    setCookieTexts.set(poolName, { prefix, plain: attributesAfter(false), secure: attributesAfter(true) })
+  }
+
+  function routingSetCookie (state: StickyRequestState, https: boolean): string | undefined {
+    if (state.cookie === undefined) return undefined
+    const text = setCookieTexts.get(state.route.pool) as SetCookieText
+    const secure = cookieOptions.secure === 'auto' ? https : cookieOptions.secure
+    return text.prefix + state.cookie + (secure ? text.secure : text.plain)
+  }
 
   function routingCookie (state: StickyRequestState, https: boolean): RoutingCookie | undefined {
     if (state.cookie === undefined) return undefined
@@ -58,45 +86,61 @@ export function createHeaderRewriter (options: ResolvedOptions): HeaderRewriter 
     }
   }
 
+  // Request headers never passed on as the client sent them: hop-by-hop ones, `Expect` (undici refuses
+  // `100-continue`; curl sends it for bodies over 1 MB, and the body is streamed anyway), the handoff session header
+  // and the rebound header (the gateway's own to say), and with `xForwarded` every edge claim (rewritten below).
+  const notForwarded = new Set([
+    ...HOP_BY_HOP_HEADERS, 'expect', SESSION_HEADER,
+    ...(reboundHeader === false ? [] : [reboundHeader]),
+    ...(xForwarded === false ? [] : EDGE_CLAIM_HEADERS)
+  ])
+  const hopByHop = new Set(HOP_BY_HOP_HEADERS)
+
+  // One pass over the client's headers into a new record (deleting from the old one would turn it into a slow
+  // dictionary for the rest of its life), then the gateway's own headers after them.
   function upstreamRequestHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>, edge: EdgeFacts): Record<string, unknown> {
-    // undici refuses `Expect: 100-continue` (curl sends it for bodies over 1 MB); the body is streamed anyway.
-    if (headers.expect !== undefined) delete headers.expect
-    // What `Connection` does not name (a bare `Keep-Alive`, `Upgrade: h2c`, `TE`) would make undici refuse the
-    // request, or reach the upstream as if we had sent it.
-    removeHopByHop(headers)
-    if (stripCookies.length > 0 && typeof headers.cookie === 'string') {
-      const cookie = removeCookies(headers.cookie, stripCookies)
-      if (cookie === undefined) delete headers.cookie
-      else headers.cookie = cookie
+    const named = connectionNamedHeaders(headers.connection)
+    const out: Record<string, unknown> = {}
+    for (const name in headers) {
+      const value = headers[name]
+      if (value === undefined || notForwarded.has(name) || named?.has(name) === true) continue
+      if (name === 'cookie' && stripCookies.length > 0 && typeof value === 'string') {
+        const cookie = removeCookies(value, stripCookies)
+        if (cookie !== undefined) out.cookie = cookie
+        continue
+      }
+      out[name] = value
     }
     if (xForwarded !== false) {
-      const host = edge.host === '' || (allowedHosts !== undefined && !allowedHosts.has(edge.host.toLowerCase())) ? undefined : edge.host
-      writeForwardingHeaders(headers, edge.forwardedFor, edge.protocol, host)
+      if (edge.forwardedFor !== undefined) out['x-forwarded-for'] = edge.forwardedFor
+      out['x-forwarded-proto'] = edge.protocol
+      if (edge.host !== '' && (allowedHosts === undefined || allowedHosts.has(edge.host.toLowerCase()))) out['x-forwarded-host'] = edge.host
     }
     // Which session a request belongs to is the gateway's to say: an upstream's handoff plugin keys state by it.
-    if (headers[SESSION_HEADER] !== undefined) delete headers[SESSION_HEADER]
-    if (handoff && state?.binding !== undefined) headers[SESSION_HEADER] = state.binding.keyId
-    if (reboundHeader !== false) {
-      // A client-sent header must never claim a rebound that did not happen.
-      // (`delete` only when present: it turns the headers object into a slow dictionary for the rest of its life.)
-      if (state?.decision.rebound === true) headers[reboundHeader] = '1'
-      else if (headers[reboundHeader] !== undefined) delete headers[reboundHeader]
-    }
-    return headers
+    if (handoff && state?.binding !== undefined) out[SESSION_HEADER] = state.binding.keyId
+    // A client-sent rebound header was dropped above: it must never claim a rebound that did not happen.
+    if (reboundHeader !== false && state?.decision.rebound === true) out[reboundHeader] = '1'
+    return out
   }
 
   // An upstream that builds absolute URLs from the Host it was sent (its own address) would hand clients an
   // internal address in redirects: those become path-absolute references (nginx's `proxy_redirect default`).
+  // One pass into a new record, as for requests.
   function clientResponseHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>): Record<string, unknown> {
-    removeHopByHop(headers)
-    if (state === undefined) return headers
+    const named = connectionNamedHeaders(headers.connection)
+    const out: Record<string, unknown> = {}
+    for (const name in headers) {
+      const value = headers[name]
+      if (value !== undefined && !hopByHop.has(name) && named?.has(name) !== true) out[name] = value
+    }
+    if (state === undefined) return out
     const origin = state.decision.upstream.url
-    if (headers.location !== undefined) headers.location = withoutOrigin(headers.location, origin)
-    if (headers['content-location'] !== undefined) headers['content-location'] = withoutOrigin(headers['content-location'], origin)
+    if (out.location !== undefined) out.location = withoutOrigin(out.location, origin)
+    if (out['content-location'] !== undefined) out['content-location'] = withoutOrigin(out['content-location'], origin)
     // A shared cache that kept a response with our Set-Cookie would pin everyone it serves to one binding.
-    if (state.cookie !== undefined) headers['cache-control'] = privateCacheControl(headers['cache-control'])
-    return headers
+    if (state.cookie !== undefined) out['cache-control'] = privateCacheControl(out['cache-control'])
+    return out
   }
 
-  return { routingCookie, upstreamRequestHeaders, clientResponseHeaders }
+  return { routingCookie, routingSetCookie, upstreamRequestHeaders, clientResponseHeaders }
 }

@@ -4,7 +4,6 @@
  * decoded exactly as the Cookie parser (@fastify/cookie) does, so every front door reads the same value.
  * Framework-free.
  */
-import { fastifyCookie } from '@fastify/cookie'
 import { trimOws } from '../affinity/cookie-text'
 
 /**
@@ -13,42 +12,49 @@ import { trimOws } from '../affinity/cookie-text'
  */
 export const MAX_ROUTING_COOKIE_CANDIDATES = 8
 
-/** Parses a Cookie header as @fastify/cookie does. */
-export function parseCookieHeader (header: string): Record<string, string | undefined> {
-  return fastifyCookie.parse(header)
-}
-
 /**
- * The routing cookie's value: the parsed one, or with several copies of the name, the first that verifies.
- * @param cookies - the parsed Cookie header
+ * The routing cookie's value, read from the Cookie header without parsing the rest of it: the value the parser
+ * would give (the first copy), or with several copies of the name, the first that verifies.
  * @param header - the raw Cookie header
  * @param firstValid - picks the first verifying value of a list, or `undefined`
  */
 export function readRoutingCookie (
-  cookies: Record<string, string | undefined>, header: string | undefined, name: string,
-  firstValid: (values: readonly string[]) => string | undefined
+  header: string | undefined, name: string, firstValid: (values: readonly string[]) => string | undefined
 ): string | undefined {
-  const value = cookies[name]
   // Searched without '=': the parser trims names, so `sticky =x` is a routing cookie too.
-  if (value === undefined || header === undefined || header.indexOf(name) === header.lastIndexOf(name)) return value
-  return firstValid(cookieValues(header, name, MAX_ROUTING_COOKIE_CANDIDATES)) ?? value
+  if (header === undefined || !header.includes(name)) return undefined
+  const values = cookieValues(header, name, MAX_ROUTING_COOKIE_CANDIDATES)
+  if (values.length < 2) return values[0]
+  return firstValid(values) ?? values[0]
 }
 
-// The first `limit` values of one cookie name in a Cookie header, decoded as @fastify/cookie decodes them.
+// The first `limit` values of one cookie name in a Cookie header, trimmed and decoded as the parser does (a pair
+// without `=` is no cookie; a value that does not decode is kept as sent). Walks the header by `;` without
+// splitting it: only the values of this name are cut out.
 function cookieValues (header: string, name: string, limit: number): string[] {
   const values: string[] = []
-  for (const pair of header.split(';')) {
-    if (values.length >= limit) break
-    const eq = pair.indexOf('=')
-    if (eq < 0 || trimOws(pair.slice(0, eq)) !== name) continue
-    const raw = trimOws(pair.slice(eq + 1))
-    try {
-      values.push(decodeURIComponent(raw))
-    } catch {
-      values.push(raw)
+  const length = header.length
+  let start = 0
+  while (start < length && values.length < limit) {
+    let end = header.indexOf(';', start)
+    if (end < 0) end = length
+    const eq = header.indexOf('=', start)
+    if (eq >= 0 && eq < end && trimOws(header.slice(start, eq)) === name) {
+      const raw = trimOws(header.slice(eq + 1, end))
+      values.push(decodeCookieValue(raw))
     }
+    start = end + 1
   }
   return values
+}
+
+function decodeCookieValue (raw: string): string {
+  if (!raw.includes('%')) return raw
+  try {
+    return decodeURIComponent(raw)
+  } catch {
+    return raw
+  }
 }
 
 /**

@@ -8,7 +8,7 @@
  * an HTTP server type. Over 300 lines because it is the one place that wires the core's parts (store, pools,
  * resolver, health, mover, tunnels) and documents the contract the doors call; each part is a module of its own.
  */
-import type { StickyDecision } from '../affinity/decision'
+import type { AffinityResult, StickyDecision } from '../affinity/decision'
 import { AffinityResolver } from '../affinity/resolve'
 import { StoreKeyIds } from '../affinity/key-id'
 import { createRoutingCookieCodec } from '../affinity/routing-cookie'
@@ -28,7 +28,7 @@ import { createHeaderRewriter, type RoutingCookie } from './header-rewriter'
 import type { CoreLogger } from './logger'
 import { badGateway, badRequestTarget, noUpstream, upstreamTimeout, type StickyProblem } from './problem'
 import type { EdgeFacts, LearnSource, RequestView, StickyRequestState } from './request-state'
-import { parseCookieHeader, readRoutingCookie } from './routing-cookie-header'
+import { readRoutingCookie } from './routing-cookie-header'
 import { TunnelLimits } from './tunnel-limits'
 
 export type { RoutingCookie } from './header-rewriter'
@@ -86,6 +86,11 @@ export interface StickyCore {
    * @param https - whether the client's request is HTTPS as the framework sees it (for `secure: 'auto'`)
    */
   routingCookie (state: StickyRequestState, https: boolean): RoutingCookie | undefined
+  /**
+   * The same routing cookie as a `Set-Cookie` header value (what @fastify/cookie would write for it), built from
+   * attribute text made once per pool.
+   */
+  routingSetCookie (state: StickyRequestState, https: boolean): string | undefined
   /**
    * Rewrites the headers of the request sent upstream, in place: hop-by-hop headers removed, routing cookies
    * stripped, forwarding headers written from `edge`, the rebound header set only when the session moved.
@@ -174,7 +179,12 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
   })
   metrics?.attach(api)
 
-  const { routingCookie, upstreamRequestHeaders, clientResponseHeaders } = createHeaderRewriter(options)
+  // cookie@2, which @fastify/cookie parses and serialises with: every door reads and writes cookies as it does,
+  // whether or not @fastify/cookie is registered.
+  const { parseCookie, stringifySetCookie } = await import('cookie')
+  const readCookies = (header: string | undefined): Record<string, string | undefined> =>
+    header === undefined || header === '' ? {} : parseCookie(header)
+  const { routingCookie, routingSetCookie, upstreamRequestHeaders, clientResponseHeaders } = createHeaderRewriter(options, stringifySetCookie)
   const tunnels = options.websocket === false
     ? new TunnelLimits(0, 0)
     : new TunnelLimits(options.websocket.maxTunnels, options.websocket.maxTunnelsPerClient)
@@ -198,19 +208,24 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
     return { route, decision, binding: rest.binding, cookie: rest.cookie, retried: false, unreached: 0, source: undefined, learn: rest.learn }
   }
 
+  const firstValidCookie = (values: readonly string[]): string | undefined => resolver.firstValidCookie(values)
+
   async function decide (route: ResolvedRouteConfig, view: RequestView): Promise<StickyRequestState | StickyProblem> {
     if (route.key === false) return balance(route)
     const sources = route.key
     const cookieName = options.pools[route.pool].cookieName
-    const header = view.headers.cookie
-    const cookies = view.cookies ?? readCookies(typeof header === 'string' ? header : undefined)
-    const value = sources[sources.length - 1].kind === 'cookie'
-      ? readRoutingCookie(cookies, typeof header === 'string' ? header : undefined, cookieName, (v) => resolver.firstValidCookie(v))
-      : undefined
-    const cookieOnly = sources.length === 1
-    const result = cookieOnly && sources[0].kind === 'cookie'
-      ? await resolver.resolveCookie(route, value, view.ip)
-      : await resolver.resolve(route, sources, { ip: view.ip, headers: view.headers, query: view.query, cookies, request: view.request }, value)
+    const rawHeader = view.headers.cookie
+    const header = typeof rawHeader === 'string' ? rawHeader : undefined
+    const value = sources[sources.length - 1].kind === 'cookie' ? readRoutingCookie(header, cookieName, firstValidCookie) : undefined
+    // The whole Cookie header is parsed only for a route whose keys read other cookies (learn mode).
+    if (sources.length === 1 && sources[0].kind === 'cookie') return decided(route, await resolver.resolveCookie(route, value, view.ip), undefined)
+    const cookies = view.cookies ?? readCookies(header)
+    const result = await resolver.resolve(route, sources, { ip: view.ip, headers: view.headers, query: view.query, cookies, request: view.request }, value)
+    return decided(route, result, cookies)
+  }
+
+  // What a resolution comes to for the door: the request's state, or the problem to answer.
+  function decided (route: ResolvedRouteConfig, result: AffinityResult, cookies: Record<string, string | undefined> | undefined): StickyRequestState | StickyProblem {
     if (result.rejected !== undefined) log.debug({ reason: result.rejected }, 'fastify-sticky: affinity key ignored')
     if (result.storeError !== undefined) {
       const now = Date.now()
@@ -220,11 +235,11 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
       }
     }
     if (result.sticky === null) return unavailable(route, result.failure === 'strict-down')
-    const learn = learnSourceOf(sources)
+    const learn = cookies === undefined || route.key === false ? undefined : learnSourceOf(route.key)
     return stateOf(route, result.sticky, {
       binding: result.binding,
       cookie: result.setCookie,
-      learn: learn === undefined ? undefined : { source: learn, requestValue: cookies[learn.cookie] }
+      learn: learn === undefined ? undefined : { source: learn, requestValue: cookies?.[learn.cookie] }
     })
   }
 
@@ -300,6 +315,7 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
     decide,
     balance,
     routingCookie,
+    routingSetCookie,
     upstreamRequestHeaders,
     clientResponseHeaders,
     reportFailure,
@@ -326,7 +342,4 @@ function learnSourceOf (sources: ReadonlyArray<{ readonly kind: string }>): Lear
   return undefined
 }
 
-// The Cookie header as @fastify/cookie parses it, for front doors whose framework did not parse it.
-function readCookies (header: string | undefined): Record<string, string | undefined> {
-  return header === undefined || header === '' ? {} : parseCookieHeader(header)
-}
+

@@ -26,37 +26,27 @@ export function forwardedForValue (chain: readonly string[] | undefined, peer: s
 }
 
 /**
- * Removes hop-by-hop headers (those `connection` names included) from `headers`, in place.
- * `delete` only where present: deleting an absent key still turns the object into a slow dictionary.
+ * The header names a `Connection` header names for removal (lowercased), beyond the usual `keep-alive` / `close`
+ * (which name no header of their own); `undefined` when there are none, the common case, found without splitting.
+ * Names the gateway must send itself (`host`, `content-length`, `content-type`, `cookie`) are never among them.
  */
-export function removeHopByHop (headers: Record<string, unknown>): void {
-  const connection = headers.connection
-  if (connection !== undefined) {
-    if (typeof connection === 'string') {
-      for (const name of connection.split(',')) {
-        const key = name.trim().toLowerCase()
-        if (key !== '' && headers[key] !== undefined && !PROTECTED.has(key)) delete headers[key]
-      }
-    }
-    delete headers.connection
+export function connectionNamedHeaders (connection: unknown): Set<string> | undefined {
+  if (typeof connection !== 'string' || connection === 'keep-alive' || connection === 'close' || connection === 'Keep-Alive' || connection === 'Close') return undefined
+  let named: Set<string> | undefined
+  for (const token of connection.split(',')) {
+    const key = token.trim().toLowerCase()
+    if (key === '' || key === 'keep-alive' || key === 'close' || PROTECTED.has(key)) continue
+    named ??= new Set()
+    named.add(key)
   }
-  for (const name of HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name]
+  return named
 }
+
+/** Headers that are hop-by-hop by definition, or by what proxies have always treated so (`connection` included). */
+export const HOP_BY_HOP_HEADERS: readonly string[] = ['connection', ...HOP_BY_HOP]
+
+/** Headers that only the gateway, as the edge, may write (see the module comment); dropped when it writes its own. */
+export const EDGE_CLAIM_HEADERS: readonly string[] = [...EDGE_CLAIMS, 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']
 
 // A client may not make the gateway drop what the gateway itself must send (reply-from guards the same way).
 const PROTECTED = new Set(['host', 'content-length', 'content-type', 'cookie'])
-
-/**
- * Replaces every forwarding header by the gateway's own, in place (positional, not an object: once per request).
- * @param forwardedFor - X-Forwarded-For to send: the trusted part of the chain, then the peer (see {@link forwardedForValue})
- * @param protocol - `http` or `https`, as the client used it (trustProxy-aware)
- * @param host - the host the client asked for, or `undefined` to send none (unknown, or not an allowed host)
- */
-export function writeForwardingHeaders (headers: Record<string, unknown>, forwardedFor: string | undefined, protocol: string, host: string | undefined): void {
-  for (const name of EDGE_CLAIMS) if (headers[name] !== undefined) delete headers[name]
-  if (forwardedFor !== undefined) headers['x-forwarded-for'] = forwardedFor
-  else if (headers['x-forwarded-for'] !== undefined) delete headers['x-forwarded-for']
-  headers['x-forwarded-proto'] = protocol
-  if (host !== undefined) headers['x-forwarded-host'] = host
-  else if (headers['x-forwarded-host'] !== undefined) delete headers['x-forwarded-host']
-}

@@ -20,7 +20,7 @@ import { isStickyProblem, type StickyCore } from '../core/sticky-core'
 import type { ResolvedRouteConfig } from '../options'
 import { clientFacts, expressTrustOf, type ClientFacts, type TrustFn } from './client-facts'
 import { sendProblem, writeUpstreamHead } from './client-response'
-import { routingSetCookies, type CookieText } from './cookie-text'
+import { routingSetCookies } from './cookie-text'
 import { createViewReader } from './request-view'
 
 /** What forwarding needs besides the route. */
@@ -29,7 +29,6 @@ export interface ForwardDeps {
   readonly log: CoreLogger
   /** One undici Agent for every upstream (a connection pool per origin), with the core's timeouts. */
   readonly dispatcher: Dispatcher
-  readonly cookies: CookieText
   /** `undefined`: the Express app's `trust proxy` (nothing outside Express). */
   readonly trust: TrustFn | undefined
   /** Each request's decision, for `sticky.decisionOf(request)`. */
@@ -101,11 +100,11 @@ async function outgoingBody (request: ForwardedRequest, limit: number): Promise<
  * @param route - the resolved route config, or `null` for a proxy without affinity over the default pool
  */
 export function createForwardHandler (deps: ForwardDeps, route: ResolvedRouteConfig): (request: ForwardedRequest, res: ServerResponse, next?: NextFunction) => void {
-  const { core, log, dispatcher, cookies, decisions } = deps
+  const { core, log, dispatcher, decisions } = deps
   const limit = core.options.replayBodyLimit
   const handoffPath = core.options.handoff?.path
-  const viewOf = createViewReader(route, cookies)
-  const ownCookies = (state: StickyRequestState, facts: ClientFacts): string[] => routingSetCookies(core, cookies, state, facts.protocol === 'https')
+  const viewOf = createViewReader(route)
+  const ownCookies = (state: StickyRequestState, facts: ClientFacts): string[] => routingSetCookies(core, state, facts.protocol === 'https')
   // A route with its own response timeout (long polling, Server-Sent Events) applies it to headers and body alike.
   const timeouts = route.timeoutMs === undefined ? {} : { headersTimeout: route.timeoutMs, bodyTimeout: route.timeoutMs }
   const hosts = new Map<string, string>()

@@ -16,7 +16,6 @@ import { createStickyCore, type StickyCore } from '../core/sticky-core'
 import { InvalidRouteConfigError } from '../errors'
 import type { StickyRouteConfig } from '../options'
 import type { StickyApi } from '../core/sticky-api'
-import { loadCookieText } from './cookie-text'
 import { createForwardHandler, type ForwardedRequest, type NextFunction } from './forward'
 import { resolveExpressOptions, type StickyExpressOptions, type StickyExpressRouteConfig } from './options'
 import { createUpgradeListener, type UpgradeListener } from './upgrade'
@@ -101,7 +100,6 @@ export interface StickyMiddleware {
 export async function createStickyMiddleware (options: StickyExpressOptions): Promise<StickyMiddleware> {
   const resolved = resolveExpressOptions(options)
   const { core: coreOptions, logger: log, trust } = resolved
-  const cookies = await loadCookieText()
   const core: StickyCore = await createStickyCore(coreOptions, { log })
   const timeouts = coreOptions.timeouts
   const dispatcher = new Agent({
@@ -112,11 +110,10 @@ export async function createStickyMiddleware (options: StickyExpressOptions): Pr
   const websocket = coreOptions.websocket
   const sockets = new Set<Duplex>()
   const decisions = new WeakMap<IncomingMessage, StickyDecision>()
-  const forwardDeps = { core, log, dispatcher, cookies, trust, decisions }
+  const forwardDeps = { core, log, dispatcher, trust, decisions }
   const upgradeDeps = {
     core,
     log,
-    cookies,
     trust,
     sockets,
     decisions,

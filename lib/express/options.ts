@@ -43,7 +43,7 @@ export interface StickyExpressRouteConfig extends Omit<StickyRouteConfig, 'key'>
 export type StickyTrustProxy = boolean | number | ((address: string, hop: number) => boolean)
 
 /** Options of {@link createStickyMiddleware}. */
-export interface StickyExpressOptions extends Omit<StickyPluginOptions, 'defaults' | 'admin' | 'metrics'> {
+export interface StickyExpressOptions extends Omit<StickyPluginOptions, 'defaults' | 'admin' | 'metrics' | 'cookiePlugin'> {
   /** Route settings applied to every `proxy()` unless it overrides them. */
   defaults?: StickyExpressRouteConfig
   /**
@@ -69,7 +69,7 @@ export interface ResolvedExpressOptions {
   readonly trust: ((address: string, hop: number) => boolean) | undefined
 }
 
-const FASTIFY_ONLY = ['admin', 'metrics']
+const FASTIFY_ONLY = ['admin', 'metrics', 'cookiePlugin']
 
 const consoleLogger: CoreLogger = Object.freeze({
   warn (fields: unknown, message?: string): void {

@@ -20,7 +20,7 @@ import { isStickyProblem, type StickyCore } from '../core/sticky-core'
 import type { ResolvedRouteConfig } from '../options'
 import { clientFacts, type ClientFacts, type TrustFn } from './client-facts'
 import { sendProblem, writeUpstreamHead } from './client-response'
-import { routingSetCookies, type CookieText } from './cookie-text'
+import { routingSetCookies } from './cookie-text'
 import { createViewReader } from './request-view'
 import { openTunnel, type TunnelOptions } from '../tunnel/upgrade-tunnel'
 
@@ -31,7 +31,6 @@ export type UpgradeListener = (request: IncomingMessage, socket: Duplex, head: B
 export interface UpgradeDeps {
   readonly core: StickyCore
   readonly log: CoreLogger
-  readonly cookies: CookieText
   readonly trust: TrustFn | undefined
   readonly tunnel: TunnelOptions
   /** Every open tunnel's client socket, ended on close. */
@@ -41,10 +40,10 @@ export interface UpgradeDeps {
 
 /** Builds the upgrade listener of one `proxy(config)`. */
 export function createUpgradeListener (deps: UpgradeDeps, route: ResolvedRouteConfig): UpgradeListener {
-  const { core, log, cookies, sockets, decisions } = deps
-  const viewOf = createViewReader(route, cookies)
+  const { core, log, sockets, decisions } = deps
+  const viewOf = createViewReader(route)
   const handoffPath = core.options.handoff?.path
-  const ownCookies = (state: StickyRequestState, facts: ClientFacts): string[] => routingSetCookies(core, cookies, state, facts.protocol === 'https')
+  const ownCookies = (state: StickyRequestState, facts: ClientFacts): string[] => routingSetCookies(core, state, facts.protocol === 'https')
 
   async function handle (request: IncomingMessage, socket: Socket, head: Buffer, res: ServerResponse): Promise<void> {
     const facts = clientFacts(request, deps.trust)

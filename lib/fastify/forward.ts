@@ -14,7 +14,7 @@ import { HANDOFF_MOVED_HEADER, isHandoffTarget } from '../core/handoff-protocol'
 import { forwardTarget } from '../core/forward-target'
 import { badGateway, sessionMoved, tunnelLimit, type StickyProblem } from '../core/problem'
 import type { StickyRequestState } from '../core/request-state'
-import { isStickyProblem, type RoutingCookie, type StickyCore } from '../core/sticky-core'
+import { isStickyProblem, type StickyCore } from '../core/sticky-core'
 import { forwardedForValue } from '../core/upstream-headers'
 import type { ResolvedRouteConfig } from '../options'
 import { applyRoutingCookie } from './affinity-hook'
@@ -53,8 +53,6 @@ function useSafeLog (request: FastifyRequest): void {
 export interface ForwarderDeps {
   /** WebSocket tunnel settings and the open client sockets (ended as the gateway closes). */
   readonly tunnels: { readonly options: TunnelOptions, readonly sockets: Set<Duplex> }
-  /** Serialises a routing cookie for a 101 written by the tunnel. */
-  readonly serializeCookie: (cookie: RoutingCookie) => string
 }
 
 /** The pieces the plugin wires. */
@@ -255,8 +253,8 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
     // The client's `Connection` may name our own X-Forwarded-* for removal by the next hop: send only ours.
     headers.connection = 'Upgrade'
     headers.upgrade = upgrade
-    const cookie = core.routingCookie(state, request.protocol === 'https')
-    const setCookies = cookie === undefined ? [] : [deps.serializeCookie(cookie)]
+    const cookie = core.routingSetCookie(state, request.protocol === 'https')
+    const setCookies = cookie === undefined ? [] : [cookie]
     openTunnel(reply, { upstreamUrl: state.decision.upstream.url, path, headers, setCookies, onOpen: core.tunnelSessions.onOpen(state) }, deps.tunnels.options, deps.tunnels.sockets, {
       onFailure: (error) => {
         recover(reply, error, (again) => { tunnel(again, path) }).catch((cause: unknown) => { answer(reply, badGateway(cause)) })
@@ -289,15 +287,20 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
   return { forward, replyOptions }
 }
 
+/** @returns whether the request has a streamed body of a known length within `limit` (what {@link bufferReplayableBody} reads) */
+export function hasReplayableBody (request: FastifyRequest, limit: number): boolean {
+  if (!(request.body instanceof Readable) || request.method === 'GET' || request.method === 'HEAD') return false
+  const length = Number(request.headers['content-length'])
+  return length > 0 && length <= limit
+}
+
 /**
  * Reads a small request body into memory so the request can be sent again to another upstream. Bodies that are
  * already parsed, absent, larger than `limit` or of unknown length are left alone (and then not replayable).
  */
 export async function bufferReplayableBody (request: FastifyRequest, limit: number): Promise<void> {
-  const body = request.body
-  if (!(body instanceof Readable) || request.method === 'GET' || request.method === 'HEAD') return
-  const length = Number(request.headers['content-length'])
-  if (!(length > 0 && length <= limit)) return
+  if (!hasReplayableBody(request, limit)) return
+  const body = request.body as Readable
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of body) {

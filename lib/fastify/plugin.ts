@@ -4,7 +4,7 @@
  */
 import fastifyCookie from '@fastify/cookie'
 import fastifyReplyFrom, { type FastifyReplyFromOptions } from '@fastify/reply-from'
-import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, onResponseHookHandler, preHandlerAsyncHookHandler, RouteOptions } from 'fastify'
+import type { FastifyInstance, onRequestAsyncHookHandler, onResponseHookHandler, preHandlerHookHandler, RouteOptions } from 'fastify'
 import type { Duplex } from 'node:stream'
 import { Registry } from 'prom-client'
 import { serveAdmin } from '../admin/admin-listener'
@@ -13,7 +13,7 @@ import { createStickyCore } from '../core/sticky-core'
 import { ReplyFromBaseError } from '../errors'
 import { resolveOptions, type ResolvedOptions, type ResolvedRouteConfig, type StickyPluginOptions, type StickyRouteConfig } from '../options'
 import { affinityHook } from './affinity-hook'
-import { bufferReplayableBody, createForwarder } from './forward'
+import { bufferReplayableBody, createForwarder, hasReplayableBody } from './forward'
 import { findReplyFromBase } from './reply-from-base'
 import { installUpgradeRouting } from './websocket'
 
@@ -53,7 +53,7 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
     : undefined
   const core = await createStickyCore(options, { log: fastify.log, metrics })
 
-  if (!fastify.hasPlugin('@fastify/cookie')) await fastify.register(fastifyCookie)
+  if (options.cookiePlugin && !fastify.hasPlugin('@fastify/cookie')) await fastify.register(fastifyCookie)
   const fromOptions = replyFromOptions(options)
   await registerReplyFrom(fastify, fromOptions)
 
@@ -76,14 +76,21 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
         idleTimeoutMs: options.websocket === false ? 0 : options.websocket.idleTimeoutMs
       },
       sockets: tunnelSockets
-    },
-    serializeCookie: (cookie) => fastify.serializeCookie(cookie.name, cookie.value, cookie.attributes)
+    }
   })
   if (options.websocket !== false) installUpgradeRouting(fastify, tunnelSockets)
   fastify.decorateReply('forward', forwarder.forward)
 
   const replayBodyLimit = options.replayBodyLimit
-  const bufferBody = async (request: FastifyRequest): Promise<void> => bufferReplayableBody(request, replayBodyLimit)
+  // A callback hook, not an async one: most requests have no body to buffer and go on at once, without a promise
+  // and a microtask each.
+  const bufferBody: preHandlerHookHandler = (request, _reply, done) => {
+    if (!hasReplayableBody(request, replayBodyLimit)) {
+      done()
+      return
+    }
+    bufferReplayableBody(request, replayBodyLimit).then(() => { done() }, done)
+  }
   // One resolution for Fastify routes (onRoute) and for a router of its own (the gateway's reloadable route table).
   const stickyRoute = (label: string, metricsLabel: string, config: boolean | StickyRouteConfig | undefined): StickyRouteHooks | null => {
     const route = core.route(label, config)
@@ -130,7 +137,7 @@ export interface StickyRouteHooks {
   /** Decides the upstream (and the routing cookie), or answers a problem. */
   readonly onRequest: onRequestAsyncHookHandler
   /** Buffers a small body so the request can be replayed on failover; `undefined` when `replayBodyLimit` is 0. */
-  readonly preHandler: preHandlerAsyncHookHandler | undefined
+  readonly preHandler: preHandlerHookHandler | undefined
   /** Counts the response in the metrics; `undefined` without metrics. */
   readonly onResponse: onResponseHookHandler | undefined
 }

@@ -202,6 +202,8 @@ export function readGatewayEnv (env: NodeJS.ProcessEnv): GatewaySettings {
     plugin: {
       secret: secrets,
       pools: { default: { upstreams: parseUpstreams(env.UPSTREAMS) } },
+      // No route of the command reads cookies: @fastify/cookie's hooks would be paid by every request for nothing.
+      cookiePlugin: false,
       ...(redis === undefined ? {} : { redis }),
       ...(nearCache === undefined ? {} : { nearCache }),
       ...(newBindings === undefined ? {} : { newBindings }),

@@ -150,6 +150,8 @@ export function gatewaySettingsFromConfig (doc: ConfigDocument): GatewaySettings
   const plugin: StickyPluginOptions = {
     secret: secrets,
     pools,
+    // No route of the command reads cookies: @fastify/cookie's hooks would be paid by every request for nothing.
+    cookiePlugin: false,
     ...(redis === undefined ? {} : { redis }),
     ...(admin === undefined ? {} : { admin: { token: admin.token, ...(admin.prefix === undefined ? {} : { prefix: admin.prefix }), ...(admin.listen === undefined ? {} : { listen: admin.listen }) } }),
     ...(data.metrics === undefined ? {} : { metrics: data.metrics })

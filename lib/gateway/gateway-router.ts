@@ -3,7 +3,7 @@
  * {@link RouteTable} and then runs that route's sticky hooks (resolved by the plugin, as `onRoute` would). A reload
  * swaps the table in one assignment, so a request sees the old table or the new one, never a mix.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { StickyRegistration, StickyRouteHooks } from '../fastify/plugin'
 import { RouteTable } from './route-table'
 import type { GatewayRouteSpec } from './settings'
@@ -55,9 +55,13 @@ export class GatewayRouter {
   }
 
   /** `preHandler`: the matched route's (buffers a replayable body). */
-  readonly preHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+  readonly preHandler = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
     const hook = (request as RoutedRequest)[kRoute]?.hooks.preHandler
-    if (hook !== undefined) await hook.call(reply.server, request, reply)
+    if (hook === undefined) {
+      done()
+      return
+    }
+    hook.call(reply.server, request, reply, done)
   }
 
   /** `onResponse`: the matched route's (metrics). */

@@ -45,7 +45,7 @@ export const DEFAULT_REBOUND_HEADER = 'x-sticky-rebound'
 export const MIN_SECRET_LENGTH = 32
 
 const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
-const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'nearCache', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'xForwarded', 'websocket', 'admin', 'metrics', 'newBindings', 'handoff']
+const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'nearCache', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'cookiePlugin', 'xForwarded', 'websocket', 'admin', 'metrics', 'newBindings', 'handoff']
 const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover', 'timeout']
 const COOKIE_KEYS = ['name', 'path', 'domain', 'maxAge', 'sameSite', 'secure', 'forward']
 const TIMEOUT_KEYS = ['connect', 'headers', 'body']
@@ -158,6 +158,8 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
   if (reboundHeader !== false && (typeof reboundHeader !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/.test(reboundHeader))) {
     fail('reboundHeader', 'a header name or false', reboundHeader)
   }
+  const cookiePlugin = input.cookiePlugin ?? true
+  if (typeof cookiePlugin !== 'boolean') fail('cookiePlugin', 'a boolean', cookiePlugin)
   const replayBodyLimit = input.replayBodyLimit ?? DEFAULT_REPLAY_BODY_LIMIT
   if (!Number.isSafeInteger(replayBodyLimit) || replayBodyLimit < 0 || replayBodyLimit > 16 * 1024 * 1024) {
     fail('replayBodyLimit', 'a whole number of bytes from 0 to 16 MiB', replayBodyLimit)
@@ -195,6 +197,7 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
     maxBindings,
     reboundHeader: reboundHeader === false ? false : reboundHeader.toLowerCase(),
     replayBodyLimit,
+    cookiePlugin,
     xForwarded,
     websocket,
     newBindings: resolveNewBindings(input.newBindings),

@@ -218,6 +218,13 @@ export interface StickyPluginOptions {
   /** Largest request body (bytes) buffered so the request can be retried on another upstream; 0 turns buffering off. @defaultValue 65536 */
   replayBodyLimit?: number
   /**
+   * Register @fastify/cookie when the app has not registered it, so your routes have `request.cookies` and
+   * `reply.setCookie`. fastify-sticky reads and writes its own cookies without it; `false` spares every request its
+   * two hooks (a Cookie parse and an onSend pass), as the `fastify-sticky` command does. Fastify plugin only.
+   * @defaultValue true
+   */
+  cookiePlugin?: boolean
+  /**
    * Write `X-Forwarded-For` (the hops `trustProxy` trusts, then the peer), `X-Forwarded-Proto` and `X-Forwarded-Host`
    * on forwarded requests, replacing what the client sent (client-sent `Forwarded`, `X-Real-IP`, `X-Forwarded-Port`,
    * `X-Original-URL` and `X-Rewrite-URL` are removed); `{ allowedHosts }` passes on only those hosts.
@@ -317,6 +324,7 @@ export interface ResolvedOptions {
   readonly maxBindings: number
   readonly reboundHeader: string | false
   readonly replayBodyLimit: number
+  readonly cookiePlugin: boolean
   readonly xForwarded: ResolvedXForwarded
   /** `undefined` when the admin API is off. */
   readonly admin: ResolvedAdminOptions | undefined

@@ -5,7 +5,9 @@
 import t from 'tap'
 import { classifyForwardFailure, HANDSHAKE_TIMEOUT_CODE, planFailureResponse, type RetryContext } from '../../lib/core/failure'
 import { forwardTarget } from '../../lib/core/forward-target'
-import { forwardedForValue, removeHopByHop, writeForwardingHeaders } from '../../lib/core/upstream-headers'
+import { createHeaderRewriter } from '../../lib/core/header-rewriter'
+import { forwardedForValue } from '../../lib/core/upstream-headers'
+import { resolveOptions } from '../../lib/options'
 
 function wrapped (outer: string, inner?: string): Error {
   return Object.assign(new Error('wrapped'), { code: outer, cause: inner === undefined ? undefined : Object.assign(new Error('inner'), { code: inner }) })
@@ -63,8 +65,15 @@ t.test('forwarding headers are the edge\'s own', async (t) => {
   t.equal(forwardedForValue(undefined, '10.0.0.1'), '10.0.0.1', 'no trust: the peer alone')
   t.equal(forwardedForValue(['10.0.0.1'], '10.0.0.1'), '10.0.0.1')
   t.equal(forwardedForValue(['10.0.0.1', '10.0.0.2', '203.0.113.9'], '10.0.0.1'), '203.0.113.9, 10.0.0.2, 10.0.0.1', 'the trusted chain in header order')
-  const headers: Record<string, unknown> = { connection: 'keep-alive, X-Drop, Host', 'x-drop': '1', host: 'h', te: 'trailers', 'keep-alive': '5', 'x-real-ip': '6.6.6.6', 'x-forwarded-host': 'evil' }
-  removeHopByHop(headers)
-  writeForwardingHeaders(headers, '1.2.3.4', 'https', undefined)
-  t.same(headers, { host: 'h', 'x-forwarded-for': '1.2.3.4', 'x-forwarded-proto': 'https' }, 'hop-by-hop and claims gone, Host kept, ours written')
+  const { stringifySetCookie } = await import('cookie')
+  const rewriter = createHeaderRewriter(resolveOptions({ secret: 's'.repeat(32), pools: { p: { upstreams: [{ id: 'a', url: 'http://127.0.0.1:1' }] } } }), stringifySetCookie)
+  const headers: Record<string, unknown> = {
+    connection: 'keep-alive, X-Drop, Host', 'x-drop': '1', host: 'h', te: 'trailers', 'keep-alive': '5', 'x-real-ip': '6.6.6.6',
+    'x-forwarded-host': 'evil', 'x-forwarded-for': '6.6.6.6', expect: '100-continue', 'x-sticky-session': 'forged', 'x-sticky-rebound': '1', accept: '*/*'
+  }
+  const sent = rewriter.upstreamRequestHeaders(undefined, headers, { forwardedFor: '1.2.3.4', protocol: 'https', host: '' })
+  t.same(sent, { host: 'h', accept: '*/*', 'x-forwarded-for': '1.2.3.4', 'x-forwarded-proto': 'https' }, 'hop-by-hop, claims and our own headers gone, Host kept, ours written')
+  t.equal(headers['x-drop'], '1', 'the client\'s record is left as it was')
+  const answered = rewriter.clientResponseHeaders(undefined, { connection: 'keep-alive, x-hop', 'keep-alive': 'timeout=5', 'x-hop': '1', 'transfer-encoding': 'chunked', 'content-type': 'text/plain', 'set-cookie': ['a=1'] })
+  t.same(answered, { 'content-type': 'text/plain', 'set-cookie': ['a=1'] }, 'hop-by-hop response headers (and what Connection names) are not copied back')
 })

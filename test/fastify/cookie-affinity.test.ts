@@ -218,3 +218,41 @@ t.test('request bodies stream through; methods pass', async (t) => {
   const bad = await get(`${gateway.url}/%E0%A4%A`)
   t.not(bad.status, 500, 'a malformed path is not a 500')
 })
+
+t.test('cookiePlugin: false routes the same without @fastify/cookie; a failover replaces the new cookie, never adds one', async (t) => {
+  const [b] = await startUpstreams(t, ['b'])
+  const dead = await startUpstreams(t, ['a'])
+  await dead[0].close()
+  let seenCookies: unknown = 'unset'
+  const gateway = await startGateway(t, {
+    cookiePlugin: false,
+    pools: { shop: { upstreams: [{ id: 'a', url: dead[0].url }, { id: 'b', url: b.url }] } },
+    newBindings: false,
+    routes: (app) => {
+      app.all('/*', { config: { sticky: true } }, (request, reply) => {
+        seenCookies = (request as unknown as { cookies?: unknown }).cookies
+        return reply.forward()
+      })
+    }
+  })
+  t.notOk(gateway.app.hasPlugin('@fastify/cookie'), 'not registered')
+  for (let i = 0; i < 4; i++) {
+    // Upstream `b` sets a cookie of its own: it must reach the client beside ours.
+    const jar = new CookieJar()
+    const first = await get(`${gateway.url}/set-cookie/app/v${i}`, { jar })
+    t.equal(first.status, 200)
+    t.equal(first.json().upstream, 'b', 'the dead upstream was failed over')
+    const ours = first.setCookies.filter((line) => line.startsWith('sticky='))
+    t.equal(ours.length, 1, `one routing cookie (${first.setCookies.join(' | ')})`)
+    t.ok(first.setCookies.some((line) => line.startsWith(`app=v${i}`)), 'the upstream\'s own cookie too')
+    t.match(first.headers['cache-control'], /private/, 'kept out of shared caches')
+    const again = await get(`${gateway.url}/`, { jar })
+    t.equal(again.json().upstream, 'b', 'the cookie it kept sticks')
+    t.equal(again.json().headers.cookie, `app=v${i}`, 'the routing cookie is stripped, the app\'s passed on')
+  }
+  t.equal(String(seenCookies), 'undefined', 'request.cookies is left to the app (nothing parsed it)')
+
+  const withPlugin = await startGateway(t, { pools: { shop: { upstreams: [{ id: 'b', url: b.url }] } } })
+  t.ok(withPlugin.app.hasPlugin('@fastify/cookie'), 'registered by default, as documented')
+  await t.rejects(startGateway(t, { cookiePlugin: 'no' as unknown as boolean, upstreams: [b] }), { code: 'FST_STICKY_INVALID_OPTION', message: /cookiePlugin/ })
+})
