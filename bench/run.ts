@@ -14,8 +14,8 @@
  *            --tsx           run the gateways from TypeScript through tsx (default: compiled JavaScript)
  *            --wait-quiet S  first wait up to S s for other processes on the host to go quiet (not counted
  *                            in the run's time budget)
- *   npm run bench -- --cpu-prof     instead of rounds: hit-path CPU profiles of the plain and each sticky
- *                                   gateway → bench/results/profile.md (latest.* untouched)
+ *   npm run bench -- --cpu-prof     instead of rounds: CPU profiles of the plain and each sticky gateway, hit
+ *                                   path then new-session path → bench/results/profile.md (latest.* untouched)
  *
  * Layout (2 cores): core 0 runs the gateways (one Node process each, only one under load at a time) and the
  * seeding client; core 1 runs the load generator, the upstreams, the Redis servers and this orchestrator.
@@ -138,7 +138,7 @@ function parseArgs (argv: readonly string[]): Settings {
   s.connections = int('--connections', 1) ?? s.connections
   s.scale = int('--scale', 0) ?? s.scale
   s.waitQuietS = int('--wait-quiet', 0) ?? s.waitQuietS
-  // Profiling measures the hit path only: no large store to seed.
+  // Profiling uses the small stores only: no large store to seed.
   if (s.cpuProf) s.scale = 0
   const loadgen = value('--loadgen')
   if (loadgen !== undefined) {
@@ -443,7 +443,7 @@ async function main (): Promise<void> {
   log(`bench: sanity ok — ${Object.entries(sanity).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('; ')}`)
 
   if (settings.cpuProf) {
-    const profile = await profileHitPath(settings, runner, startGateway, gatewayOf, presentModes, hitSpecs)
+    const profile = await profilePaths(settings, runner, startGateway, gatewayOf, presentModes, [...hitSpecs, ...newSpecs])
     const dir = join(ROOT, 'bench', 'results')
     mkdirSync(dir, { recursive: true })
     writeFileSync(join(dir, 'profile.json'), JSON.stringify({ date: new Date().toISOString(), machine, ...profile }, null, 2) + '\n')
@@ -742,65 +742,153 @@ async function main (): Promise<void> {
   log(`bench: wrote ${written.map((p) => p.slice(ROOT.length + 1)).join(', ')} in ${report.durationS} s total`)
 }
 
+/** The request paths a `--cpu-prof` run profiles, in the order profile.md lists them. */
+const PROFILED_PATHS = ['hit', 'new'] as const
+type ProfiledPath = typeof PROFILED_PATHS[number]
+
+const PATH_LABEL: Readonly<Record<ProfiledPath, string>> = { hit: 'hit path', new: 'new-session path' }
+
+/** One gateway profiled on one path: self time, plus throughput and CPU per request under the profiler. */
+interface GatewayProfile extends ProfileSummary {
+  readonly mode: string
+  readonly path: ProfiledPath
+  readonly rps: number
+  /** Requests completed in the measured window. */
+  readonly requests: number
+  /** Sampled busy time ÷ requests completed in the measured window, µs. */
+  readonly cpuUsPerReq: number
+  /** CPU of the gateway's Redis server over the measured window ÷ requests, µs; null without Redis. */
+  readonly redisCpuUsPerReq: number | null
+  /** Error answers and socket errors in the measured window. */
+  readonly errors: number
+}
+
+/** Profiles of each gateway on each path, keyed `mode/path`, hit path first. */
+interface Profiles {
+  readonly note: string
+  /** What each path's load sends. */
+  readonly paths: Readonly<Record<ProfiledPath, string>>
+  readonly byConfig: Record<string, GatewayProfile>
+}
+
+/** A gateway to profile on one path. */
+interface ProfileTarget {
+  readonly mode: string
+  readonly path: ProfiledPath
+  readonly script: string
+  readonly env: Record<string, string>
+  /** Whether the gateway uses Redis: the hit path's Redis is the measured hit gateway's, a new-session one gets its own. */
+  readonly redis: boolean
+}
+
 /**
- * CPU-profiles the plain gateway and each sticky mode's hit path under the same load, then summarises the
- * profiles by self time (fresh processes with --cpu-prof; the profile is written when they exit).
+ * CPU-profiles the plain gateway and each sticky mode, first on the hit path, then on the new-session path, under
+ * the same load, and summarises the profiles by self time (fresh processes with --cpu-prof; the profile is written
+ * when they exit).
  */
-async function profileHitPath (
+async function profilePaths (
   settings: Settings,
   runner: GatewayRunner,
   startGateway: (name: string, script: string, env: Record<string, string>, redis: BenchRedis | null, extra?: string[]) => Promise<Gateway>,
   gatewayOf: Map<string, Gateway>,
   modes: readonly ModeSpec[],
-  hitSpecs: readonly ConfigSpec[]
-): Promise<HitProfiles> {
-  const dir = join(ROOT, 'bench', 'results', 'tmp')
-  const result: Record<string, ProfileSummary & { rps: number }> = {}
-  const targets: Array<{ name: string, script: string, env: Record<string, string>, redis: BenchRedis | null }> = [
-    { name: 'plain', script: runner.plain, env: {}, redis: null }
-  ]
-  for (const mode of modes) {
-    if (!hitSpecs.some((s) => s.config === `${mode.name}/hit`)) continue
-    targets.push({ name: mode.name, script: runner.gateway, env: { ...mode.env }, redis: gatewayOf.get(`${mode.name}/hit`)?.redis ?? null })
+  specs: readonly ConfigSpec[]
+): Promise<Profiles> {
+  const byConfig: Record<string, GatewayProfile> = {}
+  for (const path of PROFILED_PATHS) {
+    const targets: ProfileTarget[] = [{ mode: 'plain', path, script: runner.plain, env: {}, redis: false }]
+    for (const mode of modes) {
+      if (!specs.some((s) => s.config === `${mode.name}/${path}`)) continue
+      targets.push({ mode: mode.name, path, script: runner.gateway, env: { ...mode.env }, redis: mode.redis })
+    }
+    for (const target of targets) byConfig[`${target.mode}/${path}`] = await profileGateway(settings, target, startGateway, gatewayOf)
   }
-  for (const target of targets) {
-    const file = `hit-${target.name.replace(/[^a-z0-9]+/g, '-')}-${process.pid}.cpuprofile`
-    const gateway = await startGateway(`profile-${target.name}`, target.script, target.env, target.redis,
+  return {
+    note: 'self time under --cpu-prof, one fresh gateway process each, 2 s warm-up, then only the samples of the measured window; ' +
+      'CPU µs per request = sampled busy time ÷ requests completed in that window (the gateway\'s main thread, profiler overhead included); .cpuprofile files in bench/results/tmp/',
+    paths: {
+      hit: 'a fixed routing cookie on every request (bound by a first request to the same gateway; with Redis, in the Redis of the measured hit gateway)',
+      new: 'no cookie, so every request creates a binding and gets a Set-Cookie; with Redis, each gateway has a fresh Redis of its own'
+    },
+    byConfig
+  }
+}
+
+/** Profiles one gateway on one path: a fresh process (and, for new sessions with Redis, a fresh Redis), stopped after. */
+async function profileGateway (
+  settings: Settings,
+  target: ProfileTarget,
+  startGateway: (name: string, script: string, env: Record<string, string>, redis: BenchRedis | null, extra?: string[]) => Promise<Gateway>,
+  gatewayOf: Map<string, Gateway>
+): Promise<GatewayProfile> {
+  const dir = join(ROOT, 'bench', 'results', 'tmp')
+  const label = `${target.mode} ${PATH_LABEL[target.path]}`
+  // New sessions grow the store: a Redis shared with another gateway would mix their keys and load.
+  const ownRedis = target.redis && target.path === 'new' ? await startRedis(`redis-server for profile-${target.mode}/new`, LOAD_CORE) : null
+  const redis = !target.redis ? null : ownRedis ?? gatewayOf.get(`${target.mode}/hit`)?.redis ?? null
+  const file = `${target.path}-${target.mode.replace(/[^a-z0-9]+/g, '-')}-${process.pid}.cpuprofile`
+  try {
+    const gateway = await startGateway(`profile-${target.mode}-${target.path}`, target.script, target.env, redis,
       ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${file}`])
-    let cookie: string
-    let rps = 0
+    let result: LoadResult
+    let redisCpuS: number | null = null
     let windowStart = 0
     let windowEnd = 0
     try {
-      cookie = target.name === 'plain' ? (gatewayOf.get('plain/hit')?.hitCookie as string) : (await checkHitPath(gateway.url, COOKIE_NAME)).cookie
-      const load = (seconds: number): Promise<LoadResult> => runLoad(settings.loadgen, { url: gateway.url + '/bench', seconds, connections: settings.connections, headers: { cookie }, core: LOAD_CORE })
+      const headers: Record<string, string> = {}
+      if (target.path === 'hit') {
+        headers.cookie = target.mode === 'plain' ? (gatewayOf.get('plain/hit')?.hitCookie as string) : (await checkHitPath(gateway.url, COOKIE_NAME)).cookie
+      } else if (target.mode !== 'plain') {
+        await checkNewPath(gateway.url, COOKIE_NAME)
+        const keys = redis === null ? null : await redis.client.dbsize()
+        if (keys !== null && keys < 2) throw new SanityError(`${gateway.name}: its Redis holds ${keys} keys after probing; is REDIS_URL honoured?`)
+      }
+      const load = (seconds: number): Promise<LoadResult> => runLoad(settings.loadgen, { url: gateway.url + '/bench', seconds, connections: settings.connections, headers, core: LOAD_CORE })
       await load(2)
+      const redisCpu = (): number => redis === null ? 0 : processCpuSeconds(redis.proc.pid) ?? 0
+      const redisBefore = redisCpu()
       windowStart = Date.now()
-      const r = await load(settings.quick ? 2 : 5)
+      result = await load(settings.quick ? 2 : 5)
       windowEnd = Date.now()
-      rps = r.rps
-      log(`bench: profiled ${target.name} hit path: ${r.rps.toFixed(0)} req/s under --cpu-prof`)
+      if (redis !== null) redisCpuS = redisCpu() - redisBefore
     } finally {
       await stopProcess(gateway.proc, 10_000)
     }
     // The profile ends when the process exits: keep only the samples of the measured window.
     const exitedAt = Date.now()
     await sleep(200)
-    result[target.name] = { ...summariseProfile(join(dir, file), 15, { fromEndUs: (exitedAt - windowStart) * 1000, toEndUs: (exitedAt - windowEnd) * 1000 }), rps }
+    const summary = summariseProfile(join(dir, file), 15, { fromEndUs: (exitedAt - windowStart) * 1000, toEndUs: (exitedAt - windowEnd) * 1000 })
+    const requests = Math.max(1, result.requests)
+    const profile: GatewayProfile = {
+      ...summary,
+      mode: target.mode,
+      path: target.path,
+      rps: result.rps,
+      requests: result.requests,
+      cpuUsPerReq: 1000 * summary.busyMs / requests,
+      redisCpuUsPerReq: redisCpuS === null ? null : 1e6 * redisCpuS / requests,
+      errors: result.badStatus + result.socketErrors
+    }
+    log(`bench: profiled ${label}: ${result.rps.toFixed(0)} req/s, ${profile.cpuUsPerReq.toFixed(1)} µs CPU per request under --cpu-prof` +
+      (profile.errors > 0 ? ` (${profile.errors} errors)` : ''))
+    return profile
+  } finally {
+    if (ownRedis !== null) {
+      ownRedis.client.disconnect()
+      await stopProcess(ownRedis.proc)
+    }
   }
-  return { note: 'self time under --cpu-prof, hit path (fixed cookie), one fresh gateway process each, 2 s warm-up, then only the samples of the measured window; .cpuprofile files in bench/results/tmp/', byGateway: result }
 }
 
-/** Hit-path profiles of each gateway. */
-interface HitProfiles {
-  readonly note: string
-  readonly byGateway: Record<string, ProfileSummary & { rps: number }>
-}
-
-function renderProfile (profile: HitProfiles, machine: Record<string, string | number>): string {
-  const lines = [`# Hit-path CPU profiles (${new Date().toISOString()}, ${machine.cpuModel} × ${machine.nproc})`, '', profile.note, '']
-  for (const [name, p] of Object.entries(profile.byGateway)) {
-    lines.push(`## ${name}: ${p.rps.toFixed(0)} req/s under the profiler; ${p.busyMs} ms busy, ${p.idleMs} ms idle sampled`, '')
+function renderProfile (profile: Profiles, machine: Record<string, string | number>): string {
+  const lines = [`# CPU profiles, hit and new-session paths (${new Date().toISOString()}, ${machine.cpuModel} × ${machine.nproc})`, '', profile.note, '']
+  for (const path of PROFILED_PATHS) lines.push(`- ${PATH_LABEL[path]}: ${profile.paths[path]}`)
+  lines.push('')
+  for (const p of Object.values(profile.byConfig)) {
+    lines.push(`## ${p.mode}, ${PATH_LABEL[p.path]}: ${p.rps.toFixed(0)} req/s under the profiler; ${p.busyMs} ms busy, ${p.idleMs} ms idle sampled`, '')
+    lines.push(`CPU µs per request under the profiler: ${p.cpuUsPerReq.toFixed(1)} (${p.busyMs} ms busy ÷ ${p.requests} requests in the measured window)` +
+      (p.redisCpuUsPerReq === null ? '' : `; its Redis server: ${p.redisCpuUsPerReq.toFixed(1)} µs per request`) +
+      (p.errors > 0 ? `; ${p.errors} errors in the window` : ''), '')
     lines.push('| self % | self ms | function |', '|---:|---:|---|')
     for (const f of p.topFunctions) lines.push(`| ${f.pct.toFixed(1)} | ${f.ms.toFixed(0)} | \`${f.name}\` |`)
     lines.push('', '| self % | origin |', '|---:|---|')
