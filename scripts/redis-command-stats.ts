@@ -13,6 +13,8 @@ export interface CommandStats {
   readonly byCommand: Readonly<Record<string, number>>
   /** Server CPU time per command name, in µs (a script's includes its inner commands'). */
   readonly usecByCommand: Readonly<Record<string, number>>
+  /** Key lookups (`keyspace_hits` + `keyspace_misses`): an `MGET` of ten keys counts ten. */
+  readonly keyReads: number
 }
 
 // The measuring client's own commands, and connection set-up chatter that is no part of routing.
@@ -27,7 +29,7 @@ export async function resetCommandStats (admin: Redis): Promise<void> {
 }
 
 /**
- * Reads `INFO commandstats`, leaving out the measuring client's own commands.
+ * Reads `INFO commandstats` (leaving out the measuring client's own commands) and the key lookups of `INFO stats`.
  * @param admin - a client of its own, not the store's
  */
 export async function readCommandStats (admin: Redis): Promise<CommandStats> {
@@ -42,5 +44,7 @@ export async function readCommandStats (admin: Redis): Promise<CommandStats> {
     usecByCommand[name] = Number(match[3])
     total += Number(match[2])
   }
-  return { total, byCommand, usecByCommand }
+  const stats = await admin.info('stats')
+  const keyReads = Number(/^keyspace_hits:(\d+)/m.exec(stats)?.[1] ?? 0) + Number(/^keyspace_misses:(\d+)/m.exec(stats)?.[1] ?? 0)
+  return { total, byCommand, usecByCommand, keyReads }
 }

@@ -16,6 +16,7 @@ import { FORGET_REMOVED_AFTER_MS } from './binding-store'
 import type { CacheableBindingStore, ExpiringBinding } from './near-cache'
 import { createRedisClient, type RedisConnection } from './redis-connection'
 import { InvalidationFeed } from './redis-invalidations'
+import { ReadBatch } from './redis-read-batch'
 import {
   RedisKeyLayout, TRIM_EVERY_BINDS, defineStickyCommands, invalidationMessage, parseBinding, parseUpstreamStatus, type StickyClient
 } from './redis-layout'
@@ -68,6 +69,8 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
   readonly #salt: SharedSalt
   readonly #invalidations: InvalidationFeed
   #initialized: Promise<void> | undefined
+  // Reads of one turn as one MGET; none on a Cluster, where the keys of a batch live in different slots.
+  readonly #reads: ReadBatch | undefined
   // Counts this store's new bindings, so one in TRIM_EVERY_BINDS trims its index.
   #binds = 0
   readonly #onError = (): void => {}
@@ -78,6 +81,8 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
     const created = createRedisClient(options.redis, options.commandTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS)
     this.#client = defineStickyCommands(created ?? options.redis as Redis | Cluster)
     this.#ownsClient = created !== undefined
+    const client = this.#client
+    this.#reads = client.isCluster ? undefined : new ReadBatch((keys) => client.mget(keys), (key) => client.get(key))
     // An 'error' listener keeps ioredis from printing every reconnect failure of our own client; failed commands
     // still reject. A caller's client keeps whatever error handling its owner gave it.
     if (this.#ownsClient) this.#client.on('error', this.#onError)
@@ -125,7 +130,8 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
   }
 
   async get (pool: string, keyId: string): Promise<Binding | null> {
-    const value = await this.#client.get(this.bindingKey(pool, keyId))
+    const key = this.bindingKey(pool, keyId)
+    const value = await (this.#reads === undefined ? this.#client.get(key) : this.#reads.get(key))
     return value === null ? null : parseBinding(value)
   }
 

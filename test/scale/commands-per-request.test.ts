@@ -111,9 +111,13 @@ t.test('steady state on the cookie hit path costs at most 0.05 Redis commands pe
   t.ok(cached.reReads >= CLIENTS, `the window outlasted the safety TTL: ${cached.reReads} cached bindings were read again`)
   t.ok(ratio <= TARGET, `≤ ${TARGET} commands per request (${ratio.toFixed(4)})`)
 
-  // For comparison: the same traffic without the near cache costs one GET per request at least.
+  // For comparison: the same traffic without the near cache reads Redis on every request (the reads of one turn
+  // share one MGET, so it is counted in key lookups, not commands).
   const plain = await (await plainReady)(PLAIN_MEASURE_MS)
   const plainRatio = plain.stats.total / plain.requests
-  t.comment(`without near cache: ${plain.requests} requests (${plain.perSecond}/s), ${plain.stats.total} Redis commands: ${plainRatio.toFixed(3)} per request`)
-  t.ok(plainRatio >= 1, 'without it, each hit is a Redis GET')
+  const plainReads = plain.stats.keyReads / plain.requests
+  t.comment(`without near cache: ${plain.requests} requests (${plain.perSecond}/s), ${plain.stats.total} Redis commands ` +
+    `(${JSON.stringify(plain.stats.byCommand)}): ${plainRatio.toFixed(3)} per request, ${plainReads.toFixed(3)} key reads per request`)
+  t.ok(plainReads >= 1, 'without it, each hit reads its binding in Redis')
+  t.ok(plainRatio <= 1, 'in at most one command per request')
 })

@@ -54,6 +54,24 @@ t.test('redis store', async (t) => {
     t.equal((await readCommandStats(admin)).total, 2, 'a lost race costs the script and its SET')
   })
 
+  t.test('reads of one event-loop turn go as one MGET; a lone read is a GET', async (t) => {
+    const store = await open(t, uniquePrefix())
+    const admin = new Redis(redis.url)
+    t.teardown(() => admin.disconnect())
+    const bound = []
+    for (let i = 0; i < 40; i++) bound.push(await store.bindIfAbsent('shop', `read-batch-${String(i).padStart(4, '0')}`, i % 2 === 0 ? 'a' : 'b', 60_000))
+    await resetCommandStats(admin)
+    // 40 bound keys and 10 that never were, all asked for in the same turn (as 50 requests read in one poll phase).
+    const reads = await Promise.all(Array.from({ length: 50 }, (_, i) => store.get('shop', `read-batch-${String(i).padStart(4, '0')}`)))
+    for (let i = 0; i < 40; i++) t.same(reads[i], { upstreamId: bound[i].upstreamId, createdAt: bound[i].createdAt }, `read ${i} is its own binding`)
+    t.same(reads.slice(40), Array(10).fill(null), 'unbound keys read as none')
+    const batched = await readCommandStats(admin)
+    t.same(batched.byCommand, { mget: 1 }, 'one MGET for the whole turn')
+    await resetCommandStats(admin)
+    t.same(await store.get('shop', 'read-batch-0001'), { upstreamId: bound[1].upstreamId, createdAt: bound[1].createdAt })
+    t.same((await readCommandStats(admin)).byCommand, { get: 1 }, 'one read alone: one GET')
+  })
+
   t.test('bindings spread over shards', async (t) => {
     const prefix = uniquePrefix()
     const store = await open(t, prefix)
