@@ -2,12 +2,12 @@
  * The routing cookie's value: a signed, opaque token that names a binding and the upstream it was bound to.
  * Format before signing: `1.<bindingId>.<upstreamId>.<issuedAt>` — version, 128 random bits (base64url), the
  * upstream's configured id, and when the binding was first made (ms since the epoch, base 36; it lets
- * `maxLifetime` hold even after the store forgot the binding). Never a host, address, port or URL. Signed with @fastify/cookie's HMAC-SHA256 signer:
+ * `maxLifetime` hold even after the store forgot the binding). Never a host, address, port or URL. Signed in @fastify/cookie's HMAC-SHA256 format (./cookie-signer.ts):
  * the first secret signs, every secret verifies.
  */
 import { randomFillSync } from 'node:crypto'
-import { signerFactory } from '@fastify/cookie'
 import { LruMap } from '../lru-map'
+import { createCookieSigner } from './cookie-signer'
 
 /** Verified cookie values remembered per gateway (a few MB at most), so a returning client costs no HMAC. */
 export const VERIFIED_CACHE_SIZE = 10_000
@@ -68,17 +68,15 @@ export function newBindingId (): string {
  * @param cacheSize - how many verified values to remember (0: none)
  */
 export function createRoutingCookieCodec (secrets: readonly string[], cacheSize = VERIFIED_CACHE_SIZE): RoutingCookieCodec {
-  const signer = signerFactory([...secrets])
+  const signer = createCookieSigner(secrets)
   // Returning clients send the same cookie again and again: remembering exact values that verified spares the
   // HMAC on those requests. Only values that verified are kept, so forged ones cannot fill it.
   const verified = new LruMap<string, RoutingCookieCheck>(cacheSize)
   return {
+    // A value signed here is not remembered as verified: a flood of new clients would push returning ones out (its
+    // client's next request pays the one HMAC, then is remembered).
     sign (token) {
-      const createdAt = Math.floor(token.createdAt)
-      const value = signer.sign(TOKEN_VERSION + '.' + token.bindingId + '.' + token.upstreamId + '.' + createdAt.toString(36))
-      // The client sends it back on its next request: known already, it costs no HMAC then.
-      verified.set(value, Object.freeze({ ok: true, token: Object.freeze({ bindingId: token.bindingId, upstreamId: token.upstreamId, createdAt }), renew: false }))
-      return value
+      return signer.sign(TOKEN_VERSION + '.' + token.bindingId + '.' + token.upstreamId + '.' + Math.floor(token.createdAt).toString(36))
     },
     verify (value) {
       const known = verified.get(value)
