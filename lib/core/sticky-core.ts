@@ -92,13 +92,15 @@ export interface StickyCore {
    */
   routingSetCookie (state: StickyRequestState, https: boolean): string | undefined
   /**
-   * Rewrites the headers of the request sent upstream, in place: hop-by-hop headers removed, routing cookies
-   * stripped, forwarding headers written from `edge`, the rebound header set only when the session moved.
+   * The headers of the request sent upstream, as a new record (the client's is left as it was): hop-by-hop
+   * headers removed, routing cookies stripped, forwarding headers written from `edge`, the rebound header set only
+   * when the session moved.
    */
   upstreamRequestHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>, edge: EdgeFacts): Record<string, unknown>
   /**
-   * Rewrites the upstream's response headers for the client, in place: hop-by-hop removed, `Location` without the
-   * upstream's origin, `Cache-Control: private` when the response sets the routing cookie.
+   * The upstream's response headers for the client, as a new record (the upstream's is left as it was): hop-by-hop
+   * removed, `Location` without the upstream's origin, `Cache-Control: private` when the response sets the routing
+   * cookie.
    */
   clientResponseHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>): Record<string, unknown>
   /**

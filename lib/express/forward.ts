@@ -139,7 +139,7 @@ export function createForwardHandler (deps: ForwardDeps, route: ResolvedRouteCon
     // A client that leaves (a long poll given up) must not hold an upstream connection until a timeout.
     res.once('close', () => { if (!res.writableFinished) abort.abort() })
     for (;;) {
-      const headers = core.upstreamRequestHeaders(state, { ...request.headers }, facts)
+      const headers = core.upstreamRequestHeaders(state, request.headers, facts)
       headers.host = hostOf(state.decision.upstream.url)
       if (Buffer.isBuffer(outgoing.body)) headers['content-length'] = String(outgoing.body.length)
       let response: Dispatcher.ResponseData

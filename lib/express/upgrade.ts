@@ -70,7 +70,7 @@ export function createUpgradeListener (deps: UpgradeDeps, route: ResolvedRouteCo
   function attempt (
     request: IncomingMessage, socket: Socket, head: Buffer, res: ServerResponse, state: StickyRequestState, facts: ClientFacts, path: string
   ): void {
-    const headers = core.upstreamRequestHeaders(state, { ...request.headers }, facts)
+    const headers = core.upstreamRequestHeaders(state, request.headers, facts)
     // The client's `Connection` may name our own X-Forwarded-* for removal by the next hop: send only ours.
     headers.connection = 'Upgrade'
     headers.upgrade = request.headers.upgrade
@@ -107,7 +107,7 @@ export function createUpgradeListener (deps: UpgradeDeps, route: ResolvedRouteCo
             .catch((cause: unknown) => { sendProblem(core, log, request, res, route.pool, badGateway(cause)) })
           return
         }
-        const rewritten = core.clientResponseHeaders(state, { ...response.headers })
+        const rewritten = core.clientResponseHeaders(state, response.headers)
         writeUpstreamHead(res, response.statusCode ?? 502, rewritten, setCookies)
         response.pipe(res)
       }

@@ -249,7 +249,7 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
     const request = reply.request
     const state = stateOf(request) as StickyRequestState
     const upgrade = request.headers.upgrade
-    const headers = rewriteRequestHeaders(request, { ...request.headers })
+    const headers = rewriteRequestHeaders(request, request.headers)
     // The client's `Connection` may name our own X-Forwarded-* for removal by the next hop: send only ours.
     headers.connection = 'Upgrade'
     headers.upgrade = upgrade
