@@ -26,6 +26,9 @@ export class ReadBatch {
   #keys: string[] = []
   #pending: PendingRead[] = []
   #scheduled = false
+  // Off for good once the server refuses a batch across hash slots: a cluster-mode Redis reached through a plain
+  // client (a managed "serverless" Redis, a one-node cluster), where each binding's shard is a slot of its own.
+  #batching = true
   // A batch sent early because it was full leaves this flush scheduled: it then sends what came after.
   readonly #flush = (): void => {
     this.#scheduled = false
@@ -43,6 +46,7 @@ export class ReadBatch {
 
   /** @returns the key's value, read with the other reads of this turn */
   get (key: string): Promise<string | null> {
+    if (!this.#batching) return this.#single(key)
     return new Promise((resolve, reject) => {
       this.#keys.push(key)
       this.#pending.push({ resolve, reject })
@@ -71,7 +75,17 @@ export class ReadBatch {
     this.#send(keys).then((values) => {
       for (let i = 0; i < pending.length; i++) pending[i].resolve(values[i] ?? null)
     }, (error: unknown) => {
+      if (isCrossSlot(error)) {
+        this.#batching = false
+        for (let i = 0; i < pending.length; i++) this.#single(keys[i]).then(pending[i].resolve, pending[i].reject)
+        return
+      }
       for (const read of pending) read.reject(error)
     })
   }
+}
+
+function isCrossSlot (error: unknown): boolean {
+  const message = (error as { message?: unknown } | null)?.message
+  return typeof message === 'string' && message.startsWith('CROSSSLOT')
 }

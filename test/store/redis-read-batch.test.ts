@@ -39,3 +39,17 @@ t.test('a failed batch fails each of its reads, and only those', async (t) => {
   t.match((results[0] as PromiseRejectedResult).reason, { message: 'redis down' })
   await t.rejects(failing.batch.get('lone'), { message: 'redis down' }, 'a lone read fails alone')
 })
+
+t.test('a server that refuses a batch across hash slots (cluster mode behind a plain client): single reads from then on', async (t) => {
+  const sent: string[][] = []
+  const batch = new ReadBatch(async (keys) => {
+    sent.push(keys)
+    throw new Error('CROSSSLOT Keys in request don\'t hash to the same slot')
+  }, async (key) => {
+    sent.push([key])
+    return `v:${key}`
+  })
+  t.same(await Promise.all([batch.get('{p:1}a'), batch.get('{p:2}b')]), ['v:{p:1}a', 'v:{p:2}b'], 'the refused batch is read again key by key')
+  t.same(await Promise.all([batch.get('c'), batch.get('d')]), ['v:c', 'v:d'])
+  t.same(sent, [['{p:1}a', '{p:2}b'], ['{p:1}a'], ['{p:2}b'], ['c'], ['d']], 'no batch after the refusal')
+})

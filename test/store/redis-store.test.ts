@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import Redis from 'ioredis'
 import { createKeyIdDeriver } from '../../lib/affinity/key-id'
@@ -70,6 +73,24 @@ t.test('redis store', async (t) => {
     await resetCommandStats(admin)
     t.same(await store.get('shop', 'read-batch-0001'), { upstreamId: bound[1].upstreamId, createdAt: bound[1].createdAt })
     t.same((await readCommandStats(admin)).byCommand, { get: 1 }, 'one read alone: one GET')
+  })
+
+  t.test('a cluster-mode Redis behind a plain URL refuses MGET across slots: reads go one by one, none fails', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sticky-cluster-mode-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const clustered = await startRedis(t, { args: ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf')] })
+    const admin = new Redis(clustered.url)
+    t.teardown(() => admin.disconnect())
+    await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')
+    t.ok(await eventually(async () => /cluster_state:ok/.test(await admin.cluster('INFO')), 5000), 'the one-node cluster is up')
+    const store = await openStore(t, new RedisBindingStore({ redis: clustered.url, prefix: uniquePrefix() }))
+    // The first two characters of a key id pick its shard, so these spread over the shards' hash slots.
+    const ids = Array.from({ length: 20 }, (_, i) => `${String.fromCharCode(65 + i)}${String.fromCharCode(97 + i)}-slot-spread`)
+    for (const id of ids) await store.bindIfAbsent('shop', id, 'a', 60_000)
+    const reads = await Promise.allSettled(ids.map((id) => store.get('shop', id)))
+    t.same(reads.map((r) => r.status === 'fulfilled' ? (r.value?.upstreamId ?? null) : String(r.reason)), ids.map(() => 'a'), 'every read answered, across the shards\' slots')
+    const again = await Promise.all(ids.map((id) => store.get('shop', id)))
+    t.ok(again.every((b) => b?.upstreamId === 'a'), 'and again, one by one')
   })
 
   t.test('bindings spread over shards', async (t) => {
