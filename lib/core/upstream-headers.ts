@@ -26,21 +26,25 @@ export function forwardedForValue (chain: readonly string[] | undefined, peer: s
 }
 
 /**
- * The header names a `Connection` header names for removal (lowercased), beyond the usual `keep-alive` / `close`
- * (which name no header of their own); `undefined` when there are none, the common case, found without splitting.
- * Names the gateway must send itself (`host`, `content-length`, `content-type`, `cookie`) are never among them.
+ * The header names a `Connection` header names for removal (lowercased); `undefined` when there are none. The usual
+ * values are answered without splitting: `keep-alive` names only a header that is hop-by-hop anyway, `close` a
+ * header of that name (which goes, as any other named one). Names the gateway must send itself (`host`,
+ * `content-length`, `content-type`, `cookie`) are never among them.
  */
-export function connectionNamedHeaders (connection: unknown): Set<string> | undefined {
-  if (typeof connection !== 'string' || connection === 'keep-alive' || connection === 'close' || connection === 'Keep-Alive' || connection === 'Close') return undefined
+export function connectionNamedHeaders (connection: unknown): ReadonlySet<string> | undefined {
+  if (typeof connection !== 'string' || connection === 'keep-alive' || connection === 'Keep-Alive') return undefined
+  if (connection === 'close' || connection === 'Close') return NAMES_CLOSE
   let named: Set<string> | undefined
   for (const token of connection.split(',')) {
     const key = token.trim().toLowerCase()
-    if (key === '' || key === 'keep-alive' || key === 'close' || PROTECTED.has(key)) continue
+    if (key === '' || key === 'keep-alive' || PROTECTED.has(key)) continue
     named ??= new Set()
     named.add(key)
   }
   return named
 }
+
+const NAMES_CLOSE: ReadonlySet<string> = new Set(['close'])
 
 /** Headers that are hop-by-hop by definition, or by what proxies have always treated so (`connection` included). */
 export const HOP_BY_HOP_HEADERS: readonly string[] = ['connection', ...HOP_BY_HOP]

@@ -4,6 +4,7 @@
  */
 import { resolveKeySources } from '../affinity/keys'
 import { resolveAdminOptions, resolveMetricsOptions } from '../admin/admin-options'
+import { SESSION_HEADER } from '../core/handoff-protocol'
 import { InvalidOptionError, InvalidRouteConfigError } from '../errors'
 import { parseDuration } from '../duration'
 import { checkKeys, duration, fail, isRecord, show } from './checks'
@@ -44,7 +45,17 @@ export const DEFAULT_REBOUND_HEADER = 'x-sticky-rebound'
 /** Shortest accepted secret, in characters. */
 export const MIN_SECRET_LENGTH = 32
 
+// Headers the gateway writes on upstream requests: the rebound header may not be one of them (it is dropped from
+// what the client sent and written only on a rebound, which would drop or fake the gateway's own).
+const GATEWAY_WRITTEN_HEADERS = ['host', 'cookie', 'content-length', 'content-type', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', SESSION_HEADER]
 const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/
+// What the Set-Cookie serializer (cookie@2) accepts, checked here so that a bad value fails at register, naming the
+// option, and not as a TypeError when the cookie text is made (or on a new session's response).
+const COOKIE_DOMAIN_RE = /^\.?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i
+const COOKIE_PATH_EXPECTED = 'a path starting with "/" of printable ASCII without ";", "<" or spaces'
+function isCookiePath (path: unknown): path is string {
+  return typeof path === 'string' && /^\/[\u0021-\u003A\u003D-\u007E]*$/.test(path)
+}
 const PLUGIN_KEYS = ['secret', 'pools', 'redis', 'nearCache', 'store', 'prefix', 'defaults', 'cookie', 'timeouts', 'maxBindings', 'reboundHeader', 'replayBodyLimit', 'cookiePlugin', 'xForwarded', 'websocket', 'admin', 'metrics', 'newBindings', 'handoff']
 const ROUTE_KEYS = ['pool', 'key', 'idleTimeout', 'maxLifetime', 'failover', 'timeout']
 const COOKIE_KEYS = ['name', 'path', 'domain', 'maxAge', 'sameSite', 'secure', 'forward']
@@ -68,9 +79,9 @@ function resolveCookie (input: unknown): ResolvedOptions['cookie'] {
   const name = cookie.name ?? DEFAULT_COOKIE_NAME
   if (typeof name !== 'string' || !COOKIE_NAME_RE.test(name)) fail('cookie.name', 'a cookie name token (1-64 characters, RFC 6265)', name)
   const path = cookie.path ?? '/'
-  if (typeof path !== 'string' || !path.startsWith('/') || /[;\s]/.test(path)) fail('cookie.path', 'a path starting with "/" without ";" or spaces', path)
+  if (!isCookiePath(path)) fail('cookie.path', COOKIE_PATH_EXPECTED, path)
   const domain = cookie.domain
-  if (domain !== undefined && (typeof domain !== 'string' || !/^\.?[A-Za-z0-9.-]+$/.test(domain))) fail('cookie.domain', 'a domain name', domain)
+  if (domain !== undefined && (typeof domain !== 'string' || !COOKIE_DOMAIN_RE.test(domain))) fail('cookie.domain', 'a domain name (labels of letters, digits and inner hyphens)', domain)
   const sameSite = cookie.sameSite ?? 'lax'
   if (sameSite !== 'lax' && sameSite !== 'strict' && sameSite !== 'none') fail('cookie.sameSite', "'lax', 'strict' or 'none'", sameSite)
   const secure = cookie.secure ?? 'auto'
@@ -100,7 +111,7 @@ function resolvePoolCookie (path: string, input: unknown, cookie: ResolvedOption
   const name = input.name
   if (name !== undefined && (typeof name !== 'string' || !COOKIE_NAME_RE.test(name))) fail(`${path}.name`, 'a cookie name token (1-64 characters, RFC 6265)', name)
   const cookiePath = input.path ?? cookie.path
-  if (typeof cookiePath !== 'string' || !cookiePath.startsWith('/') || /[;\s]/.test(cookiePath)) fail(`${path}.path`, 'a path starting with "/" without ";" or spaces', cookiePath)
+  if (!isCookiePath(cookiePath)) fail(`${path}.path`, COOKIE_PATH_EXPECTED, cookiePath)
   let maxAgeSeconds = cookie.maxAgeSeconds
   if (input.maxAge === 0) maxAgeSeconds = undefined
   else if (input.maxAge !== undefined) maxAgeSeconds = Math.max(1, Math.round(duration(`${path}.maxAge`, input.maxAge, 0) / 1000))
@@ -157,6 +168,9 @@ export function resolveOptions (input: StickyPluginOptions): ResolvedOptions {
   const reboundHeader = input.reboundHeader ?? DEFAULT_REBOUND_HEADER
   if (reboundHeader !== false && (typeof reboundHeader !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/.test(reboundHeader))) {
     fail('reboundHeader', 'a header name or false', reboundHeader)
+  }
+  if (reboundHeader !== false && GATEWAY_WRITTEN_HEADERS.includes(reboundHeader.toLowerCase())) {
+    fail('reboundHeader', `a header the gateway does not write itself (not ${GATEWAY_WRITTEN_HEADERS.join(', ')})`, reboundHeader)
   }
   const cookiePlugin = input.cookiePlugin ?? true
   if (typeof cookiePlugin !== 'boolean') fail('cookiePlugin', 'a boolean', cookiePlugin)

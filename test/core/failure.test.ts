@@ -76,4 +76,6 @@ t.test('forwarding headers are the edge\'s own', async (t) => {
   t.equal(headers['x-drop'], '1', 'the client\'s record is left as it was')
   const answered = rewriter.clientResponseHeaders(undefined, { connection: 'keep-alive, x-hop', 'keep-alive': 'timeout=5', 'x-hop': '1', 'transfer-encoding': 'chunked', 'content-type': 'text/plain', 'set-cookie': ['a=1'] })
   t.same(answered, { 'content-type': 'text/plain', 'set-cookie': ['a=1'] }, 'hop-by-hop response headers (and what Connection names) are not copied back')
+  t.same(rewriter.clientResponseHeaders(undefined, { connection: 'close', close: 'x', 'x-kept': '1' }), { 'x-kept': '1' }, 'Connection: close names a header called close, which goes too')
+  t.same(rewriter.upstreamRequestHeaders(undefined, { connection: 'Close', close: 'x', host: 'h' }, { forwardedFor: undefined, protocol: 'http', host: '' }), { host: 'h', 'x-forwarded-proto': 'http' })
 })
