@@ -30,10 +30,10 @@ export function writeUpstreamHead (res: ServerResponse, statusCode: number, head
     const value = headers[name]
     if (value !== undefined && value !== null) head[name] = value as string | string[] | number
   }
-  // Earlier middleware's cookies (a session, CSRF) stay; ours follow, then the upstream's, as the Fastify door sends them.
+  // Earlier middleware's cookies (a session, CSRF) stay; the upstream's follow, then ours, as the Fastify door sends them.
   const earlier = res.getHeader('set-cookie')
   if (earlier !== undefined || ownCookies.length > 0) {
-    const cookies = [...setCookieList(earlier), ...ownCookies, ...setCookieList(head['set-cookie'])]
+    const cookies = [...setCookieList(earlier), ...setCookieList(head['set-cookie']), ...ownCookies]
     if (cookies.length > 0) head['set-cookie'] = cookies
   }
   res.writeHead(statusCode, head)

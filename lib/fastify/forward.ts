@@ -17,9 +17,9 @@ import type { StickyRequestState } from '../core/request-state'
 import { isStickyProblem, type StickyCore } from '../core/sticky-core'
 import { forwardedForValue } from '../core/upstream-headers'
 import type { ResolvedRouteConfig } from '../options'
-import { applyRoutingCookie } from './affinity-hook'
 import { sendProblem } from './problem-reply'
 import { attachState, stateOf } from './request-state'
+import type { RoutingCookieWriter } from './routing-cookie-writer'
 import { isUpgrade, openTunnel, upgradeSocketOf, type TunnelOptions } from './websocket'
 
 // Transport errors name the upstream's address ("connect ECONNREFUSED 10.0.0.11:3000", `address`, `port`), and
@@ -53,6 +53,8 @@ function useSafeLog (request: FastifyRequest): void {
 export interface ForwarderDeps {
   /** WebSocket tunnel settings and the open client sockets (ended as the gateway closes). */
   readonly tunnels: { readonly options: TunnelOptions, readonly sockets: Set<Duplex> }
+  /** Writes the routing cookie (again, after a failover) on replies. */
+  readonly cookies: RoutingCookieWriter
 }
 
 /** The pieces the plugin wires. */
@@ -95,7 +97,10 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
       movedAway.add(request)
       return {}
     }
-    return core.clientResponseHeaders(request === undefined ? undefined : stateOf(request), headers)
+    if (request === undefined) return core.clientResponseHeaders(undefined, headers)
+    const rewritten = core.clientResponseHeaders(stateOf(request), headers)
+    deps.cookies.afterUpstream(request, rewritten)
+    return rewritten
   }
 
   function answer (reply: FastifyReply, problem: StickyProblem | null): void {
@@ -117,7 +122,7 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
     if (reply.sent) return
     const moved = state as StickyRequestState
     attachState(request, moved)
-    applyRoutingCookie(core, request, reply, moved)
+    deps.cookies.apply(request, reply, moved)
     retry(reply)
   }
 

@@ -15,6 +15,7 @@ import { resolveOptions, type ResolvedOptions, type ResolvedRouteConfig, type St
 import { affinityHook } from './affinity-hook'
 import { bufferReplayableBody, createForwarder, hasReplayableBody } from './forward'
 import { findReplyFromBase } from './reply-from-base'
+import { createRoutingCookieWriter } from './routing-cookie-writer'
 import { installUpgradeRouting } from './websocket'
 
 // The settings of every reply-from instance a sticky request goes through (ours, or @fastify/http-proxy's own).
@@ -54,6 +55,7 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
   const core = await createStickyCore(options, { log: fastify.log, metrics })
 
   if (options.cookiePlugin && !fastify.hasPlugin('@fastify/cookie')) await fastify.register(fastifyCookie)
+  const cookies = createRoutingCookieWriter(core, fastify.hasPlugin('@fastify/cookie'))
   const fromOptions = replyFromOptions(options)
   await registerReplyFrom(fastify, fromOptions)
 
@@ -76,7 +78,8 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
         idleTimeoutMs: options.websocket === false ? 0 : options.websocket.idleTimeoutMs
       },
       sockets: tunnelSockets
-    }
+    },
+    cookies
   })
   if (options.websocket !== false) installUpgradeRouting(fastify, tunnelSockets)
   fastify.decorateReply('forward', forwarder.forward)
@@ -97,7 +100,7 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
     if (route === null) return null
     return Object.freeze({
       route,
-      onRequest: affinityHook(core, route),
+      onRequest: affinityHook(core, route, cookies),
       preHandler: replayBodyLimit > 0 ? bufferBody : undefined,
       onResponse: metrics?.responseHook(metricsLabel, route.pool)
     })

@@ -218,9 +218,10 @@ export interface StickyPluginOptions {
   /** Largest request body (bytes) buffered so the request can be retried on another upstream; 0 turns buffering off. @defaultValue 65536 */
   replayBodyLimit?: number
   /**
-   * Register @fastify/cookie when the app has not registered it, so your routes have `request.cookies` and
-   * `reply.setCookie`. fastify-sticky reads and writes its own cookies without it; `false` spares every request its
-   * two hooks (a Cookie parse and an onSend pass), as the `fastify-sticky` command does. Fastify plugin only.
+   * Register @fastify/cookie when the app has not registered it, so your routes (and an admin `authHook` on the
+   * app's prefix) have `request.cookies` and `reply.setCookie`. fastify-sticky reads and writes its own cookie
+   * without it; `false` spares every request its two hooks (a Cookie parse and an onSend pass), as the
+   * `fastify-sticky` command does. Fastify plugin only.
    * @defaultValue true
    */
   cookiePlugin?: boolean

@@ -1,6 +1,9 @@
+import fastifyCookie from '@fastify/cookie'
+import Fastify from 'fastify'
 import net from 'node:net'
 import t from 'tap'
 import { createRoutingCookieCodec, newBindingId } from '../../lib/affinity/routing-cookie'
+import sticky from '../../lib/index'
 import { startGateway, TEST_SECRET } from '../support/gateway'
 import { CookieJar, get } from '../support/http'
 import { startUpstreams } from '../support/upstreams'
@@ -245,6 +248,7 @@ t.test('cookiePlugin: false routes the same without @fastify/cookie; a failover 
     const ours = first.setCookies.filter((line) => line.startsWith('sticky='))
     t.equal(ours.length, 1, `one routing cookie (${first.setCookies.join(' | ')})`)
     t.ok(first.setCookies.some((line) => line.startsWith(`app=v${i}`)), 'the upstream\'s own cookie too')
+    t.match(first.setCookies.at(-1), /^sticky=/, 'ours after the upstream\'s, as with @fastify/cookie (the last of one name wins)')
     t.match(first.headers['cache-control'], /private/, 'kept out of shared caches')
     const again = await get(`${gateway.url}/`, { jar })
     t.equal(again.json().upstream, 'b', 'the cookie it kept sticks')
@@ -255,4 +259,18 @@ t.test('cookiePlugin: false routes the same without @fastify/cookie; a failover 
   const withPlugin = await startGateway(t, { pools: { shop: { upstreams: [{ id: 'b', url: b.url }] } } })
   t.ok(withPlugin.app.hasPlugin('@fastify/cookie'), 'registered by default, as documented')
   await t.rejects(startGateway(t, { cookiePlugin: 'no' as unknown as boolean, upstreams: [b] }), { code: 'FST_STICKY_INVALID_OPTION', message: /cookiePlugin/ })
+})
+
+t.test('with the app\'s own @fastify/cookie, the routing cookie is written through it: its parseOptions apply, and it comes last', async (t) => {
+  const [a] = await startUpstreams(t, ['a'])
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(fastifyCookie, { parseOptions: { partitioned: true, priority: 'high' } })
+  await app.register(sticky, { secret: TEST_SECRET, cookie: { secure: true, sameSite: 'none' }, pools: { shop: { upstreams: [{ id: 'a', url: a.url }] } } })
+  app.all('/*', { config: { sticky: true } }, (_request, reply) => reply.forward())
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const first = await get(`${url}/set-cookie/app/v1`)
+  t.equal(first.setCookies.length, 2)
+  t.match(first.setCookies[0], /^app=v1/)
+  t.match(first.setCookies[1], /^sticky=.*; HttpOnly; Secure; Partitioned; Priority=High; SameSite=None$/, 'the app\'s parseOptions, as before')
 })
