@@ -47,7 +47,7 @@ import { performance } from 'node:perf_hooks'
 import { runLoad, type LoadResult } from './load'
 import { checkHitPath, checkNewPath, checkPlain, probe, SanityError, servedByUpstreams } from './probe'
 import {
-  HAS_TASKSET, ROOT, freePort, killAllNow, processCpuSeconds, repin, startProcess, stopAll, stopProcess, type Started
+  HAS_TASKSET, ROOT, freePort, processCpuSeconds, repin, startProcess, stopProcess, stopProcessesOnExit, stickyGatewayEnv, BENCH_COOKIE_NAME, type Started
 } from './processes'
 import { startRedis, type BenchRedis } from './redis'
 import { fmt, pairedInterval, tQuantile975, type Interval } from './report'
@@ -69,8 +69,7 @@ const PAUSE_BETWEEN_ROUNDS_MS = 300
  * 0.96-1.03): a resolved difference smaller than this gets a caveat.
  */
 const PROCESS_SPREAD = 0.04
-const COOKIE_NAME = 'sticky'
-const PREFIX = 'bench:'
+const COOKIE_NAME = BENCH_COOKIE_NAME
 /** Where revisions are checked out and built (ignored by git, as all of bench/results/tmp/). */
 const WORKTREES_DIR = join(ROOT, 'bench', 'results', 'tmp', 'ab')
 /** bench/tsconfig.json's output: the upstreams and the plain baseline. */
@@ -293,15 +292,7 @@ function gatewayEnv (mode: Mode, secret: string, redis: BenchRedis | null): Reco
   }
   return {
     ...env,
-    HOST: '127.0.0.1',
-    STICKY_SECRET: secret,
-    STICKY_KEY: 'cookie',
-    STICKY_COOKIE: COOKIE_NAME,
-    STICKY_PREFIX: PREFIX,
-    // Every new session of the load comes from one address: the per-client budget would serve them unbound.
-    STICKY_NEW_BINDINGS: 'off',
-    LOG_LEVEL: 'warn',
-    NODE_ENV: 'production',
+    ...stickyGatewayEnv(secret),
     ...MODE_ENV[mode],
     ...(redis === null ? {} : { REDIS_URL: redis.url })
   }
@@ -610,17 +601,7 @@ async function main (): Promise<void> {
   }
 }
 
-let stopping = false
-async function shutdown (code: number): Promise<never> {
-  if (!stopping) {
-    stopping = true
-    await stopAll()
-  }
-  process.exit(code)
-}
-process.once('SIGINT', () => { log('\nbench:ab: interrupted, stopping the processes it started'); void shutdown(130) })
-process.once('SIGTERM', () => { void shutdown(143) })
-process.once('exit', killAllNow)
+const shutdown = stopProcessesOnExit('bench:ab', log)
 
 main().then(() => shutdown(0), (error: unknown) => {
   if (error instanceof UsageError) {

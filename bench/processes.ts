@@ -202,6 +202,50 @@ export function killAllNow (): void {
   started.clear()
 }
 
+/**
+ * Makes every way out of a benchmark command stop the processes it started: Ctrl-C, SIGTERM, and the process
+ * ending (a last-resort SIGKILL).
+ * @param label - the command's name in the interrupt message
+ * @returns `shutdown(code)`: stops them (once), then exits with `code`
+ */
+export function stopProcessesOnExit (label: string, log: (line: string) => void): (code: number) => Promise<never> {
+  let stopping = false
+  const shutdown = async (code: number): Promise<never> => {
+    if (!stopping) {
+      stopping = true
+      await stopAll()
+    }
+    process.exit(code)
+  }
+  process.once('SIGINT', () => { log(`\n${label}: interrupted, stopping the processes it started`); void shutdown(130) })
+  process.once('SIGTERM', () => { void shutdown(143) })
+  process.once('exit', killAllNow)
+  return shutdown
+}
+
+/** The routing cookie's name in every benchmark gateway. */
+export const BENCH_COOKIE_NAME = 'sticky'
+/** The Redis key prefix of every benchmark gateway. */
+export const BENCH_REDIS_PREFIX = 'bench:'
+
+/**
+ * The environment every benchmark runs the `fastify-sticky` command with (besides its port, upstreams and store).
+ * @param secret - the routing cookie's secret for this run
+ */
+export function stickyGatewayEnv (secret: string): Record<string, string> {
+  return {
+    HOST: '127.0.0.1',
+    STICKY_SECRET: secret,
+    STICKY_KEY: 'cookie',
+    STICKY_COOKIE: BENCH_COOKIE_NAME,
+    STICKY_PREFIX: BENCH_REDIS_PREFIX,
+    // Every new session of the load comes from one address: the per-client budget would serve them unbound.
+    STICKY_NEW_BINDINGS: 'off',
+    LOG_LEVEL: 'warn',
+    NODE_ENV: 'production'
+  }
+}
+
 // The free-port probe the tests and the soak use too.
 export { freePort } from '../scripts/loopback'
 

@@ -28,9 +28,9 @@ import { spawnSync } from 'node:child_process'
 import { loadGeneratorVersion, runLoad, wrkAvailable, type LoadGeneratorName, type LoadResult } from './load'
 import { bindThroughGateway, checkHitPath, checkNewPath, checkPlain, SanityError, servedByUpstreams } from './probe'
 import {
-  HAS_TASKSET, ROOT, TS_NODE_ARGS, freePort, killAllNow, loadAverage1, ownCpuSeconds, prepareGatewayRunner, processCpuSeconds,
-  readCoreTimes, reapedChildrenCpuSeconds, repin, repoFileExists, runToEnd, runningProcesses, startProcess, stopAll,
-  stopProcess, type GatewayRunner, type Started
+  HAS_TASKSET, ROOT, TS_NODE_ARGS, freePort, loadAverage1, ownCpuSeconds, prepareGatewayRunner, processCpuSeconds,
+  readCoreTimes, reapedChildrenCpuSeconds, repin, repoFileExists, runToEnd, runningProcesses, startProcess,
+  stopProcess, stopProcessesOnExit, stickyGatewayEnv, BENCH_COOKIE_NAME, BENCH_REDIS_PREFIX, type GatewayRunner, type Started
 } from './processes'
 import { commandCounts, resetCommandStats, startRedis, type BenchRedis } from './redis'
 import {
@@ -46,8 +46,8 @@ const LOAD_CORE = 1
 /** Pool name the fastify-sticky command gives its one pool (bindings seeded for the scale test must be in it). */
 const GATEWAY_POOL = 'default'
 const UPSTREAM_IDS = ['u1', 'u2', 'u3']
-const COOKIE_NAME = 'sticky'
-const PREFIX = 'bench:'
+const COOKIE_NAME = BENCH_COOKIE_NAME
+const PREFIX = BENCH_REDIS_PREFIX
 /** Bindings made through each hit-path gateway before measuring, so the "small" store is not empty. */
 const SMALL_BINDINGS = 1000
 
@@ -257,16 +257,8 @@ async function main (): Promise<void> {
 
   const secret = randomBytes(36).toString('base64url')
   const baseEnv: Record<string, string | undefined> = {
-    HOST: '127.0.0.1',
+    ...stickyGatewayEnv(secret),
     UPSTREAMS: upstreamList,
-    STICKY_SECRET: secret,
-    STICKY_KEY: 'cookie',
-    STICKY_COOKIE: COOKIE_NAME,
-    STICKY_PREFIX: PREFIX,
-    // Every new session of the load comes from one address: the per-client budget would serve them unbound.
-    STICKY_NEW_BINDINGS: 'off',
-    LOG_LEVEL: 'warn',
-    NODE_ENV: 'production',
     REDIS_URL: undefined,
     STICKY_NEAR_CACHE: undefined,
     NODE_OPTIONS: undefined
@@ -898,17 +890,7 @@ function renderProfile (profile: Profiles, machine: Record<string, string | numb
   return lines.join('\n')
 }
 
-let stopping = false
-async function shutdown (code: number): Promise<never> {
-  if (!stopping) {
-    stopping = true
-    await stopAll()
-  }
-  process.exit(code)
-}
-process.once('SIGINT', () => { log('\nbench: interrupted, stopping the processes it started'); void shutdown(130) })
-process.once('SIGTERM', () => { void shutdown(143) })
-process.once('exit', killAllNow)
+const shutdown = stopProcessesOnExit('bench', log)
 
 main().then(() => shutdown(0), (error: unknown) => {
   process.stderr.write(`\n${error instanceof SanityError ? 'bench: SANITY CHECK FAILED: ' : ''}${(error as Error).stack ?? String(error)}\n`)
