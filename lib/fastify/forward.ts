@@ -97,10 +97,7 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
       movedAway.add(request)
       return {}
     }
-    if (request === undefined) return core.clientResponseHeaders(undefined, headers)
-    const rewritten = core.clientResponseHeaders(stateOf(request), headers)
-    deps.cookies.afterUpstream(request, rewritten)
-    return rewritten
+    return core.clientResponseHeaders(request === undefined ? undefined : stateOf(request), headers)
   }
 
   function answer (reply: FastifyReply, problem: StickyProblem | null): void {
@@ -127,7 +124,7 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
   }
 
   function retryHttp (reply: FastifyReply): void {
-    reply.from(stateOf(reply.request)?.source, optionsFor(reply.request))
+    reply.from(stateOf(reply.request)?.source, optionsFor(reply))
   }
 
   function onError (reply: FastifyReply, failure: { error: unknown }): void {
@@ -197,11 +194,18 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
   }
 
   // A body buffered for replay is handed over as is; anything else (none, parsed, stream) goes through reply-from's own path.
-  function optionsFor (request: FastifyRequest): FastifyReplyFromHooks {
-    const base = replyOptions(stateOf(request)?.route)
+  // A request that sets the routing cookie (a new, moved or renewed session) may need it moved after the upstream's
+  // own cookies: options of its own for that; every other request shares its route's frozen options.
+  function optionsFor (reply: FastifyReply): FastifyReplyFromHooks {
+    const request = reply.request
+    const state = stateOf(request)
+    let options = replyOptions(state?.route)
+    if (state?.cookie !== undefined && deps.cookies.movesAfterUpstream) {
+      options = { ...options, rewriteHeaders: (headers: Record<string, unknown>) => deps.cookies.afterUpstream(reply, state, rewriteHeaders(headers, request)) } as unknown as FastifyReplyFromHooks
+    }
     const body = request.body
-    if (!Buffer.isBuffer(body)) return base
-    return { ...base, body, contentType: request.headers['content-type'] ?? 'application/octet-stream' } as unknown as FastifyReplyFromHooks
+    if (!Buffer.isBuffer(body)) return options
+    return { ...options, body, contentType: request.headers['content-type'] ?? 'application/octet-stream' } as unknown as FastifyReplyFromHooks
   }
 
   function forward (this: FastifyReply, source?: string): FastifyReply {
@@ -229,7 +233,7 @@ export function createForwarder (core: StickyCore, deps: ForwarderDeps): Forward
     }
     useSafeLog(request)
     try {
-      return this.from(source, optionsFor(request))
+      return this.from(source, optionsFor(this))
     } catch (error) {
       // reply-from refuses what it cannot turn into an upstream URL: that is the client's request at fault.
       return sendProblem(core, this, state.route.pool, core.badTarget(error))

@@ -14,13 +14,13 @@ import { isUpgrade } from './websocket'
 export interface RoutingCookieWriter {
   /** Sets the routing cookie a state asks for on an HTTP reply (a retry replaces it); upgrades take it on their 101. */
   apply (request: FastifyRequest, reply: FastifyReply, state: StickyRequestState): void
-  /** Puts the routing cookie after the upstream's own Set-Cookie values, in the headers of its forwarded response. */
-  afterUpstream (request: FastifyRequest, headers: Record<string, unknown>): void
-}
-
-interface SentCookie {
-  readonly reply: FastifyReply
-  readonly value: string
+  /**
+   * Whether a forwarded response that sets the routing cookie must have it moved after the upstream's own (then the
+   * forward's `rewriteHeaders` passes its result through {@link RoutingCookieWriter.afterUpstream}).
+   */
+  readonly movesAfterUpstream: boolean
+  /** Puts the reply's routing cookie after the upstream's own Set-Cookie values, in its forwarded response headers. */
+  afterUpstream (reply: FastifyReply, state: StickyRequestState, headers: Record<string, unknown>): Record<string, unknown>
 }
 
 /**
@@ -35,34 +35,36 @@ export function createRoutingCookieWriter (core: StickyCore, viaCookiePlugin: bo
         // @fastify/cookie keeps one cookie per name, domain and path: a retry's replaces the first.
         if (cookie !== undefined) reply.setCookie(cookie.name, cookie.value, cookie.attributes)
       },
-      afterUpstream () {}
+      movesAfterUpstream: false,
+      afterUpstream: (_reply, _state, headers) => headers
     }
   }
-  // Only requests whose reply carries a routing cookie (new, moved or renewed sessions) are in it.
-  const sent = new WeakMap<FastifyRequest, SentCookie>()
+  // Nothing is kept per request (a WeakMap entry per new session measurably costs the garbage collector): the
+  // cookie's text is made again from the state where it is needed, and found in the reply by its name.
   return {
     apply (request, reply, state) {
       if (state.cookie === undefined || isUpgrade(request)) return
       const value = core.routingSetCookie(state, request.protocol === 'https') as string
-      const previous = sent.get(request)
-      if (previous?.value === value) return
-      if (previous !== undefined) withoutSetCookie(reply, previous.value)
+      // A retry after a failover: the first attempt's routing cookie gives way to this one.
+      if (reply.hasHeader('set-cookie')) withoutSetCookie(reply, value.slice(0, value.indexOf('=') + 1))
       reply.header('set-cookie', value)
-      sent.set(request, { reply, value })
     },
-    afterUpstream (request, headers) {
+    movesAfterUpstream: true,
+    afterUpstream (reply, state, headers) {
       const upstream = headers['set-cookie']
-      const own = upstream === undefined ? undefined : sent.get(request)
-      if (own === undefined) return
-      withoutSetCookie(own.reply, own.value)
-      headers['set-cookie'] = [...(Array.isArray(upstream) ? upstream as string[] : [String(upstream)]), own.value]
+      if (upstream === undefined || state.cookie === undefined) return headers
+      const value = core.routingSetCookie(state, reply.request.protocol === 'https') as string
+      withoutSetCookie(reply, value.slice(0, value.indexOf('=') + 1))
+      headers['set-cookie'] = [...(Array.isArray(upstream) ? upstream as string[] : [String(upstream)]), value]
+      return headers
     }
   }
 }
 
-function withoutSetCookie (reply: FastifyReply, value: string): void {
+// Removes the reply's Set-Cookie values of one cookie name (`name=`), keeping the others in order.
+function withoutSetCookie (reply: FastifyReply, prefix: string): void {
   const current = reply.getHeader('set-cookie')
-  const others = (Array.isArray(current) ? current : [current]).filter((line) => line !== undefined && line !== value)
+  const others = (Array.isArray(current) ? current : [current]).filter((line) => typeof line === 'string' && !line.startsWith(prefix))
   reply.removeHeader('set-cookie')
   if (others.length > 0) reply.header('set-cookie', others)
 }
