@@ -70,7 +70,7 @@ t.test('${ENV} interpolation: numbers stay numbers, defaults apply, a missing va
   } catch (error) {
     message = (error as Error).message
   }
-  t.match(message, /^gateway\.yaml: cookie\.domain must be a domain name, got "\*\*\*"$/)
+  t.match(message, /^gateway\.yaml: cookie\.domain must be a domain name \(labels of letters, digits and inner hyphens\), got "\*\*\*"$/)
   t.notMatch(message, /secret-value-123/, 'the value from the environment is not printed back')
   // A long value is quoted cut short: the cut copy must not show either.
   const long = 'S3cr3t'.repeat(15)
