@@ -12,3 +12,13 @@ export function trimOws (text: string): string {
   while (end > start && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--
   return text.slice(start, end)
 }
+
+/** @returns a cookie value %-decoded as the parser decodes it: only when it has a `%`, and as sent when it does not decode */
+export function decodeCookieValue (raw: string): string {
+  if (!raw.includes('%')) return raw
+  try {
+    return decodeURIComponent(raw)
+  } catch {
+    return raw
+  }
+}

@@ -2,7 +2,7 @@
  * Reads an upstream's Set-Cookie lines for the app session cookie a `{ learn }` key follows: the value it sets, or
  * that it deletes the cookie.
  */
-import { trimOws } from './cookie-text'
+import { decodeCookieValue, trimOws } from './cookie-text'
 
 /**
  * Reads one Set-Cookie line for the named cookie.
@@ -13,12 +13,9 @@ export function parseSetCookie (line: string, name: string): { value: string, de
   const first = parts[0]
   const eq = first.indexOf('=')
   if (eq < 0 || trimOws(first.slice(0, eq)) !== name) return undefined
-  let value = trimOws(first.slice(eq + 1))
   // Keyed as the client's Cookie header will be read back by @fastify/cookie (%-decoded when it decodes, quotes
   // kept), or the client would never find its binding.
-  if (value.includes('%')) {
-    try { value = decodeURIComponent(value) } catch {}
-  }
+  const value = decodeCookieValue(trimOws(first.slice(eq + 1)))
   let maxAge: number | undefined
   let expires: number | undefined
   for (let i = 1; i < parts.length; i++) {

@@ -62,11 +62,12 @@ export function createHeaderRewriter (options: ResolvedOptions, serialize: SetCo
     setCookieTexts.set(poolName, { prefix, plain: attributesAfter(false), secure: attributesAfter(true) })
   }
 
+  const secureFor = (https: boolean): boolean => cookieOptions.secure === 'auto' ? https : cookieOptions.secure
+
   function routingSetCookie (state: StickyRequestState, https: boolean): string | undefined {
     if (state.cookie === undefined) return undefined
     const text = setCookieTexts.get(state.route.pool) as SetCookieText
-    const secure = cookieOptions.secure === 'auto' ? https : cookieOptions.secure
-    return text.prefix + state.cookie + (secure ? text.secure : text.plain)
+    return text.prefix + state.cookie + (secureFor(https) ? text.secure : text.plain)
   }
 
   function routingCookie (state: StickyRequestState, https: boolean): RoutingCookie | undefined {
@@ -81,7 +82,7 @@ export function createHeaderRewriter (options: ResolvedOptions, serialize: SetCo
         maxAge: pool.cookieMaxAgeSeconds,
         sameSite: cookieOptions.sameSite,
         httpOnly: true,
-        secure: cookieOptions.secure === 'auto' ? https : cookieOptions.secure
+        secure: secureFor(https)
       }
     }
   }

@@ -4,7 +4,7 @@
  * decoded exactly as the Cookie parser (@fastify/cookie) does, so every front door reads the same value.
  * Framework-free.
  */
-import { trimOws } from '../affinity/cookie-text'
+import { decodeCookieValue, trimOws } from '../affinity/cookie-text'
 
 /**
  * Most routing cookies of one name verified per request: browsers send a few at most (one per path or domain), and
@@ -46,15 +46,6 @@ function cookieValues (header: string, name: string, limit: number): string[] {
     start = end + 1
   }
   return values
-}
-
-function decodeCookieValue (raw: string): string {
-  if (!raw.includes('%')) return raw
-  try {
-    return decodeURIComponent(raw)
-  } catch {
-    return raw
-  }
 }
 
 /**

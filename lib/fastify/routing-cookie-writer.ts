@@ -46,7 +46,7 @@ export function createRoutingCookieWriter (core: StickyCore, viaCookiePlugin: bo
       if (state.cookie === undefined || isUpgrade(request)) return
       const value = core.routingSetCookie(state, request.protocol === 'https') as string
       // A retry after a failover: the first attempt's routing cookie gives way to this one.
-      if (reply.hasHeader('set-cookie')) withoutSetCookie(reply, value.slice(0, value.indexOf('=') + 1))
+      if (reply.hasHeader('set-cookie')) withoutCookieOf(reply, value)
       reply.header('set-cookie', value)
     },
     movesAfterUpstream: true,
@@ -54,17 +54,23 @@ export function createRoutingCookieWriter (core: StickyCore, viaCookiePlugin: bo
       const upstream = headers['set-cookie']
       if (upstream === undefined || state.cookie === undefined) return headers
       const value = core.routingSetCookie(state, reply.request.protocol === 'https') as string
-      withoutSetCookie(reply, value.slice(0, value.indexOf('=') + 1))
-      headers['set-cookie'] = [...(Array.isArray(upstream) ? upstream as string[] : [String(upstream)]), value]
+      withoutCookieOf(reply, value)
+      headers['set-cookie'] = [...setCookieLines(upstream), value]
       return headers
     }
   }
 }
 
-// Removes the reply's Set-Cookie values of one cookie name (`name=`), keeping the others in order.
-function withoutSetCookie (reply: FastifyReply, prefix: string): void {
-  const current = reply.getHeader('set-cookie')
-  const others = (Array.isArray(current) ? current : [current]).filter((line) => typeof line === 'string' && !line.startsWith(prefix))
+// Removes the reply's Set-Cookie values of the cookie `line` sets (its name), keeping the others in order.
+function withoutCookieOf (reply: FastifyReply, line: string): void {
+  const prefix = line.slice(0, line.indexOf('=') + 1)
+  const others = setCookieLines(reply.getHeader('set-cookie')).filter((value) => !value.startsWith(prefix))
   reply.removeHeader('set-cookie')
   if (others.length > 0) reply.header('set-cookie', others)
+}
+
+// A Set-Cookie header's value (one line, several, or none) as its lines.
+function setCookieLines (value: unknown): string[] {
+  if (value === undefined) return []
+  return Array.isArray(value) ? value.map(String) : [String(value)]
 }

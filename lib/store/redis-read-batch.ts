@@ -26,9 +26,10 @@ export class ReadBatch {
   #keys: string[] = []
   #pending: PendingRead[] = []
   #scheduled = false
-  // Off for good once the server refuses a batch across hash slots: a cluster-mode Redis reached through a plain
-  // client (a managed "serverless" Redis, a one-node cluster), where each binding's shard is a slot of its own.
-  #batching = true
+  // Off from the start on a Cluster client; off for good once the server refuses a batch across hash slots: a
+  // cluster-mode Redis reached through a plain client (a managed "serverless" Redis, a one-node cluster), where
+  // each binding's shard is a slot of its own.
+  #batching: boolean
   // A batch sent early because it was full leaves this flush scheduled: it then sends what came after.
   readonly #flush = (): void => {
     this.#scheduled = false
@@ -38,10 +39,12 @@ export class ReadBatch {
   /**
    * @param send - sends several keys as one command
    * @param single - sends one key (a batch of one is a plain `GET`, as it always was)
+   * @param batching - `false` sends every read alone (a Cluster client: the keys of a batch live in different slots)
    */
-  constructor (send: MultiGet, single: (key: string) => Promise<string | null>) {
+  constructor (send: MultiGet, single: (key: string) => Promise<string | null>, batching = true) {
     this.#send = send
     this.#single = single
+    this.#batching = batching
   }
 
   /** @returns the key's value, read with the other reads of this turn */

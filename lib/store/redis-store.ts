@@ -69,8 +69,8 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
   readonly #salt: SharedSalt
   readonly #invalidations: InvalidationFeed
   #initialized: Promise<void> | undefined
-  // Reads of one turn as one MGET; none on a Cluster, where the keys of a batch live in different slots.
-  readonly #reads: ReadBatch | undefined
+  // Reads of one turn as one MGET (each alone on a Cluster, where the keys of a batch live in different slots).
+  readonly #reads: ReadBatch
   // Counts this store's new bindings, so one in TRIM_EVERY_BINDS trims its index.
   #binds = 0
   readonly #onError = (): void => {}
@@ -82,7 +82,7 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
     this.#client = defineStickyCommands(created ?? options.redis as Redis | Cluster)
     this.#ownsClient = created !== undefined
     const client = this.#client
-    this.#reads = client.isCluster ? undefined : new ReadBatch((keys) => client.mget(keys), (key) => client.get(key))
+    this.#reads = new ReadBatch((keys) => client.mget(keys), (key) => client.get(key), !client.isCluster)
     // An 'error' listener keeps ioredis from printing every reconnect failure of our own client; failed commands
     // still reject. A caller's client keeps whatever error handling its owner gave it.
     if (this.#ownsClient) this.#client.on('error', this.#onError)
@@ -131,7 +131,7 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
 
   async get (pool: string, keyId: string): Promise<Binding | null> {
     const key = this.bindingKey(pool, keyId)
-    const value = await (this.#reads === undefined ? this.#client.get(key) : this.#reads.get(key))
+    const value = await this.#reads.get(key)
     return value === null ? null : parseBinding(value)
   }
 

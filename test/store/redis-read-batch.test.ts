@@ -53,3 +53,10 @@ t.test('a server that refuses a batch across hash slots (cluster mode behind a p
   t.same(await Promise.all([batch.get('c'), batch.get('d')]), ['v:c', 'v:d'])
   t.same(sent, [['{p:1}a', '{p:2}b'], ['{p:1}a'], ['{p:2}b'], ['c'], ['d']], 'no batch after the refusal')
 })
+
+t.test('batching off (a Cluster client): every read goes alone', async (t) => {
+  const sent: string[][] = []
+  const batch = new ReadBatch(async (keys) => { sent.push(keys); return keys.map(() => null) }, async (key) => { sent.push([key]); return `v:${key}` }, false)
+  t.same(await Promise.all([batch.get('a'), batch.get('b')]), ['v:a', 'v:b'])
+  t.same(sent, [['a'], ['b']])
+})
