@@ -41,6 +41,22 @@ export class InstrumentedBindingStore implements BindingStore {
     return this.#run(this.#ops.get, () => this.inner.get(pool, keyId))
   }
 
+  /** The inner store's `peek`, timed as a `get` when it answers; `undefined` when the inner store has none. */
+  peek (pool: string, keyId: string): Binding | null | undefined {
+    if (this.inner.peek === undefined) return undefined
+    const started = performance.now()
+    let found: Binding | null | undefined
+    try {
+      found = this.inner.peek(pool, keyId)
+    } catch (error) {
+      this.#ops.get.failed()
+      this.#ops.get.observe((performance.now() - started) / 1000)
+      throw error
+    }
+    if (found !== undefined) this.#ops.get.observe((performance.now() - started) / 1000)
+    return found
+  }
+
   bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number, countedMs?: number): Promise<BindResult> {
     return this.#run(this.#ops.bindIfAbsent, () => this.inner.bindIfAbsent(pool, keyId, upstreamId, ttlMs, countedMs))
   }

@@ -6,11 +6,24 @@
 
 /** @returns the text without leading and trailing spaces and tabs */
 export function trimOws (text: string): string {
-  let start = 0
-  let end = text.length
-  while (start < end && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++
-  while (end > start && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--
-  return text.slice(start, end)
+  const start = skipOws(text, 0, text.length)
+  return text.slice(start, backOws(text, start, text.length))
+}
+
+/** @returns the first index in [from, to) that is not a space or tab (`to` when there is none) */
+export function skipOws (text: string, from: number, to: number): number {
+  while (from < to && isOws(text.charCodeAt(from))) from++
+  return from
+}
+
+/** @returns the end of text[from, to) without its trailing spaces and tabs */
+export function backOws (text: string, from: number, to: number): number {
+  while (to > from && isOws(text.charCodeAt(to - 1))) to--
+  return to
+}
+
+function isOws (code: number): boolean {
+  return code === 32 || code === 9
 }
 
 /** @returns a cookie value %-decoded as the parser decodes it: only when it has a `%`, and as sent when it does not decode */

@@ -18,7 +18,7 @@ import { extractKey, MAX_KEY_LENGTH, type KeyInput, type ResolvedKeySource } fro
 import { NewBindingBudget } from './new-binding-budget'
 import { newBindingId, type RoutingCookieCodec, type RoutingToken } from './routing-cookie'
 import { parseSetCookie } from './set-cookie'
-import { BindingWalk } from './store-walk'
+import { BindingWalk, type BindOutcome, type BindRequest } from './store-walk'
 
 /** What the resolver works with. */
 export interface AffinityResolverDeps {
@@ -31,6 +31,23 @@ export interface AffinityResolverDeps {
   readonly newBindings: ResolvedNewBindings
 }
 
+
+/** A routing cookie's walk through the store: what the cookie said, and the walk asked for. */
+interface CookieWalk {
+  readonly request: BindRequest
+  /** The verified token, unless the cookie was absent, refused, or past its lifetime. */
+  readonly token: RoutingToken | undefined
+  /** The cookie verified under an older secret: set it again, signed with the current one. */
+  readonly renew: boolean
+  readonly rejected: Exclude<CookieRejection, 'junk-key'> | undefined
+  readonly bindingId: string
+  readonly createdAt: number
+  readonly binding: BindingContext | undefined
+  /** The upstream the cookie names, if this pool has it. */
+  readonly named: ResolvedUpstream | undefined
+  /** The named upstream is down. */
+  readonly namedDown: boolean
+}
 
 /** Resolves affinity for requests; one instance per plugin registration. */
 export class AffinityResolver {
@@ -138,7 +155,16 @@ export class AffinityResolver {
    * @param cookieValue - the raw routing cookie value, if the client sent one
    * @param client - the client address the new-binding budget counts (`request.ip`), if known
    */
-  async resolveCookie (route: ResolvedRouteConfig, cookieValue: string | undefined, client?: string): Promise<AffinityResult> {
+  resolveCookie (route: ResolvedRouteConfig, cookieValue: string | undefined, client?: string): AffinityResult | Promise<AffinityResult> {
+    const walk = this.#cookieWalk(route, cookieValue, client)
+    // A returning client whose binding the store holds at hand is decided here, without a promise.
+    const hit = this.#walk.hitNow(walk.request)
+    if (hit !== undefined) return this.#cookieAnswer(walk, hit)
+    return this.#walk.bind(walk.request).then((outcome) => this.#cookieAnswer(walk, outcome))
+  }
+
+  // What the cookie says, and the store walk it asks for.
+  #cookieWalk (route: ResolvedRouteConfig, cookieValue: string | undefined, client: string | undefined): CookieWalk {
     const { codec, keyIds } = this.#deps
     const pool = this.pool(route)
     let token: RoutingToken | undefined
@@ -168,14 +194,13 @@ export class AffinityResolver {
     // The upstream the cookie names, when it can still serve (draining upstreams keep their sessions).
     const named = token === undefined ? undefined : pool.get(token.upstreamId)
     const namedUsable = named !== undefined && pool.state(named.id) !== 'down'
-
     const namedDown = named !== undefined && !namedUsable
     // A strict route never moves a session silently: with the named upstream down and no live binding elsewhere,
     // the answer is 503 (the binding stays).
     const strictDown = namedDown && route.failover === 'strict'
     // A client without a cookie is on probation (see BindingWalk.bind); a returning one is not, and only a returning
     // one can have a binding to look up.
-    const outcome = await this.#walk.bind({
+    const request: BindRequest = {
       route,
       pool,
       keyId,
@@ -186,11 +211,17 @@ export class AffinityResolver {
       client,
       lookup: token !== undefined,
       refuseMissing: strictDown
-    })
+    }
+    return { request, token, renew, rejected, bindingId, createdAt, binding, named, namedDown }
+  }
+
+  // The walk's outcome as the cookie's answer: a routing cookie to set when the upstream changed or the cookie is new.
+  #cookieAnswer (walk: CookieWalk, outcome: BindOutcome): AffinityResult {
+    const { request: { pool }, token, renew, rejected, bindingId, createdAt, binding, named, namedDown } = walk
     if (outcome.failure !== undefined) return this.#unavailable(outcome.failure, binding, rejected)
     if (outcome.decision === 'degraded') {
-      if (strictDown) return this.#unavailable('strict-down', binding, rejected)
-      const upstream = namedUsable ? named : outcome.upstream
+      if (walk.request.refuseMissing) return this.#unavailable('strict-down', binding, rejected)
+      const upstream = named !== undefined && !namedDown ? named : outcome.upstream
       return this.#answer(pool, upstream, 'degraded', namedDown, this.#cookieFor(token, renew, bindingId, createdAt, upstream), binding, outcome.storeError, rejected)
     }
     const rebound = outcome.rebound || ((outcome.decision === 'new' || outcome.decision === 'unbound') && namedDown)

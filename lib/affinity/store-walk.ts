@@ -66,6 +66,35 @@ export class BindingWalk {
   }
 
   /**
+   * The walk's first step, when the store can take it at once ({@link BindingStore.peek}): a returning key whose
+   * binding is alive on a usable upstream is a hit, decided without a promise.
+   * @returns the hit, or `undefined` when {@link BindingWalk.bind} must walk (no lookup, the store must be asked,
+   *   no binding, or one to move)
+   */
+  hitNow (request: BindRequest): BindOutcome | undefined {
+    if (!request.lookup || request.keyId === undefined) return undefined
+    let current: Binding | null | undefined
+    try {
+      current = this.#deps.store.peek?.(request.pool.name, request.keyId)
+    } catch {
+      // A store of the user's that fails here fails again in `bind`, which counts it and routes degraded.
+      return undefined
+    }
+    return current === undefined ? undefined : this.#hit(request, request.keyId, current)
+  }
+
+  // An alive binding on an upstream that can serve: touched (sliding expiry, batched) and routed to.
+  #hit (request: BindRequest, keyId: string, current: Binding | null): BindOutcome | undefined {
+    if (current === null) return undefined
+    const { route, pool } = request
+    const bound = pool.get(current.upstreamId)
+    if (bound === undefined || pool.state(bound.id) === 'down') return undefined
+    const remaining = Math.min(request.ttlMs, current.createdAt + route.maxLifetimeMs - Date.now())
+    this.#deps.touches.schedule(pool.name, keyId, bound.id, route.idleTimeoutMs, remaining)
+    return { upstream: bound, decision: 'hit', rebound: false }
+  }
+
+  /**
    * The store walk shared by every key kind: an alive binding on a usable upstream is a hit; one on a down (or no
    * longer configured) upstream is moved with a compare-and-set, or refused on strict routes; a missing one is
    * bound race-free to `preferred` or the strategy's choice, if the new-binding budget allows; past it, the key is
@@ -83,12 +112,9 @@ export class BindingWalk {
       if (keyId === undefined) throw new Error('fastify-sticky: the store\'s shared salt is not loaded yet')
       if (request.lookup) {
         const current = await store.get(pool.name, keyId)
+        const hit = this.#hit(request, keyId, current)
+        if (hit !== undefined) return hit
         const bound = current === null ? undefined : pool.get(current.upstreamId)
-        if (bound !== undefined && pool.state(bound.id) !== 'down') {
-          const remaining = Math.min(ttlMs, (current as Binding).createdAt + route.maxLifetimeMs - Date.now())
-          touches.schedule(pool.name, keyId, bound.id, route.idleTimeoutMs, remaining)
-          return { upstream: bound, decision: 'hit', rebound: false }
-        }
         if (current !== null) {
           if (bound !== undefined && route.failover === 'strict') return { failure: 'strict-down' }
           // Bound to an upstream that is down, or that this gateway's configuration no longer has: move it,

@@ -4,7 +4,7 @@
  * decoded exactly as the Cookie parser (@fastify/cookie) does, so every front door reads the same value.
  * Framework-free.
  */
-import { decodeCookieValue, trimOws } from '../affinity/cookie-text'
+import { backOws, decodeCookieValue, skipOws, trimOws } from '../affinity/cookie-text'
 
 /**
  * Most routing cookies of one name verified per request: browsers send a few at most (one per path or domain), and
@@ -30,7 +30,7 @@ export function readRoutingCookie (
 
 // The first `limit` values of one cookie name in a Cookie header, trimmed and decoded as the parser does (a pair
 // without `=` is no cookie; a value that does not decode is kept as sent). Walks the header by `;` without
-// splitting it: only the values of this name are cut out.
+// splitting it, names compared in place: only the values of this name are cut out.
 function cookieValues (header: string, name: string, limit: number): string[] {
   const values: string[] = []
   const length = header.length
@@ -39,9 +39,9 @@ function cookieValues (header: string, name: string, limit: number): string[] {
     let end = header.indexOf(';', start)
     if (end < 0) end = length
     const eq = header.indexOf('=', start)
-    if (eq >= 0 && eq < end && trimOws(header.slice(start, eq)) === name) {
-      const raw = trimOws(header.slice(eq + 1, end))
-      values.push(decodeCookieValue(raw))
+    if (eq >= 0 && eq < end && isName(header, start, eq, name)) {
+      const from = skipOws(header, eq + 1, end)
+      values.push(decodeCookieValue(header.slice(from, backOws(header, from, end))))
     }
     start = end + 1
   }
@@ -63,9 +63,34 @@ export function removeCookies (header: string, names: readonly string[]): string
     }
   }
   if (!found) return header
-  const kept = header.split(';').filter((pair) => {
-    const eq = pair.indexOf('=')
-    return !names.includes(trimOws(eq < 0 ? pair : pair.slice(0, eq)))
-  })
-  return kept.length === 0 ? undefined : trimOws(kept.join(';'))
+  // One walk by `;` (as `split(';')` cuts it, a trailing empty pair included), names compared in place: only the
+  // pairs kept are cut out, and they are joined with `;` as they were sent, then the whole is trimmed.
+  let kept: string | undefined
+  const length = header.length
+  let start = 0
+  for (;;) {
+    let end = header.indexOf(';', start)
+    if (end < 0) end = length
+    if (!pairNamed(header, start, end, names)) {
+      const pair = header.slice(start, end)
+      kept = kept === undefined ? pair : kept + ';' + pair
+    }
+    if (end === length) break
+    start = end + 1
+  }
+  return kept === undefined ? undefined : trimOws(kept)
+}
+
+// Whether the pair header[start, end) has one of the names (a pair without `=` is all name).
+function pairNamed (header: string, start: number, end: number, names: readonly string[]): boolean {
+  const eq = header.indexOf('=', start)
+  const nameEnd = eq >= 0 && eq < end ? eq : end
+  for (const name of names) if (isName(header, start, nameEnd, name)) return true
+  return false
+}
+
+// Whether header[start, end), trimmed of spaces and tabs as the parser trims names, is `name`.
+function isName (header: string, start: number, end: number, name: string): boolean {
+  const from = skipOws(header, start, end)
+  return backOws(header, from, end) - from === name.length && header.startsWith(name, from)
 }

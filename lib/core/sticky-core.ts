@@ -9,6 +9,7 @@
  * resolver, health, mover, tunnels) and documents the contract the doors call; each part is a module of its own.
  */
 import type { AffinityResult, StickyDecision } from '../affinity/decision'
+import type { ResolvedKeySource } from '../affinity/keys'
 import { AffinityResolver } from '../affinity/resolve'
 import { StoreKeyIds } from '../affinity/key-id'
 import { createRoutingCookieCodec } from '../affinity/routing-cookie'
@@ -76,9 +77,10 @@ export interface StickyCore {
   /**
    * Decides a request's upstream: the route's key sources in order (routing cookie, address, header, query, learnt
    * app cookie, function), then the store, then the balancer.
-   * @returns the request's state, or the problem to answer (503 when no upstream can take it)
+   * @returns the request's state, or the problem to answer (503 when no upstream can take it); at once (no promise)
+   *   when the store can answer without I/O, as for a returning client on the memory store or in the near cache
    */
-  decide (route: ResolvedRouteConfig, view: RequestView): Promise<StickyRequestState | StickyProblem>
+  decide (route: ResolvedRouteConfig, view: RequestView): StickyRequestState | StickyProblem | Promise<StickyRequestState | StickyProblem>
   /** A request without affinity (`key: false`, or a forward outside sticky routes): round robin, no store. */
   balance (route: ResolvedRouteConfig): StickyRequestState | StickyProblem
   /**
@@ -212,15 +214,24 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
 
   const firstValidCookie = (values: readonly string[]): string | undefined => resolver.firstValidCookie(values)
 
-  async function decide (route: ResolvedRouteConfig, view: RequestView): Promise<StickyRequestState | StickyProblem> {
+  function decide (route: ResolvedRouteConfig, view: RequestView): StickyRequestState | StickyProblem | Promise<StickyRequestState | StickyProblem> {
     if (route.key === false) return balance(route)
     const sources = route.key
     const cookieName = options.pools[route.pool].cookieName
     const rawHeader = view.headers.cookie
     const header = typeof rawHeader === 'string' ? rawHeader : undefined
     const value = sources[sources.length - 1].kind === 'cookie' ? readRoutingCookie(header, cookieName, firstValidCookie) : undefined
-    // The whole Cookie header is parsed only for a route whose keys read other cookies (learn mode).
-    if (sources.length === 1 && sources[0].kind === 'cookie') return decided(route, await resolver.resolveCookie(route, value, view.ip), undefined)
+    if (sources.length === 1 && sources[0].kind === 'cookie') {
+      const result = resolver.resolveCookie(route, value, view.ip)
+      return result instanceof Promise ? result.then((found) => decided(route, found, undefined)) : decided(route, result, undefined)
+    }
+    return decideByKeys(route, sources, view, header, value)
+  }
+
+  // The whole Cookie header is parsed only for a route whose keys read other cookies (learn mode).
+  async function decideByKeys (
+    route: ResolvedRouteConfig, sources: readonly ResolvedKeySource[], view: RequestView, header: string | undefined, value: string | undefined
+  ): Promise<StickyRequestState | StickyProblem> {
     const cookies = view.cookies ?? readCookies(header)
     const result = await resolver.resolve(route, sources, { ip: view.ip, headers: view.headers, query: view.query, cookies, request: view.request }, value)
     return decided(route, result, cookies)

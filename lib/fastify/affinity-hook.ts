@@ -3,22 +3,46 @@
  * request's state (and `request.sticky`), and a routing cookie to set is set (kept for the 101 on upgrades; see
  * ./routing-cookie-writer.ts for how).
  */
-import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
+import type { StickyRequestState } from '../core/request-state'
 import { isStickyProblem, type StickyCore } from '../core/sticky-core'
+import type { StickyProblem } from '../core/problem'
 import type { ResolvedRouteConfig } from '../options'
 import { sendProblem } from './problem-reply'
 import { attachState } from './request-state'
 import type { RoutingCookieWriter } from './routing-cookie-writer'
 
-/** @returns the affinity hook of one route */
-export function affinityHook (core: StickyCore, route: ResolvedRouteConfig, cookies: RoutingCookieWriter): onRequestAsyncHookHandler {
-  return async function stickyAffinity (request: FastifyRequest, reply: FastifyReply) {
-    const decided = route.key === false
-      ? core.balance(route)
-      : await core.decide(route, { ip: request.ip, headers: request.headers, query: request.query, cookies: request.cookies, request })
-    if (isStickyProblem(decided)) return sendProblem(core, reply, route.pool, decided)
+/**
+ * @returns the affinity hook of one route: a callback hook, so that a request decided at once (a returning client
+ *   whose binding the store has at hand) goes on without a promise and a microtask
+ */
+export function affinityHook (core: StickyCore, route: ResolvedRouteConfig, cookies: RoutingCookieWriter): onRequestHookHandler {
+  // Goes on to the handler (`done`), or answers the problem itself (and then must not call `done`).
+  function settle (request: FastifyRequest, reply: FastifyReply, decided: StickyRequestState | StickyProblem, done: HookHandlerDoneFunction): void {
+    if (isStickyProblem(decided)) {
+      sendProblem(core, reply, route.pool, decided)
+      return
+    }
     attachState(request, decided)
     if (route.key !== false) request.log.debug({ pool: route.pool, upstream: decided.decision.upstream.id, decision: decided.decision.decision }, 'fastify-sticky: routed')
     cookies.apply(request, reply, decided)
+    done()
+  }
+
+  return function stickyAffinity (request, reply, done) {
+    const decided = route.key === false
+      ? core.balance(route)
+      : core.decide(route, { ip: request.ip, headers: request.headers, query: request.query, cookies: request.cookies, request })
+    if (!(decided instanceof Promise)) {
+      settle(request, reply, decided, done)
+      return
+    }
+    decided.then((state) => {
+      try {
+        settle(request, reply, state, done)
+      } catch (error) {
+        done(error as Error)
+      }
+    }, done)
   }
 }

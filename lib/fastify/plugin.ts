@@ -4,7 +4,7 @@
  */
 import fastifyCookie from '@fastify/cookie'
 import fastifyReplyFrom, { type FastifyReplyFromOptions } from '@fastify/reply-from'
-import type { FastifyInstance, onRequestAsyncHookHandler, onResponseHookHandler, preHandlerHookHandler, RouteOptions } from 'fastify'
+import type { FastifyInstance, onRequestHookHandler, onResponseHookHandler, preHandlerHookHandler, RouteOptions } from 'fastify'
 import type { Duplex } from 'node:stream'
 import { Registry } from 'prom-client'
 import { serveAdmin } from '../admin/admin-listener'
@@ -137,8 +137,8 @@ export async function stickyPlugin (fastify: FastifyInstance, input: StickyPlugi
 /** The hooks a sticky route runs, resolved from its `config.sticky` as `onRoute` does. */
 export interface StickyRouteHooks {
   readonly route: ResolvedRouteConfig
-  /** Decides the upstream (and the routing cookie), or answers a problem. */
-  readonly onRequest: onRequestAsyncHookHandler
+  /** Decides the upstream (and the routing cookie), or answers a problem (a callback hook). */
+  readonly onRequest: onRequestHookHandler
   /** Buffers a small body so the request can be replayed on failover; `undefined` when `replayBodyLimit` is 0. */
   readonly preHandler: preHandlerHookHandler | undefined
   /** Counts the response in the metrics; `undefined` without metrics. */

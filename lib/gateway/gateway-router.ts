@@ -46,12 +46,15 @@ export class GatewayRouter {
     this.#table = new RouteTable(entries)
   }
 
-  /** `onRequest` of the catch-all route: finds the route, then decides the upstream. */
-  readonly onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+  /** `onRequest` of the catch-all route: finds the route, then decides the upstream (the route's callback hook). */
+  readonly onRequest = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
     const entry = this.#table.find(request.method, request.hostname, request.url)
-    if (entry === undefined) return reply.code(404).send(NO_ROUTE)
+    if (entry === undefined) {
+      reply.code(404).send(NO_ROUTE)
+      return
+    }
     ;(request as RoutedRequest)[kRoute] = entry
-    return entry.hooks.onRequest.call(reply.server, request, reply)
+    entry.hooks.onRequest.call(reply.server, request, reply, done)
   }
 
   /** `preHandler`: the matched route's (buffers a replayable body). */

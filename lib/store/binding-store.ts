@@ -113,6 +113,14 @@ export interface BindingStore {
   get (pool: string, keyId: string): Promise<Binding | null>
 
   /**
+   * Reads a binding at once, when the store can answer without I/O (an in-process store; a near cache's live entry).
+   * Optional. Does not extend its TTL. The request path tries it first, so that a returning client is routed without
+   * a promise; it then calls {@link BindingStore.get} only when this says `undefined`.
+   * @returns the binding, `null` when there is none (as `get` would answer), or `undefined` when only `get` can say
+   */
+  peek? (pool: string, keyId: string): Binding | null | undefined
+
+  /**
    * Binds `keyId` to `upstreamId` unless it is already bound. Atomic: of any number of concurrent calls
    * for one key, on any gateway, exactly one creates the binding and every call returns that winner.
    * @param ttlMs - time-to-live of a new binding; an existing binding's TTL is left unchanged

@@ -35,11 +35,14 @@ interface Entry {
 /** A {@link BindingStore} held in this process's memory. */
 export class MemoryBindingStore implements BindingStore {
   readonly #maxBindings: number
-  // Insertion order doubles as LRU order: a touch re-inserts the entry at the end.
-  readonly #entries = new Map<string, Entry>()
+  // Looked up by pool, then by key id: a key id is the same string object request after request (the key-id cache
+  // hands it out), so its hash is computed once, where a `pool + keyId` string would be built and hashed per request.
+  readonly #byPool = new Map<string, Map<string, Entry>>()
+  // Every entry, in least recently touched order (a touch re-inserts it at the end): eviction and the sweep walk it.
+  readonly #order = new Set<Entry>()
   readonly #counts = new Map<string, Map<string, number>>()
   // Bindings counted for less than their TTL (on probation), with when they stop counting unless touched or moved.
-  readonly #held = new Map<string, { readonly entry: Entry, readonly until: number }>()
+  readonly #held = new Map<Entry, number>()
   readonly #listeners = new Set<(change: Invalidation) => void>()
   readonly #upstreams = new Map<string, Map<string, UpstreamStatus>>()
   readonly #salt = randomBytes(24).toString('base64url')
@@ -73,27 +76,37 @@ export class MemoryBindingStore implements BindingStore {
   }
 
   async get (pool: string, keyId: string): Promise<Binding | null> {
-    const entry = this.#live(pool + '\0' + keyId, Date.now())
+    return this.peek(pool, keyId)
+  }
+
+  /** Every binding is in this process: always answers. */
+  peek (pool: string, keyId: string): Binding | null {
+    const entry = this.#live(pool, keyId, Date.now())
     return entry === undefined ? null : { upstreamId: entry.upstreamId, createdAt: entry.createdAt }
   }
 
   async bindIfAbsent (pool: string, keyId: string, upstreamId: string, ttlMs: number, countedMs = ttlMs): Promise<BindResult> {
-    const id = pool + '\0' + keyId
     const now = Date.now()
-    const existing = this.#live(id, now)
+    const existing = this.#live(pool, keyId, now)
     if (existing !== undefined) {
       return { upstreamId: existing.upstreamId, createdAt: existing.createdAt, created: false }
     }
-    if (this.#entries.size >= this.#maxBindings) this.#evictOldest()
+    if (this.#order.size >= this.#maxBindings) this.#evictOldest()
     const entry: Entry = { pool, keyId, upstreamId, createdAt: now, expiresAt: now + ttlMs, counted: true }
-    this.#entries.set(id, entry)
+    let entries = this.#byPool.get(pool)
+    if (entries === undefined) {
+      entries = new Map()
+      this.#byPool.set(pool, entries)
+    }
+    entries.set(keyId, entry)
+    this.#order.add(entry)
     this.#count(pool, upstreamId, 1)
-    if (countedMs < ttlMs) this.#held.set(id, { entry, until: now + Math.max(0, countedMs) })
+    if (countedMs < ttlMs) this.#held.set(entry, now + Math.max(0, countedMs))
     return { upstreamId, createdAt: now, created: true }
   }
 
   async rebind (pool: string, keyId: string, expected: string, next: string): Promise<RebindResult> {
-    const entry = this.#live(pool + '\0' + keyId, Date.now())
+    const entry = this.#live(pool, keyId, Date.now())
     if (entry === undefined) return { upstreamId: null, swapped: false }
     if (entry.upstreamId !== expected) return { upstreamId: entry.upstreamId, swapped: false }
     if (expected !== next) {
@@ -101,7 +114,7 @@ export class MemoryBindingStore implements BindingStore {
       if (entry.counted) this.#count(pool, expected, -1)
       this.#count(pool, next, 1)
       entry.counted = true
-      this.#held.delete(pool + '\0' + keyId)
+      this.#held.delete(entry)
       entry.upstreamId = next
       this.#notify(pool, keyId)
     }
@@ -111,25 +124,24 @@ export class MemoryBindingStore implements BindingStore {
   async touch (requests: readonly TouchRequest[]): Promise<void> {
     const now = Date.now()
     for (const request of requests) {
-      const id = request.pool + '\0' + request.keyId
-      const entry = this.#live(id, now)
+      const entry = this.#live(request.pool, request.keyId, now)
       if (entry === undefined || entry.upstreamId !== request.upstreamId) continue
       entry.expiresAt = now + request.ttlMs
       // Its client came back: off probation, counted again if its hold had ended.
-      this.#held.delete(id)
+      this.#held.delete(entry)
       if (!entry.counted) {
         entry.counted = true
         this.#count(entry.pool, entry.upstreamId, 1)
       }
-      this.#entries.delete(id)
-      this.#entries.set(id, entry)
+      this.#order.delete(entry)
+      this.#order.add(entry)
     }
   }
 
   async delete (pool: string, keyId: string): Promise<boolean> {
-    const entry = this.#live(pool + '\0' + keyId, Date.now())
+    const entry = this.#live(pool, keyId, Date.now())
     if (entry === undefined) return false
-    this.#remove(pool + '\0' + keyId, entry)
+    this.#remove(entry)
     this.#notify(pool, keyId)
     return true
   }
@@ -145,9 +157,9 @@ export class MemoryBindingStore implements BindingStore {
   async sessionsOf (pool: string, upstreamId: string, limit: number): Promise<string[]> {
     const now = Date.now()
     const found: string[] = []
-    for (const entry of this.#entries.values()) {
+    for (const entry of this.#byPool.get(pool)?.values() ?? []) {
       if (found.length >= limit) break
-      if (entry.pool === pool && entry.upstreamId === upstreamId && entry.expiresAt > now) found.push(entry.keyId)
+      if (entry.upstreamId === upstreamId && entry.expiresAt > now) found.push(entry.keyId)
     }
     return found
   }
@@ -190,42 +202,43 @@ export class MemoryBindingStore implements BindingStore {
 
   /** Number of bindings held, expired ones not yet swept included. */
   get size (): number {
-    return this.#entries.size
+    return this.#order.size
   }
 
-  #live (id: string, now: number): Entry | undefined {
-    const entry = this.#entries.get(id)
+  #live (pool: string, keyId: string, now: number): Entry | undefined {
+    const entry = this.#byPool.get(pool)?.get(keyId)
     if (entry === undefined) return undefined
     if (entry.expiresAt <= now) {
-      this.#remove(id, entry)
+      this.#remove(entry)
       return undefined
     }
     return entry
   }
 
-  #remove (id: string, entry: Entry): void {
-    this.#entries.delete(id)
-    this.#held.delete(id)
+  #remove (entry: Entry): void {
+    this.#byPool.get(entry.pool)?.delete(entry.keyId)
+    this.#order.delete(entry)
+    this.#held.delete(entry)
     if (entry.counted) this.#count(entry.pool, entry.upstreamId, -1)
   }
 
   // Bindings whose probation hold ended without a touch stop counting. Holds are few (new bindings of the last hold
   // time), and this runs with the counts, about once a second per pool.
   #releaseHolds (now: number): void {
-    for (const [id, hold] of this.#held) {
-      if (hold.until > now) continue
-      this.#held.delete(id)
-      if (hold.entry.counted) {
-        hold.entry.counted = false
-        this.#count(hold.entry.pool, hold.entry.upstreamId, -1)
+    for (const [entry, until] of this.#held) {
+      if (until > now) continue
+      this.#held.delete(entry)
+      if (entry.counted) {
+        entry.counted = false
+        this.#count(entry.pool, entry.upstreamId, -1)
       }
     }
   }
 
   #evictOldest (): void {
-    const first = this.#entries.entries().next()
+    const first = this.#order.values().next()
     if (first.done === true) return
-    this.#remove(first.value[0], first.value[1])
+    this.#remove(first.value)
   }
 
   #count (pool: string, upstreamId: string, delta: number): void {
@@ -245,7 +258,7 @@ export class MemoryBindingStore implements BindingStore {
   // swept over several ticks instead of in one long pause.
   #sweep (): void {
     const now = Date.now()
-    this.#sweepCursor ??= this.#entries.values()
+    this.#sweepCursor ??= this.#order.values()
     for (let i = 0; i < SWEEP_SLICE; i++) {
       const step = this.#sweepCursor.next()
       if (step.done === true) {
@@ -253,7 +266,7 @@ export class MemoryBindingStore implements BindingStore {
         return
       }
       const entry = step.value
-      if (entry.expiresAt <= now) this.#remove(entry.pool + '\0' + entry.keyId, entry)
+      if (entry.expiresAt <= now) this.#remove(entry)
     }
   }
 }

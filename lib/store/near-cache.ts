@@ -174,15 +174,8 @@ export class NearCacheStore implements BindingStore {
   async get (pool: string, keyId: string): Promise<Binding | null> {
     const id = pool + '\0' + keyId
     if (this.#live) {
-      const entry = this.#entries.get(id)
-      if (entry !== undefined) {
-        if (entry.expiresAt > Date.now()) {
-          this.stats.hits++
-          this.#observer?.hit(pool)
-          return { upstreamId: entry.upstreamId, createdAt: entry.createdAt }
-        }
-        this.#entries.delete(id)
-      }
+      const cached = this.#cached(pool, id)
+      if (cached !== undefined) return cached
       this.stats.misses++
     } else {
       this.stats.bypassed++
@@ -199,6 +192,24 @@ export class NearCacheStore implements BindingStore {
     } finally {
       this.#endRead(id, read)
     }
+  }
+
+  /** A live cached binding (a hit, counted as `get` counts it); `undefined` when only the store can say. */
+  peek (pool: string, keyId: string): Binding | undefined {
+    return this.#live ? this.#cached(pool, pool + '\0' + keyId) : undefined
+  }
+
+  // The cached binding while it is within its TTL (then counted as a hit); an expired one is dropped.
+  #cached (pool: string, id: string): Binding | undefined {
+    const entry = this.#entries.get(id)
+    if (entry === undefined) return undefined
+    if (entry.expiresAt <= Date.now()) {
+      this.#entries.delete(id)
+      return undefined
+    }
+    this.stats.hits++
+    this.#observer?.hit(pool)
+    return { upstreamId: entry.upstreamId, createdAt: entry.createdAt }
   }
 
   /** As the store's; a binding this call created is cached (its TTL is known: the one given). */

@@ -11,13 +11,19 @@ const MAX_PENDING = 1000
 // two generations: when the current one fills up it becomes the previous one, and the older one is dropped.
 const GENERATION_SIZE = 50_000
 
+// Keyed by pool, then by key id: a key id is the same string object request after request (the key-id cache hands
+// it out), so its hash is computed once, where a `pool + keyId` string would be built and hashed on every request.
+type ByPool<V> = Map<string, Map<string, V>>
+
 /** Batches and throttles {@link BindingStore.touch} calls. */
 export class TouchScheduler {
   readonly #store: BindingStore
   readonly #onError: (error: unknown) => void
-  #lastTouched = new Map<string, number>()
-  #previouslyTouched = new Map<string, number>()
-  #pending = new Map<string, TouchRequest>()
+  #lastTouched: ByPool<number> = new Map()
+  #lastTouchedSize = 0
+  #previouslyTouched: ByPool<number> = new Map()
+  #pending: ByPool<TouchRequest> = new Map()
+  #pendingSize = 0
   #timer: NodeJS.Timeout | undefined
 
   /**
@@ -35,13 +41,14 @@ export class TouchScheduler {
    * @param ttlMs - the TTL to set, already clamped to the binding's remaining lifetime
    */
   schedule (pool: string, keyId: string, upstreamId: string, idleTimeoutMs: number, ttlMs: number): void {
-    const id = pool + '\0' + keyId
     const now = Date.now()
-    const last = this.#lastTouched.get(id) ?? this.#previouslyTouched.get(id)
+    const last = this.#lastTouched.get(pool)?.get(keyId) ?? this.#previouslyTouched.get(pool)?.get(keyId)
     if (last !== undefined && now - last < idleTimeoutMs / 10) return
-    this.#remember(id, now)
-    this.#pending.set(id, { pool, keyId, upstreamId, ttlMs })
-    if (this.#pending.size >= MAX_PENDING) {
+    this.#remember(pool, keyId, now)
+    const pending = inPool(this.#pending, pool)
+    if (!pending.has(keyId)) this.#pendingSize++
+    pending.set(keyId, { pool, keyId, upstreamId, ttlMs })
+    if (this.#pendingSize >= MAX_PENDING) {
       void this.flush()
     } else if (this.#timer === undefined) {
       // A short idle timeout needs its touches sooner than the usual batching delay.
@@ -52,28 +59,42 @@ export class TouchScheduler {
 
   /** Records that a binding was just created or moved, so it is not touched again right away. */
   noteFresh (pool: string, keyId: string): void {
-    this.#remember(pool + '\0' + keyId, Date.now())
+    this.#remember(pool, keyId, Date.now())
   }
 
-  #remember (id: string, now: number): void {
-    if (this.#lastTouched.size >= GENERATION_SIZE) {
+  #remember (pool: string, keyId: string, now: number): void {
+    if (this.#lastTouchedSize >= GENERATION_SIZE) {
       this.#previouslyTouched = this.#lastTouched
       this.#lastTouched = new Map()
+      this.#lastTouchedSize = 0
     }
-    this.#lastTouched.set(id, now)
+    const touched = inPool(this.#lastTouched, pool)
+    if (!touched.has(keyId)) this.#lastTouchedSize++
+    touched.set(keyId, now)
   }
 
   /** Sends every pending touch now. Never rejects. */
   async flush (): Promise<void> {
     clearTimeout(this.#timer)
     this.#timer = undefined
-    if (this.#pending.size === 0) return
-    const batch = [...this.#pending.values()]
+    if (this.#pendingSize === 0) return
+    const batch: TouchRequest[] = []
+    for (const pending of this.#pending.values()) for (const request of pending.values()) batch.push(request)
     this.#pending = new Map()
+    this.#pendingSize = 0
     try {
       await this.#store.touch(batch)
     } catch (error) {
       this.#onError(error)
     }
   }
+}
+
+function inPool<V> (byPool: ByPool<V>, pool: string): Map<string, V> {
+  let map = byPool.get(pool)
+  if (map === undefined) {
+    map = new Map()
+    byPool.set(pool, map)
+  }
+  return map
 }

@@ -12,8 +12,9 @@ import fc from 'fast-check'
 import t, { type Test } from 'tap'
 import { extractKey, ipPrefixKey, MAX_KEY_LENGTH, resolveKeySources, type KeyInput, type ResolvedKeySource } from '../../lib/affinity/keys'
 import { parseSetCookie } from '../../lib/affinity/set-cookie'
+import { trimOws } from '../../lib/affinity/cookie-text'
 import { createRoutingCookieCodec, MAX_ROUTING_COOKIE_LENGTH, newBindingId } from '../../lib/affinity/routing-cookie'
-import { removeCookies } from '../../lib/core/routing-cookie-header'
+import { readRoutingCookie, removeCookies } from '../../lib/core/routing-cookie-header'
 import { aroundLimit, cookieHeader, headerChar, headerValue, mutationOf, setCookieAttribute } from './arbitraries'
 
 const RUNS = 10_000
@@ -102,6 +103,28 @@ t.test('Cookie header parsing: any header parses without throwing and yields str
   t.ok(withRouting > 1000, `${withRouting} of ${RUNS} headers carried a routing cookie`)
 })
 
+t.test('the routing cookie read from the raw header is the value the Cookie parser reads; of several copies, the first that verifies', async (t) => {
+  const parse = await cookieParser(t)
+  let found = 0
+  let copies = 0
+  fc.assert(fc.property(fc.oneof(cookieHeader('sticky'), fc.string({ unit: headerChar, maxLength: 300 })), (header) => {
+    const parsed = parse(header).sticky
+    const seen: string[] = []
+    // No copy verifies: the first copy, as the parser reads it.
+    const value = readRoutingCookie(header, 'sticky', (values) => { seen.push(...values); return undefined })
+    if (value !== undefined) found++
+    if (value !== parsed) return false
+    if (seen.length < 2) return true
+    copies++
+    // The last copy verifies: that one is read.
+    return readRoutingCookie(header, 'sticky', (values) => values[values.length - 1]) === seen[seen.length - 1]
+  }), { numRuns: RUNS })
+  t.ok(found > 1000, `${found} of ${RUNS} headers carried a routing cookie`)
+  t.ok(copies > 100, `${copies} of ${RUNS} headers carried several`)
+  t.equal(readRoutingCookie(' sticky = a%20b ;x=1', 'sticky', () => undefined), 'a b')
+  t.equal(readRoutingCookie('xsticky=1; sticky-other=2', 'sticky', () => undefined), undefined)
+})
+
 t.test('routing cookie stripping (cookie.forward: false): nothing the parser would read as the routing cookie is left', async (t) => {
   const names = ['sticky', 'sticky-models']
   const parse = await cookieParser(t)
@@ -119,6 +142,29 @@ t.test('routing cookie stripping (cookie.forward: false): nothing the parser wou
     }
     return names.every((name) => cookies[name] === undefined)
   }), { numRuns: RUNS })
+})
+
+t.test('routing cookie stripping walks the header in place and gives what splitting, filtering and joining gave', async (t) => {
+  const names = ['sticky', 'sticky-models']
+  // The implementation before #17's hot-path work, kept as the reference.
+  const reference = (header: string): string | undefined => {
+    if (!names.some((name) => header.includes(name))) return header
+    const kept = header.split(';').filter((pair) => {
+      const eq = pair.indexOf('=')
+      return !names.includes(trimOws(eq < 0 ? pair : pair.slice(0, eq)))
+    })
+    return kept.length === 0 ? undefined : trimOws(kept.join(';'))
+  }
+  let stripped = 0
+  fc.assert(fc.property(fc.oneof(cookieHeader('sticky'), cookieHeader('sticky-models'), fc.string({ unit: headerChar, maxLength: 300 })), (header) => {
+    const kept = removeCookies(header, names)
+    if (kept !== header) stripped++
+    return kept === reference(header)
+  }), { numRuns: RUNS })
+  t.equal(removeCookies('sticky=1', names), undefined)
+  t.equal(removeCookies(' a=1 ; sticky =2;b ;', names), 'a=1 ;b ;')
+  t.equal(removeCookies('stickyx=1; sticky', names), 'stickyx=1')
+  t.ok(stripped > 1000, `${stripped} of ${RUNS} headers lost a cookie`)
 })
 
 t.test('key extraction: any header, query, cookie or function result; > 1024 characters is junk, never a key', async (t) => {

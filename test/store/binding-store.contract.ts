@@ -62,6 +62,32 @@ export function bindingStoreContract (
     t.same([again.upstreamId, again.created], ['b', true], 'an expired key can be bound anew')
   })
 
+  t.test('peek, where a store has it, answers as get does, or leaves it to get', async (t) => {
+    const store = await makeStore(t)
+    if (store.peek === undefined) return
+    const key = keyId()
+    const agrees = async (what: string): Promise<void> => {
+      const peeked = store.peek?.('p', key)
+      const got = await store.get('p', key)
+      if (peeked !== undefined) t.same(peeked, got, what)
+    }
+    await agrees('nothing bound yet')
+    const first = await store.bindIfAbsent('p', key, 'a', 60_000)
+    await agrees('bound')
+    t.same(store.peek('p', key) ?? await store.get('p', key), { upstreamId: 'a', createdAt: first.createdAt })
+    t.equal(store.peek('other-pool', key) ?? null, null, 'pools are separate')
+    await store.rebind('p', key, 'a', 'b')
+    await agrees('moved')
+    t.equal((store.peek('p', key) ?? await store.get('p', key))?.upstreamId, 'b', 'a move is seen at once')
+    await store.delete('p', key)
+    await agrees('deleted')
+    t.equal(store.peek('p', key) ?? null, null, 'a deleted binding is not peeked')
+    const short = keyId()
+    await store.bindIfAbsent('p', short, 'a', 200)
+    await store.get('p', short)
+    t.ok(await eventually(async () => (store.peek?.('p', short) ?? null) === null && (await store.get('p', short)) === null), 'expires after its TTL')
+  })
+
   t.test('40 concurrent bindIfAbsent: one winner', async (t) => {
     const store = await makeStore(t)
     const peer = makePeer === undefined ? store : await makePeer(t, store)

@@ -44,6 +44,31 @@ t.test('near cache over a real Redis', async (t) => {
     t.equal((await readCommandStats(admin)).total, 0, 'so its first read is a hit too')
   })
 
+  t.test('peek answers a live cached binding at once (a hit), and leaves everything else to get', async (t) => {
+    const prefix = uniquePrefix()
+    const store = await open(t, prefix)
+    const peer = await open(t, prefix)
+    await peer.bindIfAbsent('p', KEY, 'a', 60_000)
+    t.equal(store.peek('p', KEY), undefined, 'not cached yet: only get can say')
+    const bound = await store.get('p', KEY)
+    await resetCommandStats(admin)
+    const hits = store.stats.hits
+    t.same(store.peek('p', KEY), bound, 'cached by the get')
+    t.equal(store.stats.hits, hits + 1, 'counted as a hit')
+    t.equal((await readCommandStats(admin)).total, 0, 'no Redis command')
+    await peer.rebind('p', KEY, 'a', 'b')
+    t.ok(await eventually(() => store.peek('p', KEY) === undefined), 'the invalidation drops it')
+    t.equal((await store.get('p', KEY))?.upstreamId, 'b')
+    t.equal(store.peek('p', KEY)?.upstreamId, 'b')
+    const short = new NearCacheStore(new RedisBindingStore({ redis: redis.url, prefix }), { ttlMs: 30 })
+    await openStore(t, short)
+    await eventually(() => short.live)
+    await short.get('p', KEY)
+    t.equal(short.peek('p', KEY)?.upstreamId, 'b')
+    await new Promise((resolve) => setTimeout(resolve, 40))
+    t.equal(short.peek('p', KEY), undefined, 'past the safety TTL: asked again through get')
+  })
+
   t.test('a move on one gateway reaches the other\'s cache within 50 ms', async (t) => {
     const prefix = uniquePrefix()
     const a = await open(t, prefix)
