@@ -1,16 +1,18 @@
 /**
  * The load generator, always in its own process: wrk when installed (`-t1 -c50`, keep-alive, as
- * shared/PERF-ANCHORS.md), autocannon (npm) otherwise or when asked for.
+ * shared/PERF-ANCHORS.md), autocannon (npm) otherwise or when asked for; and, for the latency phase at a fixed
+ * rate, bench/paced-load.ts whichever of the two runs the closed-loop rounds (see there for why).
  */
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ROOT, runToEnd } from './processes'
+import type { PacedReport } from './paced-load'
+import { ROOT, TS_NODE_ARGS, runToEnd } from './processes'
 
 /** Which load generator runs. */
 export type LoadGeneratorName = 'wrk' | 'autocannon'
 
-/** One closed-loop load window. */
+/** One load window: closed-loop (wrk, autocannon) or at a fixed rate ({@link runPacedLoad}). */
 export interface LoadResult {
   readonly requests: number
   readonly durationS: number
@@ -99,5 +101,67 @@ async function runAutocannon (options: LoadOptions): Promise<LoadResult> {
     p99Ms: r.latency.p99,
     badStatus: r.non2xx,
     socketErrors: r.errors + r.timeouts
+  }
+}
+
+/** Options of {@link runPacedLoad}. */
+export interface PacedLoadOptions extends LoadOptions {
+  /** Requests per second over all connections. */
+  readonly rate: number
+  /** Seconds paced at the same rate before the measured `seconds`, not recorded. */
+  readonly settleSeconds: number
+}
+
+/** One fixed-rate window: what any load window reports, and what only the pacer knows. */
+export interface PacedLoadResult extends LoadResult {
+  /** The rate asked for, requests per second. */
+  readonly rate: number
+  /** Requests released in the measured part (`rate × seconds`); `requests` are the ones answered. */
+  readonly scheduled: number
+  /** Requests sent by the same process before the measured part (one per connection, then the settling part). */
+  readonly warmupRequests: number
+  /** How late the pacer released requests, 99th percentile, ms (not in the latency figures). */
+  readonly pacerLagP99Ms: number
+}
+
+/**
+ * Runs one window at a fixed rate with bench/paced-load.ts (open loop: arrivals do not wait for answers).
+ * `rps` is the rate achieved: answers ÷ the time from the first release to the last answer.
+ * @throws when the generator fails or prints nothing readable
+ */
+export async function runPacedLoad (options: PacedLoadOptions): Promise<PacedLoadResult> {
+  const out = await runToEnd({
+    name: 'paced-load',
+    command: process.execPath,
+    args: [...TS_NODE_ARGS, join(ROOT, 'bench', 'paced-load.ts')],
+    core: options.core,
+    env: {
+      PACED_URL: options.url,
+      PACED_RATE: String(options.rate),
+      PACED_SECONDS: String(options.seconds),
+      PACED_SETTLE_SECONDS: String(options.settleSeconds),
+      PACED_CONNECTIONS: String(options.connections),
+      PACED_HEADERS: JSON.stringify(options.headers)
+    },
+    // Start-up, priming and a drain of up to 5 s besides the paced seconds.
+    timeoutMs: (options.settleSeconds + options.seconds + 20) * 1000
+  })
+  const line = out.stdout.split('\n').find((each) => each.startsWith('PACED_JSON '))
+  if (out.code !== 0 || line === undefined) {
+    throw new Error(`bench: paced load failed (exit ${out.code}): ${out.stderr.trim() || out.stdout.trim()}`)
+  }
+  const r = JSON.parse(line.slice('PACED_JSON '.length)) as PacedReport
+  return {
+    requests: r.requests,
+    durationS: r.durationS,
+    rps: r.requests / r.durationS,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    badStatus: r.badStatus,
+    socketErrors: r.socketErrors,
+    rate: options.rate,
+    scheduled: r.scheduled,
+    warmupRequests: r.warmupRequests,
+    pacerLagP99Ms: r.lagP99Ms
   }
 }

@@ -6,10 +6,15 @@
  * target is met or missed only when its interval lies wholly on one side (docs/benchmark.md). Starts its own
  * upstreams, Redis servers and gateways, all on 127.0.0.1; stops exactly the processes it started.
  *
- *   npm run bench                   default: 5 rounds, about 6 minutes on 2 cores
- *   npm run bench -- --quick        3 short rounds, under 2 minutes (smoke test, indicative figures)
+ * After the closed-loop rounds (which saturate the gateway, so their p99 is mostly queueing), a latency phase
+ * runs plain and the sticky hit-path gateways at a fixed rate, half of plain's median req/s, with an open-loop
+ * pacer (bench/paced-load.ts), in rounds interleaved and paired the same way: issue #17's "added p99 below
+ * saturation" target is judged there.
+ *
+ *   npm run bench                   default: 5 rounds, about 7½ minutes on 2 cores
+ *   npm run bench -- --quick        3 short rounds, under 2½ minutes (smoke test, indicative figures)
  *   npm run bench -- --self-check   plain vs a second plain gateway: every ratio should be ≈ 1.0
- *   options: --rounds N --measure S --warmup S --later-warmup S --connections N --scale N|0
+ *   options: --rounds N --measure S --warmup S --later-warmup S --rate-measure S --connections N --scale N|0
  *            --loadgen wrk|autocannon --no-readme
  *            --tsx           run the gateways from TypeScript through tsx (default: compiled JavaScript)
  *            --wait-quiet S  first wait up to S s for other processes on the host to go quiet (not counted
@@ -25,7 +30,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem, release } from 'node:os'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
-import { loadGeneratorVersion, runLoad, wrkAvailable, type LoadGeneratorName, type LoadResult } from './load'
+import { loadGeneratorVersion, runLoad, runPacedLoad, wrkAvailable, type LoadGeneratorName, type LoadResult, type PacedLoadResult } from './load'
 import { bindThroughGateway, checkHitPath, checkNewPath, checkPlain, SanityError, servedByUpstreams } from './probe'
 import {
   HAS_TASKSET, ROOT, TS_NODE_ARGS, freePort, loadAverage1, ownCpuSeconds, prepareGatewayRunner, processCpuSeconds,
@@ -35,7 +40,7 @@ import {
 import { commandCounts, resetCommandStats, startRedis, type BenchRedis } from './redis'
 import {
   CPU_TARGET_HIT, CPU_TARGET_NEW, fmt, isScriptCommand, judgeAtMost, judgeIntervalAtLeast, judgeIntervalAtMost, spread, summarise,
-  totalCpuUsPerReq, writeReport, type BenchReport, type ConfigSpec, type Interval, type TargetVerdict, type WindowRecord
+  totalCpuUsPerReq, writeReport, type BenchReport, type ConfigSpec, type ConfigSummary, type Interval, type TargetVerdict, type WindowRecord
 } from './report'
 import { PEERS, peerBinary, peerVersion, startPeer } from './peers'
 import type { SeedReport } from './seed'
@@ -50,6 +55,10 @@ const COOKIE_NAME = BENCH_COOKIE_NAME
 const PREFIX = BENCH_REDIS_PREFIX
 /** Bindings made through each hit-path gateway before measuring, so the "small" store is not empty. */
 const SMALL_BINDINGS = 1000
+/** The latency phase's rate, as a share of plain's median hit-path req/s in the closed-loop rounds (issue #17). */
+const RATE_FRACTION = 0.5
+/** A fixed-rate window that served less than this share of the rate asked for was saturated (flagged). */
+const RATE_HELD = 0.95
 
 /**
  * The sticky gateway modes. A mode that the gateway command cannot run yet is listed as not present; adding
@@ -92,6 +101,10 @@ interface Settings {
   memoryAt: number
   /** Pause letting in-flight requests finish before Redis counters are reset and read, ms. */
   drainMs: number
+  /** Measured seconds of each fixed-rate latency window. */
+  rateMeasureS: number
+  /** Seconds each fixed-rate window paces before it records (the load generator's own warm-up; no gap after). */
+  rateSettleS: number
   /** The whole run should end by then (s); quiet-waits and re-measures only spend the slack left. */
   deadlineS: number
   /** Before starting, wait up to this long for the host to be quiet (other processes < 15% of a core for 3 s). */
@@ -116,8 +129,11 @@ function parseArgs (argv: readonly string[]): Settings {
     seedBudgetMs: quick ? 10_000 : 45_000,
     memoryAt: quick ? 20_000 : 100_000,
     drainMs: quick ? 80 : 150,
-    // Two peer rows (the @fastify/http-proxy ones) per round since issue #17: 11 windows a round instead of 9.
-    deadlineS: quick ? 75 : 360,
+    rateMeasureS: quick ? 2 : 3,
+    rateSettleS: quick ? 0.5 : 1,
+    // Two peer rows (the @fastify/http-proxy ones) per round since issue #17: 11 windows a round instead of 9;
+    // then the fixed-rate phase: 4 windows a round of about rateMeasureS + 1.5 s.
+    deadlineS: quick ? 115 : 460,
     waitQuietS: 0
   }
   const value = (name: string): string | undefined => {
@@ -135,6 +151,7 @@ function parseArgs (argv: readonly string[]): Settings {
   s.measureS = int('--measure', 1) ?? s.measureS
   s.warmupS = int('--warmup', 0) ?? s.warmupS
   s.laterWarmupS = int('--later-warmup', 0) ?? s.laterWarmupS
+  s.rateMeasureS = int('--rate-measure', 1) ?? s.rateMeasureS
   s.connections = int('--connections', 1) ?? s.connections
   s.scale = int('--scale', 0) ?? s.scale
   s.waitQuietS = int('--wait-quiet', 0) ?? s.waitQuietS
@@ -445,30 +462,35 @@ async function main (): Promise<void> {
     return
   }
 
-  // Rounds.
+  // Rounds: the closed-loop ones, then the latency phase at a fixed rate on the hit path (plain, each sticky mode).
+  const rateSpecs = hitSpecs.filter((spec) => spec.config === 'plain/hit' || spec.config === 'plain-b/hit' ||
+    presentModes.some((mode) => spec.config === `${mode.name}/hit`))
   const estimate = settings.rounds * (hitSpecs.length + newSpecs.length) * (settings.measureS + settings.laterWarmupS + 0.4) +
-    (hitSpecs.length + newSpecs.length) * (settings.warmupS - settings.laterWarmupS)
+    (hitSpecs.length + newSpecs.length) * (settings.warmupS - settings.laterWarmupS) +
+    settings.rounds * rateSpecs.length * (settings.rateSettleS + settings.rateMeasureS + 1.2)
   log(`bench: measuring, about ${Math.round(estimate)} s (${Math.round((Date.now() - started) / 1000)} s so far)`)
   const windows: WindowRecord[] = []
+  const rateWindows: WindowRecord[] = []
   const hostSpeeds: Array<{ round: number, core0Ms: number, core1Ms: number }> = []
   const warmed = new Set<string>()
-  let remeasures = 0
 
-  const windowCount = settings.rounds * (hitSpecs.length + newSpecs.length)
-  // Seconds a window takes besides waiting for quiet, learnt as the run goes (wrk start-up, drains, INFO).
-  let windowCostS = settings.measureS + settings.laterWarmupS + 1
-  let measuredWindows = 0
-  let measuringS = 0
-  const slackS = (windowsLeft: number): number =>
-    settings.deadlineS - (Date.now() - started) / 1000 - windowsLeft * windowCostS - (settings.quick ? 0 : settings.rounds - hostSpeeds.length) * 0.7
+  // Per phase: windows planned and measured, and the seconds a window takes besides waiting for quiet, learnt as
+  // the run goes (load generator start-up, drains, INFO), so that waits in the first phase leave the second its time.
+  const budgets = {
+    saturation: { planned: settings.rounds * (hitSpecs.length + newSpecs.length), done: 0, costS: settings.measureS + settings.laterWarmupS + 1, measured: 0, spentS: 0, remeasures: 0 },
+    rate: { planned: settings.rounds * rateSpecs.length, done: 0, costS: settings.rateSettleS + settings.rateMeasureS + 1.5, measured: 0, spentS: 0, remeasures: 0 }
+  }
+  const slackS = (): number => settings.deadlineS - (Date.now() - started) / 1000 -
+    Object.values(budgets).reduce((sum, b) => sum + Math.max(0, b.planned - b.done) * b.costS, 0) -
+    (settings.quick ? 0 : settings.rounds - hostSpeeds.length) * 0.7
   let quietWaitedS = 0
   // Waits (within the slack) until nothing outside the benchmark uses more than 15% of a core.
-  const waitForQuiet = async (windowsLeft: number): Promise<number> => {
+  const waitForQuiet = async (): Promise<number> => {
     const t0 = Date.now()
     for (;;) {
       const other = await otherCpuNow(300)
       if (other <= 15) break
-      if (slackS(windowsLeft) < 3 || Date.now() - t0 > 10_000) {
+      if (slackS() < 3 || Date.now() - t0 > 10_000) {
         log(`  host busy (${other.toFixed(0)}% of a core used by processes not ours); measuring anyway`)
         break
       }
@@ -479,14 +501,17 @@ async function main (): Promise<void> {
     return waited
   }
 
-  const measure = async (spec: ConfigSpec, round: number, order: number): Promise<WindowRecord> => {
+  /** One window of `spec`: closed loop when `rate` is null, else paced at `rate` requests per second. */
+  const measure = async (spec: ConfigSpec, round: number, order: number, rate: number | null): Promise<WindowRecord> => {
     const gateway = gatewayOf.get(spec.config) as Gateway
-    await waitForQuiet(windowCount - windows.length)
+    const budget = rate === null ? budgets.saturation : budgets.rate
+    await waitForQuiet()
     const windowStarted = Date.now()
     const headers: Record<string, string> = spec.path === 'hit' ? { cookie: gateway.hitCookie as string } : {}
     const load = (seconds: number): Promise<LoadResult> =>
       runLoad(settings.loadgen, { url: gateway.url + '/bench', seconds, connections: settings.connections, headers, core: LOAD_CORE })
-    const warm = warmed.has(spec.config) ? settings.laterWarmupS : settings.warmupS
+    // The fixed-rate phase runs gateways the closed-loop rounds have warmed; its pacer settles in its own run.
+    const warm = rate !== null ? 0 : warmed.has(spec.config) ? settings.laterWarmupS : settings.warmupS
     warmed.add(spec.config)
     if (warm > 0) await load(warm)
     // Redis figures are per request the upstreams served between the reset and the read, after in-flight
@@ -508,9 +533,24 @@ async function main (): Promise<void> {
     })
     const before = snapshot()
     const startedAt = new Date().toISOString()
-    const result = await load(settings.measureS)
+    // At a fixed rate the measured gateway leaves its core half idle, and the other gateways on it, idle but with
+    // timers of their own, used up to ~30 ms of it in a window; requests queued behind such a turn make the p99
+    // at this rate, not the measured gateway. They are paused (by PID) for the window, and resumed whatever happens.
+    const paused = rate === null ? [] : [...new Set(gatewayOf.values())].filter((g) => g !== gateway && g.proc.core === GATEWAY_CORE).map((g) => g.proc)
+    for (const proc of paused) process.kill(proc.pid, 'SIGSTOP')
+    let paced: PacedLoadResult | null = null
+    try {
+      if (rate !== null) {
+        paced = await runPacedLoad({ url: gateway.url + '/bench', rate, seconds: settings.rateMeasureS, settleSeconds: settings.rateSettleS, connections: settings.connections, headers, core: LOAD_CORE })
+      }
+    } finally {
+      for (const proc of paused) process.kill(proc.pid, 'SIGCONT')
+    }
+    const result: LoadResult = paced ?? await load(settings.measureS)
     const after = snapshot()
     const wall = Number(after.at - before.at) / 1e9
+    // The CPU snapshots span the whole paced run: its priming and settling requests were served in them too.
+    const servedInWindow = Math.max(1, result.requests + (paced?.warmupRequests ?? 0))
     let counts: Awaited<ReturnType<typeof commandCounts>> | null = null
     let proxied: number | null = null
     if (gateway.redis !== null) {
@@ -525,13 +565,15 @@ async function main (): Promise<void> {
     })
     const busyAll = after.cores.reduce((sum, c, i) => sum + c.busy - before.cores[i].busy, 0)
     const otherCpuPct = Math.max(0, 100 * (busyAll - (after.ours - before.ours)) / wall)
-    measuredWindows++
-    measuringS += (Date.now() - windowStarted) / 1000
-    windowCostS = Math.max(windowCostS, measuringS / measuredWindows)
+    budget.measured++
+    budget.spentS += (Date.now() - windowStarted) / 1000
+    budget.costS = Math.max(budget.costS, budget.spentS / budget.measured)
     const flags: string[] = []
     if (result.badStatus + result.socketErrors > 0) flags.push(`errors: ${result.badStatus} bad status, ${result.socketErrors} socket`)
     if (cores.some((c) => c.stealPct > 5)) flags.push('steal > 5%')
     if (otherCpuPct > 20) flags.push(`other CPU ${otherCpuPct.toFixed(0)}%`)
+    // Behind the rate, requests queued in the pacer: the window measured saturation, not the latency asked for.
+    if (paced !== null && paced.rps < RATE_HELD * paced.rate) flags.push(`short of the rate: ${Math.round(100 * paced.rps / paced.rate)}% of it served (saturated)`)
     const calls = counts === null ? 0 : Object.values(counts).reduce((sum, c) => sum + c.calls, 0)
     const scripts = counts === null ? 0 : Object.entries(counts).filter(([name]) => isScriptCommand(name)).reduce((sum, [, c]) => sum + c.calls, 0)
     return {
@@ -549,9 +591,10 @@ async function main (): Promise<void> {
       p99Ms: result.p99Ms,
       badStatus: result.badStatus,
       socketErrors: result.socketErrors,
+      ...(paced === null ? {} : { paced: { rate: paced.rate, scheduled: paced.scheduled, warmupRequests: paced.warmupRequests, pacerLagP99Ms: paced.pacerLagP99Ms } }),
       gatewayCpuPct: 100 * (after.gateway - before.gateway) / wall,
-      gatewayCpuUsPerReq: 1e6 * (after.gateway - before.gateway) / Math.max(1, result.requests),
-      redisCpuUsPerReq: gateway.redis === null ? null : 1e6 * (after.redis - before.redis) / Math.max(1, result.requests),
+      gatewayCpuUsPerReq: 1e6 * (after.gateway - before.gateway) / servedInWindow,
+      redisCpuUsPerReq: gateway.redis === null ? null : 1e6 * (after.redis - before.redis) / servedInWindow,
       proxiedRequests: proxied,
       redisCommandsPerReq: counts === null ? null : calls / Math.max(1, proxied ?? 0),
       redisScriptsPerReq: counts === null ? null : scripts / Math.max(1, proxied ?? 0),
@@ -564,6 +607,39 @@ async function main (): Promise<void> {
     }
   }
 
+  /**
+   * Measures `specs` in this order as one round into `into`, with one immediate re-measure of a window disturbed by
+   * something else on the host (never for errors, nor for a window only short of its rate: that is the gateway's own).
+   */
+  const measureRound = async (specs: readonly ConfigSpec[], round: number, rate: number | null, into: WindowRecord[]): Promise<void> => {
+    const budget = rate === null ? budgets.saturation : budgets.rate
+    const label = rate === null ? `  round ${round}` : `  fixed-rate round ${round}`
+    let order = 0
+    for (const spec of specs) {
+      let w = await measure(spec, round, order++, rate)
+      if (w.flags.some((f) => f.startsWith('steal') || f.startsWith('other CPU')) && !w.flags.some((f) => f.startsWith('errors')) &&
+        budget.remeasures < settings.rounds && slackS() > budget.costS + 1) {
+        budget.remeasures++
+        log(`${label} ${spec.config}: ${w.flags.join(', ')} — re-measuring`)
+        into.push(w)
+        w = await measure(spec, round, order++, rate)
+      }
+      into.push(w)
+      budget.done++
+      const redis = w.redisCommandsPerReq === null ? '' : ` redis ${w.redisCommandsPerReq.toFixed(3)} cmd/req`
+      const served = rate === null ? `${w.rps.toFixed(0).padStart(6)} req/s` : `${w.rps.toFixed(0).padStart(6)} of ${rate} req/s`
+      const pacer = w.paced === undefined ? '' : `  pacer lag p99 ${w.paced.pacerLagP99Ms.toFixed(1)} ms`
+      log(`${label} ${spec.config.padEnd(26)} ${served}  p50 ${w.p50Ms.toFixed(2)} ms  p99 ${w.p99Ms.toFixed(2)} ms  gw cpu ${w.gatewayCpuPct.toFixed(0)}% ${totalCpuUsPerReq(w).toFixed(1)} µs/req${redis}${pacer}${w.flags.length > 0 ? '  FLAGGED: ' + w.flags.join(', ') : ''}`)
+    }
+    // Windows re-measured are kept in the raw data but only the last one of a config per round counts.
+    const seen = new Set<string>()
+    for (let i = into.length - 1; i >= 0 && into[i].round === round; i--) {
+      const w = into[i]
+      if (seen.has(w.config) && w.flags.length === 0) (w.flags as string[]).push('superseded by re-measure')
+      seen.add(w.config)
+    }
+  }
+
   const rotate = <T>(list: readonly T[], by: number): T[] => list.map((_, i) => list[(i + by) % list.length])
   for (let round = 1; round <= settings.rounds; round++) {
     if (round === 1 || !settings.quick) {
@@ -572,28 +648,7 @@ async function main (): Promise<void> {
     }
     const blocks = [rotate(hitSpecs, round - 1), rotate(newSpecs, round - 1)]
     if (round % 2 === 0) blocks.reverse()
-    let order = 0
-    for (const spec of blocks.flat()) {
-      let w = await measure(spec, round, order++)
-      // One immediate re-measure of a window disturbed by something else on the host (never for errors).
-      if (w.flags.length > 0 && !w.flags.some((f) => f.startsWith('errors')) && remeasures < settings.rounds &&
-        slackS(windowCount - windows.length) > settings.measureS + settings.laterWarmupS + 2) {
-        remeasures++
-        log(`  round ${round} ${spec.config}: ${w.flags.join(', ')} — re-measuring`)
-        windows.push(w)
-        w = await measure(spec, round, order++)
-      }
-      windows.push(w)
-      const redis = w.redisCommandsPerReq === null ? '' : ` redis ${w.redisCommandsPerReq.toFixed(3)} cmd/req`
-      log(`  round ${round} ${spec.config.padEnd(26)} ${w.rps.toFixed(0).padStart(6)} req/s  p50 ${w.p50Ms.toFixed(2)} ms  p99 ${w.p99Ms.toFixed(2)} ms  gw cpu ${w.gatewayCpuPct.toFixed(0)}% ${totalCpuUsPerReq(w).toFixed(1)} µs/req${redis}${w.flags.length > 0 ? '  FLAGGED: ' + w.flags.join(', ') : ''}`)
-    }
-    // Windows re-measured are kept in the raw data but only the last one of a config per round counts.
-    const seen = new Set<string>()
-    for (let i = windows.length - 1; i >= 0 && windows[i].round === round; i--) {
-      const w = windows[i]
-      if (seen.has(w.config) && w.flags.length === 0) (w.flags as string[]).push('superseded by re-measure')
-      seen.add(w.config)
-    }
+    await measureRound(blocks.flat(), round, null, windows)
     const hitRatio = (config: string): string => {
       const s = windows.find((w) => w.round === round && w.config === config && w.flags.length === 0)
       const p = windows.find((w) => w.round === round && w.config === (config.endsWith('/new') ? 'plain/new' : 'plain/hit') && w.flags.length === 0)
@@ -601,23 +656,50 @@ async function main (): Promise<void> {
     }
     log(`  round ${round} ratios: ` + [...hitSpecs, ...newSpecs].filter((s) => s.baseline !== null).map((s) => `${s.config} ${hitRatio(s.config)}`).join(', '))
   }
-
-  // Figures.
   const specs = [...hitSpecs, ...newSpecs]
   const summaries = summarise(specs, windows)
   const by = (config: string): ReturnType<typeof summarise>[number] | undefined => summaries.find((s) => s.config === config)
+
+  // The latency phase: every config at one fixed rate, half of what plain served closed-loop, which is below the
+  // sticky hit paths' saturation too (they serve about 0.7× plain closed-loop); same rounds, rotation and pairing.
+  const plainRps = by('plain/hit')?.rps?.median ?? null
+  const rate = plainRps === null ? null : Math.round(RATE_FRACTION * plainRps)
+  if (rate !== null && rateSpecs.length > 1) {
+    log(`bench: latency at a fixed rate: ${rate} req/s to each of ${rateSpecs.map((s) => s.config).join(', ')} (${Math.round(100 * RATE_FRACTION)} % of plain's median ` +
+      `${Math.round(plainRps as number)} req/s), open loop, ${settings.connections} connections, ${settings.rounds} rounds × ${settings.rateMeasureS} s`)
+    for (let round = 1; round <= settings.rounds; round++) {
+      await measureRound(rotate(rateSpecs, round - 1), round, rate, rateWindows)
+      const plainW = rateWindows.find((w) => w.round === round && w.config === 'plain/hit' && w.flags.length === 0)
+      const added = (config: string): string => {
+        const w = rateWindows.find((each) => each.round === round && each.config === config && each.flags.length === 0)
+        return w === undefined || plainW === undefined ? '–' : `${w.p99Ms - plainW.p99Ms >= 0 ? '+' : ''}${(w.p99Ms - plainW.p99Ms).toFixed(2)} ms`
+      }
+      log(`  fixed-rate round ${round} p99 added: ` + rateSpecs.filter((s) => s.baseline !== null).map((s) => `${s.config} ${added(s.config)}`).join(', '))
+    }
+  } else {
+    notes.push(`Fixed-rate latency phase not run: ${rate === null ? 'no clean plain hit-path window to take the rate from' : 'no sticky hit-path gateway to compare'}.`)
+  }
+  const rateSummaries = rate === null || rateWindows.length === 0 ? [] : summarise(rateSpecs, rateWindows)
+  const rateBy = (config: string): ReturnType<typeof summarise>[number] | undefined => rateSummaries.find((s) => s.config === config)
+
+  // Figures.
   const redisHit = by('redis/hit')
   const redisNew = by('redis/new')
   const nearHit = by('redis+near-cache/hit')
   const redisLarge = by('redis/hit@large')
   const bytesPerBinding = (memory?.bytesPerBinding as number | null | undefined) ?? null
   const nearPresent = presentModes.some((m) => m.name === 'redis+near-cache')
+  // With REDIS_URL the command runs the near cache unless told otherwise: the p99 target's row.
+  const p99Mode = nearPresent ? 'redis+near-cache' : 'redis'
+  const p99Config = `${p99Mode}/hit`
   const targets: TargetVerdict[] = []
   if (!settings.selfCheck) {
-    const disturbed = (configs: string[]): boolean => configs.some((c) => by(c)?.disturbed === true)
-    // Figures that had to include disturbed windows decide nothing: the gateway did not get its core.
-    const t = (name: string, target: string, value: string, judged: { verdict: TargetVerdict['verdict'], note: string }, configs: string[] = []): void => {
-      if (disturbed(configs) && judged.verdict !== 'not measured') {
+    // Figures that had to include disturbed windows decide nothing: the gateway did not get its core (or, at a fixed
+    // rate, could not keep up with it).
+    const t = (name: string, target: string, value: string, judged: { verdict: TargetVerdict['verdict'], note: string }, configs: string[] = [],
+      pool: readonly ConfigSummary[] = summaries): void => {
+      const disturbed = configs.some((c) => pool.find((s) => s.config === c)?.disturbed === true)
+      if (disturbed && judged.verdict !== 'not measured') {
         targets.push({ name, target, value, verdict: 'inconclusive', note: `${judged.note} (would be ${judged.verdict}), but too few undisturbed rounds (⚠)` })
       } else {
         targets.push({ name, target, value, verdict: judged.verdict, note: judged.note })
@@ -630,7 +712,14 @@ async function main (): Promise<void> {
     t('new-session path CPU µs/request, gateway + Redis (Redis store)', `≤ ${CPU_TARGET_NEW.toFixed(3)}× plain (⇔ ≥ 0.75× req/s)`, est(redisNew?.cpuRatioCi, 2, '×') + ` (${fmt(redisNew?.cpuUsPerReq?.median, 1)} µs)`,
       judgeIntervalAtMost(redisNew?.cpuRatioCi ?? null, Number(CPU_TARGET_NEW.toFixed(3))), ['redis/new'])
     t('hit path req/s (Redis store)', '≥ 0.97× plain', est(redisHit?.ratioCi, 2, '×'), judgeIntervalAtLeast(redisHit?.ratioCi ?? null, 0.97), ['redis/hit'])
-    t('hit path added p99 (Redis store)', '≤ 1 ms', est(redisHit?.p99AddedCi, 2, ' ms'), judgeIntervalAtMost(redisHit?.p99AddedCi ?? null, 1, 2, ' ms'), ['redis/hit'])
+    // Issue #17 asks for it below saturation: the closed-loop p99 in the table is mostly queueing behind 50
+    // connections, so the target is judged on the fixed-rate phase, on the store mode the command runs by default.
+    const p99Row = rateBy(p99Config)
+    t('hit path added p99 (Redis store), below saturation', rate === null || p99Row === undefined
+      ? '≤ 1 ms at a fixed rate below saturation (phase not run)'
+      : `≤ 1 ms; judged on the fixed-rate table's ${p99Mode} hit row, at ${rate} req/s (${Math.round(100 * RATE_FRACTION)} % of plain's median), not on the saturated p99 columns`,
+    est(p99Row?.p99AddedCi, 2, ' ms') + (p99Row?.p99Ms === undefined || p99Row.p99Ms === null ? '' : ` (median p99 ${fmt(p99Row.p99Ms.median, 2)} ms, plain's ${fmt(rateBy('plain/hit')?.p99Ms?.median, 2)} ms)`),
+    judgeIntervalAtMost(p99Row?.p99AddedCi ?? null, 1, 2, ' ms'), [p99Config], rateSummaries)
     t('new-session path req/s (Redis store)', '≥ 0.75× plain', est(redisNew?.ratioCi, 2, '×'), judgeIntervalAtLeast(redisNew?.ratioCi ?? null, 0.75), ['redis/new'])
     // Command counts do not depend on how fast the host is: every error-free window counts, disturbed or not.
     const perWindow = (config: string): ReturnType<typeof spread> => spread(windows.filter((w) => w.config === config && w.redisCommandsPerReq !== null &&
@@ -668,6 +757,13 @@ async function main (): Promise<void> {
     notes.push(`${flagged.length} of ${windows.length} windows flagged (${[...reasons].map(([r, n]) => `${n}× ${r}`).join(', ')}); flagged windows are left out of the figures, ` +
       'except in rows marked ⚠ disturbed, which had too few clean rounds (under half) and so use every error-free window. Per-window flags are in latest.json.')
   }
+  const rateFlagged = rateWindows.filter((w) => w.flags.length > 0 && !w.flags.includes('superseded by re-measure'))
+  if (rateFlagged.length > 0) {
+    const reasons = new Map<string, number>()
+    for (const w of rateFlagged) for (const f of w.flags) reasons.set(f.replace(/\d+%/, 'N%'), (reasons.get(f.replace(/\d+%/, 'N%')) ?? 0) + 1)
+    notes.push(`Fixed-rate phase: ${rateFlagged.length} of ${rateWindows.length} windows flagged (${[...reasons].map(([r, n]) => `${n}× ${r}`).join(', ')}) and left out the same way; ` +
+      `a window that served under ${Math.round(100 * RATE_HELD)} % of the rate was saturated, so its p99 is not one below saturation.`)
+  }
   notes.push('Redis commands/request are counted server-side from INFO commandstats: a script call (EVALSHA) also counts the GET/SET/ZADD… it runs; "scripts" counts the EVALSHA calls alone.')
   notes.push(`Each gateway is one long-lived process, reused across rounds (one per mode and path, so the hit-path stores hold a fixed ${formatCount(SMALL_BINDINGS)} bindings while the new-session stores grow); only one is under load at a time.`)
   if (quietWaitedS >= 1) notes.push(`Waited ${quietWaitedS.toFixed(0)} s in all for other processes on the host to quiet down before windows (other CPU > 15% of a core).`)
@@ -679,7 +775,7 @@ async function main (): Promise<void> {
   const placement: Record<string, string[]> = HAS_TASKSET
     ? {
         [`core ${GATEWAY_CORE}`]: [...new Set([...coreNames(GATEWAY_CORE).map((n) => `gateway ${n}`), 'seeding client', 'host-speed probe'])],
-        [`core ${LOAD_CORE}`]: [...new Set([`${machine.loadGenerator} (-c${settings.connections})`, 'upstreams (3 http servers, 1 process)', ...coreNames(LOAD_CORE).filter((n) => n.startsWith('redis')), 'bench orchestrator', 'host-speed probe'])]
+        [`core ${LOAD_CORE}`]: [...new Set([`${machine.loadGenerator} (-c${settings.connections})`, `bench/paced-load.ts (fixed-rate phase, ${settings.connections} connections)`, 'upstreams (3 http servers, 1 process)', ...coreNames(LOAD_CORE).filter((n) => n.startsWith('redis')), 'bench orchestrator', 'host-speed probe'])]
       }
     : { unpinned: runningProcesses().map((p) => p.name) }
   const report: BenchReport = {
@@ -712,6 +808,8 @@ async function main (): Promise<void> {
     cpu_ratio_new_ci: redisNew?.cpuRatioCi ?? null,
     p99_added_hit_ms: redisHit?.p99AddedMs?.median ?? null,
     p99_added_new_ms: redisNew?.p99AddedMs?.median ?? null,
+    p99_added_hit_ms_at_rate: rateBy(p99Config)?.p99AddedCi?.estimate ?? null,
+    p99_added_hit_ci_at_rate: rateBy(p99Config)?.p99AddedCi ?? null,
     redis_commands_per_request_hit: redisHit?.redisCommandsPerReq ?? null,
     redis_commands_per_request_new: redisNew?.redisCommandsPerReq ?? null,
     redis_commands_per_request_hit_near_cache: nearHit?.redisCommandsPerReq ?? null,
@@ -720,6 +818,21 @@ async function main (): Promise<void> {
     scale_bindings_large: (memory?.bindingsAtEnd as number | undefined) ?? null,
     ratio_large_vs_small_hit: redisLarge?.scaleRatio?.median ?? null,
     summaries,
+    fixed_rate: rate === null || rateWindows.length === 0
+      ? null
+      : {
+          rate,
+          fraction: RATE_FRACTION,
+          plainRps: plainRps as number,
+          heldShare: RATE_HELD,
+          measureS: settings.rateMeasureS,
+          settleS: settings.rateSettleS,
+          connections: settings.connections,
+          loadGenerator: 'bench/paced-load.ts (keep-alive sockets, requests released on a 1 ms timer)',
+          judgedConfig: p99Config,
+          summaries: rateSummaries,
+          windows: rateWindows
+        },
     targets,
     memory,
     sanity,
