@@ -158,9 +158,10 @@ export class AffinityResolver {
   resolveCookie (route: ResolvedRouteConfig, cookieValue: string | undefined, client?: string): AffinityResult | Promise<AffinityResult> {
     const walk = this.#cookieWalk(route, cookieValue, client)
     // A returning client whose binding the store holds at hand is decided here, without a promise.
-    const hit = this.#walk.hitNow(walk.request)
+    const known = this.#walk.peek(walk.request)
+    const hit = known === undefined ? undefined : this.#walk.hit(walk.request, known)
     if (hit !== undefined) return this.#cookieAnswer(walk, hit)
-    return this.#walk.bind(walk.request).then((outcome) => this.#cookieAnswer(walk, outcome))
+    return this.#walk.bind(walk.request, known).then((outcome) => this.#cookieAnswer(walk, outcome))
   }
 
   // What the cookie says, and the store walk it asks for.

@@ -66,31 +66,31 @@ export class BindingWalk {
   }
 
   /**
-   * The walk's first step, when the store can take it at once ({@link BindingStore.peek}): a returning key whose
-   * binding is alive on a usable upstream is a hit, decided without a promise.
-   * @returns the hit, or `undefined` when {@link BindingWalk.bind} must walk (no lookup, the store must be asked,
-   *   no binding, or one to move)
+   * The walk's first read, when the store can make it at once ({@link BindingStore.peek}).
+   * @returns the binding, `null` when there is none, or `undefined` when the walk must ask the store (no lookup asked
+   *   for, no key id yet, or only the store's `get` can say)
    */
-  hitNow (request: BindRequest): BindOutcome | undefined {
+  peek (request: BindRequest): Binding | null | undefined {
     if (!request.lookup || request.keyId === undefined) return undefined
-    let current: Binding | null | undefined
     try {
-      current = this.#deps.store.peek?.(request.pool.name, request.keyId)
+      return this.#deps.store.peek(request.pool.name, request.keyId)
     } catch {
       // A store of the user's that fails here fails again in `bind`, which counts it and routes degraded.
       return undefined
     }
-    return current === undefined ? undefined : this.#hit(request, request.keyId, current)
   }
 
-  // An alive binding on an upstream that can serve: touched (sliding expiry, batched) and routed to.
-  #hit (request: BindRequest, keyId: string, current: Binding | null): BindOutcome | undefined {
-    if (current === null) return undefined
+  /**
+   * An alive binding on an upstream that can serve is a hit: touched (sliding expiry, batched) and routed to.
+   * @returns the hit, or `undefined` when the walk must go on ({@link BindingWalk.bind}: none, or one to move)
+   */
+  hit (request: BindRequest, current: Binding | null): BindOutcome | undefined {
+    if (current === null || request.keyId === undefined) return undefined
     const { route, pool } = request
     const bound = pool.get(current.upstreamId)
     if (bound === undefined || pool.state(bound.id) === 'down') return undefined
     const remaining = Math.min(request.ttlMs, current.createdAt + route.maxLifetimeMs - Date.now())
-    this.#deps.touches.schedule(pool.name, keyId, bound.id, route.idleTimeoutMs, remaining)
+    this.#deps.touches.schedule(pool.name, request.keyId, bound.id, route.idleTimeoutMs, remaining)
     return { upstream: bound, decision: 'hit', rebound: false }
   }
 
@@ -102,8 +102,9 @@ export class BindingWalk {
    * lives {@link PROBATION_TTL_MS} until the key returns (its first return touches it to the idle timeout), and counts
    * against its upstream (`maxSessions`, least-sessions) only for the probation hold unless it returns, so bots and
    * one-off requests neither fill the store for long nor hold upstreams' session slots.
+   * @param known - the binding {@link BindingWalk.peek} already read (`null`: none), so the store is not asked twice
    */
-  async bind (request: BindRequest): Promise<BindOutcome> {
+  async bind (request: BindRequest, known?: Binding | null): Promise<BindOutcome> {
     const { route, pool, keyId, ttlMs, hashKey, preferred, onProbation, client } = request
     const { store, touches } = this.#deps
     const newBindings = this.#budget
@@ -111,8 +112,8 @@ export class BindingWalk {
     try {
       if (keyId === undefined) throw new Error('fastify-sticky: the store\'s shared salt is not loaded yet')
       if (request.lookup) {
-        const current = await store.get(pool.name, keyId)
-        const hit = this.#hit(request, keyId, current)
+        const current = known !== undefined ? known : await store.get(pool.name, keyId)
+        const hit = this.hit(request, current)
         if (hit !== undefined) return hit
         const bound = current === null ? undefined : pool.get(current.upstreamId)
         if (current !== null) {

@@ -35,11 +35,16 @@ function cookieValues (header: string, name: string, limit: number): string[] {
   const values: string[] = []
   const length = header.length
   let start = 0
+  // The next '=' is carried from pair to pair: searching again from each pair would make a header of many pairs
+  // without '=' quadratic.
+  let eq = -2
   while (start < length && values.length < limit) {
     let end = header.indexOf(';', start)
     if (end < 0) end = length
-    const eq = header.indexOf('=', start)
-    if (eq >= 0 && eq < end && isName(header, start, eq, name)) {
+    if (eq !== -1 && eq < start) eq = header.indexOf('=', start)
+    // No '=' left: no pair after this one is a cookie.
+    if (eq === -1) break
+    if (eq < end && isName(header, start, eq, name)) {
       const from = skipOws(header, eq + 1, end)
       values.push(decodeCookieValue(header.slice(from, backOws(header, from, end))))
     }
@@ -68,10 +73,13 @@ export function removeCookies (header: string, names: readonly string[]): string
   let kept: string | undefined
   const length = header.length
   let start = 0
+  // Carried from pair to pair, as in cookieValues: linear in the header's length.
+  let eq = -2
   for (;;) {
     let end = header.indexOf(';', start)
     if (end < 0) end = length
-    if (!pairNamed(header, start, end, names)) {
+    if (eq !== -1 && eq < start) eq = header.indexOf('=', start)
+    if (!pairNamed(header, start, end, eq, names)) {
       const pair = header.slice(start, end)
       kept = kept === undefined ? pair : kept + ';' + pair
     }
@@ -81,9 +89,9 @@ export function removeCookies (header: string, names: readonly string[]): string
   return kept === undefined ? undefined : trimOws(kept)
 }
 
-// Whether the pair header[start, end) has one of the names (a pair without `=` is all name).
-function pairNamed (header: string, start: number, end: number, names: readonly string[]): boolean {
-  const eq = header.indexOf('=', start)
+// Whether the pair header[start, end) has one of the names (a pair without `=` is all name); `eq` is the first '='
+// at or after `start`, -1 when there is none.
+function pairNamed (header: string, start: number, end: number, eq: number, names: readonly string[]): boolean {
   const nameEnd = eq >= 0 && eq < end ? eq : end
   for (const name of names) if (isName(header, start, nameEnd, name)) return true
   return false

@@ -3,7 +3,7 @@
  * request's state (and `request.sticky`), and a routing cookie to set is set (kept for the 101 on upgrades; see
  * ./routing-cookie-writer.ts for how).
  */
-import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import type { StickyRequestState } from '../core/request-state'
 import { isStickyProblem, type StickyCore } from '../core/sticky-core'
 import type { StickyProblem } from '../core/problem'
@@ -17,16 +17,16 @@ import type { RoutingCookieWriter } from './routing-cookie-writer'
  *   whose binding the store has at hand) goes on without a promise and a microtask
  */
 export function affinityHook (core: StickyCore, route: ResolvedRouteConfig, cookies: RoutingCookieWriter): onRequestHookHandler {
-  // Goes on to the handler (`done`), or answers the problem itself (and then must not call `done`).
-  function settle (request: FastifyRequest, reply: FastifyReply, decided: StickyRequestState | StickyProblem, done: HookHandlerDoneFunction): void {
+  // Applies the decision; `false` when the problem was answered here (the hook must then not call `done`).
+  function settle (request: FastifyRequest, reply: FastifyReply, decided: StickyRequestState | StickyProblem): boolean {
     if (isStickyProblem(decided)) {
       sendProblem(core, reply, route.pool, decided)
-      return
+      return false
     }
     attachState(request, decided)
     if (route.key !== false) request.log.debug({ pool: route.pool, upstream: decided.decision.upstream.id, decision: decided.decision.decision }, 'fastify-sticky: routed')
     cookies.apply(request, reply, decided)
-    done()
+    return true
   }
 
   return function stickyAffinity (request, reply, done) {
@@ -34,15 +34,19 @@ export function affinityHook (core: StickyCore, route: ResolvedRouteConfig, cook
       ? core.balance(route)
       : core.decide(route, { ip: request.ip, headers: request.headers, query: request.query, cookies: request.cookies, request })
     if (!(decided instanceof Promise)) {
-      settle(request, reply, decided, done)
+      // A throw here reaches Fastify's hook runner, which answers it as an error.
+      if (settle(request, reply, decided)) done()
       return
     }
     decided.then((state) => {
+      let settled: boolean
       try {
-        settle(request, reply, state, done)
+        settled = settle(request, reply, state)
       } catch (error) {
         done(error as Error)
+        return
       }
-    }, done)
+      if (settled) done()
+    }, (error: unknown) => { done(error instanceof Error ? error : new Error('fastify-sticky: the affinity decision failed', { cause: error })) })
   }
 }

@@ -114,11 +114,13 @@ export interface BindingStore {
 
   /**
    * Reads a binding at once, when the store can answer without I/O (an in-process store; a near cache's live entry).
-   * Optional. Does not extend its TTL. The request path tries it first, so that a returning client is routed without
-   * a promise; it then calls {@link BindingStore.get} only when this says `undefined`.
+   * The one synchronous method: the request path asks it first, so that a returning client is routed without a
+   * promise, and calls {@link BindingStore.get} (once) only when this says `undefined`. A store whose data is
+   * elsewhere returns `undefined`; one that overrides `get` (a subclass, a wrapper) must override this too, or hits
+   * bypass it. Does not extend the TTL.
    * @returns the binding, `null` when there is none (as `get` would answer), or `undefined` when only `get` can say
    */
-  peek? (pool: string, keyId: string): Binding | null | undefined
+  peek (pool: string, keyId: string): Binding | null | undefined
 
   /**
    * Binds `keyId` to `upstreamId` unless it is already bound. Atomic: of any number of concurrent calls

@@ -76,11 +76,15 @@ export class MemoryBindingStore implements BindingStore {
   }
 
   async get (pool: string, keyId: string): Promise<Binding | null> {
-    return this.peek(pool, keyId)
+    return this.#read(pool, keyId)
   }
 
   /** Every binding is in this process: always answers. */
-  peek (pool: string, keyId: string): Binding | null {
+  peek (pool: string, keyId: string): Binding | null | undefined {
+    return this.#read(pool, keyId)
+  }
+
+  #read (pool: string, keyId: string): Binding | null {
     const entry = this.#live(pool, keyId, Date.now())
     return entry === undefined ? null : { upstreamId: entry.upstreamId, createdAt: entry.createdAt }
   }
@@ -157,9 +161,10 @@ export class MemoryBindingStore implements BindingStore {
   async sessionsOf (pool: string, upstreamId: string, limit: number): Promise<string[]> {
     const now = Date.now()
     const found: string[] = []
-    for (const entry of this.#byPool.get(pool)?.values() ?? []) {
+    // Least recently touched first, as the Redis store lists them (by expiry): a rebalance moves the idlest.
+    for (const entry of this.#order) {
       if (found.length >= limit) break
-      if (entry.upstreamId === upstreamId && entry.expiresAt > now) found.push(entry.keyId)
+      if (entry.pool === pool && entry.upstreamId === upstreamId && entry.expiresAt > now) found.push(entry.keyId)
     }
     return found
   }

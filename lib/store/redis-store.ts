@@ -129,6 +129,11 @@ export class RedisBindingStore implements BindingStore, CacheableBindingStore {
     return this.#salt.get()
   }
 
+  /** Every binding is in Redis: only `get` can say (a near cache in front answers from memory). */
+  peek (): undefined {
+    return undefined
+  }
+
   async get (pool: string, keyId: string): Promise<Binding | null> {
     const key = this.bindingKey(pool, keyId)
     const value = await this.#reads.get(key)

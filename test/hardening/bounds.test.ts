@@ -5,13 +5,13 @@
  * `maxBindings`, and the heap after the burst (garbage collected) is within a few MB of the heap before it.
  * Sent with inject(), which has no 16 KiB header limit: the plugin's own caps are what is tested.
  */
-import crypto from 'node:crypto'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import t from 'tap'
 import type { MemoryBindingStore } from '../../lib/index'
 import { inBatches } from './arbitraries'
 import { startHostileGateway } from './hostile-gateway'
+import { countHmacs } from '../support/hmac-counter'
 
 const BURST = 200
 const HUGE = 256 * 1024
@@ -23,13 +23,6 @@ const gc = vm.runInNewContext('gc') as () => void
 function heapAfterGc (): number {
   for (let i = 0; i < 3; i++) gc()
   return process.memoryUsage().heapUsed
-}
-
-function countHmacs (): { readonly count: number, restore (): void } {
-  const original = crypto.createHmac
-  const counter = { count: 0, restore () { crypto.createHmac = original } }
-  crypto.createHmac = ((...args: Parameters<typeof crypto.createHmac>) => { counter.count++; return original(...args) }) as typeof crypto.createHmac
-  return counter
 }
 
 t.test('a burst of huge inputs: capped, refused early, and no lasting allocation', async (t) => {

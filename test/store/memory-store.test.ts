@@ -21,6 +21,15 @@ t.test('bounded: the least recently touched binding goes first', async (t) => {
   t.same(await store.sessionCounts('p', ['a', 'b']), { a: 2, b: 1 })
 })
 
+t.test('sessionsOf lists the least recently touched first (what a rebalance moves), as Redis lists by expiry', async (t) => {
+  const store = await openStore(t, new MemoryBindingStore())
+  for (const key of ['k1', 'k2', 'k3']) await store.bindIfAbsent('p', key, 'a', 60_000)
+  await store.bindIfAbsent('q', 'k0', 'a', 60_000)
+  await store.touch([{ pool: 'p', keyId: 'k1', upstreamId: 'a', ttlMs: 60_000 }])
+  t.same(await store.sessionsOf('p', 'a', 2), ['k2', 'k3'])
+  t.same(await store.sessionsOf('p', 'a', 10), ['k2', 'k3', 'k1'])
+})
+
 t.test('the sweep removes expired bindings nobody reads', async (t) => {
   const store = await openStore(t, new MemoryBindingStore())
   await store.bindIfAbsent('p', 'gone', 'a', 50)

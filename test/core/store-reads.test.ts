@@ -1,0 +1,75 @@
+/**
+ * How a returning client's binding is read: once, and at once (no promise) when the store has it at hand
+ * (`peek`); `get` only when `peek` cannot say. A second read would count a near-cache hit or a store-metrics `get`
+ * twice for one request.
+ */
+import t from 'tap'
+import { resolveOptions } from '../../lib/options'
+import { createStickyCore } from '../../lib/core/sticky-core'
+import { isStickyProblem } from '../../lib/core/sticky-core'
+import type { RequestView, StickyRequestState } from '../../lib/core/request-state'
+import type { Binding } from '../../lib/store/binding-store'
+import { MemoryBindingStore } from '../../lib/store/memory-store'
+
+// A real memory store that counts its reads (and can be told to leave every read to `get`, as Redis does).
+class CountingStore extends MemoryBindingStore {
+  peeks = 0
+  gets = 0
+  atHand = true
+  peek (pool: string, keyId: string): Binding | null | undefined {
+    this.peeks++
+    return this.atHand ? super.peek(pool, keyId) : undefined
+  }
+
+  async get (pool: string, keyId: string): Promise<Binding | null> {
+    this.gets++
+    return await super.get(pool, keyId)
+  }
+}
+
+const silent = { warn () {}, info () {}, debug () {} }
+
+t.test('a returning client: one read, at once when the store has it at hand, else one get', async (t) => {
+  const store = new CountingStore()
+  const options = resolveOptions({
+    secret: 's'.repeat(32),
+    store,
+    newBindings: false,
+    pools: { shop: { upstreams: [{ id: 'a', url: 'http://127.0.0.1:9' }, { id: 'b', url: 'http://127.0.0.1:10' }] } }
+  })
+  const core = await createStickyCore(options, { log: silent })
+  t.teardown(() => core.close())
+  const route = core.route('GET /', true)
+  if (route === null) throw new Error('the route is sticky')
+  const view = (cookie?: string): RequestView => ({ ip: '127.0.0.1', headers: cookie === undefined ? {} : { cookie }, query: {}, cookies: undefined, request: undefined })
+  const reads = (): [number, number] => {
+    const counted: [number, number] = [store.peeks, store.gets]
+    store.peeks = 0
+    store.gets = 0
+    return counted
+  }
+
+  const first = await core.decide(route, view())
+  if (isStickyProblem(first) || first.cookie === undefined) throw new Error('a new session gets a cookie')
+  const cookie = 'sticky=' + first.cookie
+  reads()
+
+  const hit = core.decide(route, view(cookie))
+  t.notOk(hit instanceof Promise, 'a hit is decided at once')
+  t.equal((hit as StickyRequestState).decision.decision, 'hit')
+  t.same(reads(), [1, 0], 'peeked once, no get')
+
+  store.atHand = false
+  const asked = core.decide(route, view(cookie))
+  t.ok(asked instanceof Promise, 'a store that cannot say is asked')
+  t.equal(((await asked) as StickyRequestState).decision.decision, 'hit')
+  t.same(reads(), [1, 1], 'peeked once, then one get')
+  store.atHand = true
+
+  // The binding is gone (evicted, say): the cookie binds it again. The peek's "none" is not asked again.
+  await store.delete('shop', (hit as StickyRequestState).binding?.keyId as string)
+  reads()
+  const revived = await core.decide(route, view(cookie))
+  t.equal((revived as StickyRequestState).decision.upstream.id, first.decision.upstream.id, 'bound again where the cookie says')
+  t.same(reads(), [1, 0], 'peeked once, no get')
+})
