@@ -35,13 +35,11 @@ function cookieValues (header: string, name: string, limit: number): string[] {
   const values: string[] = []
   const length = header.length
   let start = 0
-  // The next '=' is carried from pair to pair: searching again from each pair would make a header of many pairs
-  // without '=' quadratic.
-  let eq = -2
+  let eq = NOT_SEARCHED
   while (start < length && values.length < limit) {
     let end = header.indexOf(';', start)
     if (end < 0) end = length
-    if (eq !== -1 && eq < start) eq = header.indexOf('=', start)
+    eq = nextEquals(header, start, eq)
     // No '=' left: no pair after this one is a cookie.
     if (eq === -1) break
     if (eq < end && isName(header, start, eq, name)) {
@@ -73,12 +71,11 @@ export function removeCookies (header: string, names: readonly string[]): string
   let kept: string | undefined
   const length = header.length
   let start = 0
-  // Carried from pair to pair, as in cookieValues: linear in the header's length.
-  let eq = -2
+  let eq = NOT_SEARCHED
   for (;;) {
     let end = header.indexOf(';', start)
     if (end < 0) end = length
-    if (eq !== -1 && eq < start) eq = header.indexOf('=', start)
+    eq = nextEquals(header, start, eq)
     if (!pairNamed(header, start, end, eq, names)) {
       const pair = header.slice(start, end)
       kept = kept === undefined ? pair : kept + ';' + pair
@@ -87,6 +84,15 @@ export function removeCookies (header: string, names: readonly string[]): string
     start = end + 1
   }
   return kept === undefined ? undefined : trimOws(kept)
+}
+
+const NOT_SEARCHED = -2
+
+// The first '=' at or after `start` (-1 when there is none), given the one found for an earlier pair: it is carried
+// from pair to pair and searched again only once passed, since searching from every pair would make a header of many
+// pairs without '=' quadratic.
+function nextEquals (header: string, start: number, previous: number): number {
+  return previous !== -1 && previous < start ? header.indexOf('=', start) : previous
 }
 
 // Whether the pair header[start, end) has one of the names (a pair without `=` is all name); `eq` is the first '='

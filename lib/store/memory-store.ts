@@ -7,6 +7,7 @@ import type {
   Binding, BindResult, BindingStore, Invalidation, RebindResult, TouchRequest, UpstreamStateChange, UpstreamStatus
 } from './binding-store'
 import { FORGET_REMOVED_AFTER_MS } from './binding-store'
+import { poolMap, type ByPool } from './pool-maps'
 
 /** Default cap on bindings held by a {@link MemoryBindingStore}. */
 export const DEFAULT_MEMORY_MAX_BINDINGS = 100_000
@@ -35,16 +36,15 @@ interface Entry {
 /** A {@link BindingStore} held in this process's memory. */
 export class MemoryBindingStore implements BindingStore {
   readonly #maxBindings: number
-  // Looked up by pool, then by key id: a key id is the same string object request after request (the key-id cache
-  // hands it out), so its hash is computed once, where a `pool + keyId` string would be built and hashed per request.
-  readonly #byPool = new Map<string, Map<string, Entry>>()
+  // Looked up by pool, then by key id (see ./pool-maps.ts for why not by one `pool + keyId` string).
+  readonly #byPool: ByPool<Entry> = new Map()
   // Every entry, in least recently touched order (a touch re-inserts it at the end): eviction and the sweep walk it.
   readonly #order = new Set<Entry>()
-  readonly #counts = new Map<string, Map<string, number>>()
+  readonly #counts: ByPool<number> = new Map()
   // Bindings counted for less than their TTL (on probation), with when they stop counting unless touched or moved.
   readonly #held = new Map<Entry, number>()
   readonly #listeners = new Set<(change: Invalidation) => void>()
-  readonly #upstreams = new Map<string, Map<string, UpstreamStatus>>()
+  readonly #upstreams: ByPool<UpstreamStatus> = new Map()
   readonly #salt = randomBytes(24).toString('base64url')
   #sweepTimer: NodeJS.Timeout | undefined
   #sweepCursor: IterableIterator<Entry> | undefined
@@ -97,12 +97,7 @@ export class MemoryBindingStore implements BindingStore {
     }
     if (this.#order.size >= this.#maxBindings) this.#evictOldest()
     const entry: Entry = { pool, keyId, upstreamId, createdAt: now, expiresAt: now + ttlMs, counted: true }
-    let entries = this.#byPool.get(pool)
-    if (entries === undefined) {
-      entries = new Map()
-      this.#byPool.set(pool, entries)
-    }
-    entries.set(keyId, entry)
+    poolMap(this.#byPool, pool).set(keyId, entry)
     this.#order.add(entry)
     this.#count(pool, upstreamId, 1)
     if (countedMs < ttlMs) this.#held.set(entry, now + Math.max(0, countedMs))
@@ -174,11 +169,7 @@ export class MemoryBindingStore implements BindingStore {
   }
 
   async setUpstreamState (pool: string, upstreamId: string, change: UpstreamStateChange): Promise<UpstreamStatus> {
-    let states = this.#upstreams.get(pool)
-    if (states === undefined) {
-      states = new Map()
-      this.#upstreams.set(pool, states)
-    }
+    const states = poolMap(this.#upstreams, pool)
     const current: UpstreamStatus = states.get(upstreamId) ?? { admin: 'active', down: false, changedAt: 0 }
     const admin = change.admin ?? current.admin
     const down = change.down ?? current.down
@@ -247,11 +238,7 @@ export class MemoryBindingStore implements BindingStore {
   }
 
   #count (pool: string, upstreamId: string, delta: number): void {
-    let counts = this.#counts.get(pool)
-    if (counts === undefined) {
-      counts = new Map()
-      this.#counts.set(pool, counts)
-    }
+    const counts = poolMap(this.#counts, pool)
     counts.set(upstreamId, (counts.get(upstreamId) ?? 0) + delta)
   }
 

@@ -3,6 +3,7 @@
  * tenth of its idle timeout, and touches are sent to the store in batches from a timer, off the request path.
  */
 import type { BindingStore, TouchRequest } from './binding-store'
+import { poolMap, type ByPool } from './pool-maps'
 
 /** How often pending touches are flushed to the store. */
 export const TOUCH_FLUSH_INTERVAL_MS = 1000
@@ -10,10 +11,6 @@ const MAX_PENDING = 1000
 // Forgetting when keys were last touched only costs an early extra touch, so the memory is bounded by keeping
 // two generations: when the current one fills up it becomes the previous one, and the older one is dropped.
 const GENERATION_SIZE = 50_000
-
-// Keyed by pool, then by key id: a key id is the same string object request after request (the key-id cache hands
-// it out), so its hash is computed once, where a `pool + keyId` string would be built and hashed on every request.
-type ByPool<V> = Map<string, Map<string, V>>
 
 /** Batches and throttles {@link BindingStore.touch} calls. */
 export class TouchScheduler {
@@ -45,7 +42,7 @@ export class TouchScheduler {
     const last = this.#lastTouched.get(pool)?.get(keyId) ?? this.#previouslyTouched.get(pool)?.get(keyId)
     if (last !== undefined && now - last < idleTimeoutMs / 10) return
     this.#remember(pool, keyId, now)
-    const pending = inPool(this.#pending, pool)
+    const pending = poolMap(this.#pending, pool)
     if (!pending.has(keyId)) this.#pendingSize++
     pending.set(keyId, { pool, keyId, upstreamId, ttlMs })
     if (this.#pendingSize >= MAX_PENDING) {
@@ -68,7 +65,7 @@ export class TouchScheduler {
       this.#lastTouched = new Map()
       this.#lastTouchedSize = 0
     }
-    const touched = inPool(this.#lastTouched, pool)
+    const touched = poolMap(this.#lastTouched, pool)
     if (!touched.has(keyId)) this.#lastTouchedSize++
     touched.set(keyId, now)
   }
@@ -88,13 +85,4 @@ export class TouchScheduler {
       this.#onError(error)
     }
   }
-}
-
-function inPool<V> (byPool: ByPool<V>, pool: string): Map<string, V> {
-  let map = byPool.get(pool)
-  if (map === undefined) {
-    map = new Map()
-    byPool.set(pool, map)
-  }
-  return map
 }
