@@ -96,7 +96,7 @@ export class AffinityResolver {
    * @param input - what the key sources read (its `ip` is also the client the new-binding budget counts)
    * @param cookieValue - the routing cookie value, when the route uses the cookie
    */
-  async resolve (route: ResolvedRouteConfig, sources: readonly ResolvedKeySource[], input: KeyInput, cookieValue: string | undefined): Promise<AffinityResult> {
+  resolve (route: ResolvedRouteConfig, sources: readonly ResolvedKeySource[], input: KeyInput, cookieValue: string | undefined): AffinityResult | Promise<AffinityResult> {
     let junk = false
     for (const source of sources) {
       if (source.kind === 'cookie') return this.resolveCookie(route, cookieValue, input.ip)
@@ -122,7 +122,7 @@ export class AffinityResolver {
    * client over its new-binding budget.
    * @param client - the client address the new-binding budget counts (`request.ip`), if known
    */
-  async resolveKey (route: ResolvedRouteConfig, source: Exclude<ResolvedKeySource, { kind: 'cookie' }>, raw: string, client?: string): Promise<AffinityResult> {
+  resolveKey (route: ResolvedRouteConfig, source: Exclude<ResolvedKeySource, { kind: 'cookie' }>, raw: string, client?: string): AffinityResult | Promise<AffinityResult> {
     const pool = this.pool(route)
     const namespaced = source.namespace + raw
     const keyId = this.#deps.keyIds.derive(namespaced)
@@ -132,9 +132,17 @@ export class AffinityResolver {
     // to the balancer's choice and lose its session, so a client refused lately has its new keys bound where hashing
     // puts them.
     const placed = this.#budget.refusedWithin(client, route.idleTimeoutMs) ? pool.pickUnbound(namespaced) : undefined
-    const outcome = await this.#walk.bind({
+    const request: BindRequest = {
       route, pool, keyId, ttlMs, hashKey: namespaced, preferred: placed, onProbation: true, client, lookup: true, refuseMissing: false
-    })
+    }
+    // As for cookies: a key whose binding the store holds at hand is decided here, without a promise.
+    const known = this.#walk.peek(request)
+    const hit = known === undefined ? undefined : this.#walk.hit(request, known)
+    if (hit !== undefined) return this.#keyAnswer(pool, namespaced, binding, hit)
+    return this.#walk.bind(request, known).then((outcome) => this.#keyAnswer(pool, namespaced, binding, outcome))
+  }
+
+  #keyAnswer (pool: UpstreamPool, namespaced: string, binding: BindingContext | undefined, outcome: BindOutcome): AffinityResult {
     if (outcome.failure !== undefined) return this.#unavailable(outcome.failure, binding)
     if (outcome.decision === 'degraded') {
       // Without the store, a key's upstream is a pure function of the key: every gateway computes the same.

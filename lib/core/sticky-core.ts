@@ -228,13 +228,14 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
     return decideByKeys(route, sources, view, header, value)
   }
 
-  // The whole Cookie header is parsed only for a route whose keys read other cookies (learn mode).
-  async function decideByKeys (
+  // The whole Cookie header is parsed only for a route whose keys read other cookies (learn mode). A key whose binding
+  // the store has at hand is decided at once, as a returning cookie is.
+  function decideByKeys (
     route: ResolvedRouteConfig, sources: readonly ResolvedKeySource[], view: RequestView, header: string | undefined, value: string | undefined
-  ): Promise<StickyRequestState | StickyProblem> {
-    const cookies = view.cookies ?? readCookies(header)
-    const result = await resolver.resolve(route, sources, { ip: view.ip, headers: view.headers, query: view.query, cookies, request: view.request }, value)
-    return decided(route, result, cookies)
+  ): StickyRequestState | StickyProblem | Promise<StickyRequestState | StickyProblem> {
+    const cookies = learnSourceOf(sources) === undefined ? undefined : view.cookies ?? readCookies(header)
+    const result = resolver.resolve(route, sources, { ip: view.ip, headers: view.headers, query: view.query, cookies: cookies ?? NO_COOKIES, request: view.request }, value)
+    return result instanceof Promise ? result.then((found) => decided(route, found, cookies)) : decided(route, result, cookies)
   }
 
   // What a resolution comes to for the door: the request's state, or the problem to answer.
@@ -349,6 +350,9 @@ export async function createStickyCore (options: ResolvedOptions, deps: StickyCo
     }
   }
 }
+
+// What a key route without a learn source reads as the request's cookies: none of its keys reads one.
+const NO_COOKIES: Readonly<Record<string, string | undefined>> = Object.freeze({})
 
 function learnSourceOf (sources: ReadonlyArray<{ readonly kind: string }>): LearnSource | undefined {
   for (const source of sources) if (source.kind === 'learn') return source as LearnSource

@@ -1,6 +1,6 @@
 import { signerFactory } from '@fastify/cookie'
 import t from 'tap'
-import { createRoutingCookieCodec, MAX_ROUTING_COOKIE_LENGTH, newBindingId } from '../../lib/affinity/routing-cookie'
+import { base36, createRoutingCookieCodec, MAX_ROUTING_COOKIE_LENGTH, newBindingId } from '../../lib/affinity/routing-cookie'
 
 const OLD = 'old-secret-0123456789-abcdefghijklmnopq'
 const NEW = 'new-secret-0123456789-abcdefghijklmnopq'
@@ -58,4 +58,23 @@ t.test('verified values are remembered (bounded); forged ones never are', async 
   const forged = values[1].slice(0, -2) + 'xx'
   t.same(codec.verify(forged), { ok: false, reason: 'bad-signature' })
   t.same(codec.verify(forged), { ok: false, reason: 'bad-signature' }, 'forged values are checked every time')
+})
+
+t.test('base36 writes what Number#toString(36) writes, so cookies keep their format', async (t) => {
+  const cases = [0, 1, 35, 36, 37, 1_295, 1_296, 1_700_000_000_000, Date.now(), Number.MAX_SAFE_INTEGER]
+  // Random safe integers, and the ones just below a multiple of 36 (where a rounded-up quotient would show).
+  for (let i = 0; i < 20_000; i++) {
+    cases.push(Math.floor(Math.random() * 2 ** 53))
+    cases.push(Math.ceil(Math.random() * 2 ** 53 / 36) * 36 - 1)
+  }
+  const wrong = cases.filter((n) => base36(n) !== n.toString(36))
+  t.same(wrong, [])
+  t.equal(base36(1_700_000_000_000), 'loyw3v28')
+})
+
+t.test('a signed token carries its creation time in base 36', async (t) => {
+  const codec = createRoutingCookieCodec([NEW])
+  const value = codec.sign({ bindingId: newBindingId(), upstreamId: 'a', createdAt: 1_700_000_000_123.7 })
+  t.equal(value.split('.')[3], (1_700_000_000_123).toString(36))
+  t.match(codec.verify(value), { ok: true, token: { createdAt: 1_700_000_000_123 } })
 })

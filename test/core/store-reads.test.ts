@@ -73,3 +73,47 @@ t.test('a returning client: one read, at once when the store has it at hand, els
   t.equal((revived as StickyRequestState).decision.upstream.id, first.decision.upstream.id, 'bound again where the cookie says')
   t.same(reads(), [1, 0], 'peeked once, no get')
 })
+
+t.test('a returning key (address, header): one read, at once when the store has it at hand, else one get', async (t) => {
+  const store = new CountingStore()
+  const options = resolveOptions({
+    secret: 's'.repeat(32),
+    store,
+    newBindings: false,
+    pools: { shop: { upstreams: [{ id: 'a', url: 'http://127.0.0.1:9' }, { id: 'b', url: 'http://127.0.0.1:10' }] } }
+  })
+  const core = await createStickyCore(options, { log: silent })
+  t.teardown(() => core.close())
+  const byHeader = core.route('GET /h', { key: { header: 'x-user' } })
+  const byAddress = core.route('GET /ip', { key: 'ip' })
+  if (byHeader === null || byAddress === null) throw new Error('the routes are sticky')
+  const reads = (): [number, number] => {
+    const counted: [number, number] = [store.peeks, store.gets]
+    store.peeks = 0
+    store.gets = 0
+    return counted
+  }
+
+  for (const [route, view] of [
+    [byHeader, { ip: '127.0.0.1', headers: { 'x-user': 'alice', cookie: 'sticky=junk; a=b' }, query: {}, cookies: undefined, request: undefined }],
+    [byAddress, { ip: '10.1.2.3', headers: {}, query: {}, cookies: undefined, request: undefined }]
+  ] as const) {
+    const first = await core.decide(route, view)
+    if (isStickyProblem(first)) throw new Error('a new key is bound')
+    t.equal(first.decision.decision, 'new')
+    reads()
+
+    const hit = core.decide(route, view)
+    t.notOk(hit instanceof Promise, 'a hit is decided at once')
+    t.equal((hit as StickyRequestState).decision.decision, 'hit')
+    t.equal((hit as StickyRequestState).decision.upstream.id, first.decision.upstream.id)
+    t.same(reads(), [1, 0], 'peeked once, no get')
+
+    store.atHand = false
+    const asked = core.decide(route, view)
+    t.ok(asked instanceof Promise, 'a store that cannot say is asked')
+    t.equal(((await asked) as StickyRequestState).decision.decision, 'hit')
+    t.same(reads(), [1, 1], 'peeked once, then one get')
+    store.atHand = true
+  }
+})
