@@ -129,17 +129,17 @@ export function createHeaderRewriter (options: ResolvedOptions, serialize: SetCo
   // One pass into a new record, as for requests.
   function clientResponseHeaders (state: StickyRequestState | undefined, headers: Record<string, unknown>): Record<string, unknown> {
     const named = connectionNamedHeaders(headers.connection)
+    const origin = state?.decision.upstream.url
     const out: Record<string, unknown> = {}
     for (const name in headers) {
       const value = headers[name]
-      if (value !== undefined && !hopByHop.has(name) && named?.has(name) !== true) out[name] = value
+      if (value === undefined || hopByHop.has(name) || named?.has(name) === true) continue
+      // Rewritten in the one pass: reading them back from the new record would be a lookup each on a record of
+      // whatever shape this response has.
+      out[name] = origin !== undefined && (name === 'location' || name === 'content-location') ? withoutOrigin(value, origin) : value
     }
-    if (state === undefined) return out
-    const origin = state.decision.upstream.url
-    if (out.location !== undefined) out.location = withoutOrigin(out.location, origin)
-    if (out['content-location'] !== undefined) out['content-location'] = withoutOrigin(out['content-location'], origin)
     // A shared cache that kept a response with our Set-Cookie would pin everyone it serves to one binding.
-    if (state.cookie !== undefined) out['cache-control'] = privateCacheControl(out['cache-control'])
+    if (state?.cookie !== undefined) out['cache-control'] = privateCacheControl(out['cache-control'])
     return out
   }
 

@@ -38,3 +38,31 @@ t.test('the routing Set-Cookie is byte for byte the serializer\'s, for every att
   const none = { route: resolveRouteConfig('GET /', { pool: 'p' }, options), cookie: undefined } as unknown as StickyRequestState
   t.equal(createHeaderRewriter(options, stringifySetCookie).routingSetCookie(none, false), undefined, 'no cookie to set, no text')
 })
+
+t.test('client response headers: the upstream origin leaves Location and Content-Location, a routing cookie makes the answer private', async (t) => {
+  const { stringifySetCookie } = await import('cookie')
+  const options = resolveOptions({ secret: 's'.repeat(32), pools: { p: { upstreams: [{ id: 'a', url: 'http://10.0.0.7:8080' }] } } })
+  const rewriter = createHeaderRewriter(options, stringifySetCookie)
+  const route = resolveRouteConfig('GET /', { pool: 'p' }, options)
+  const upstream = options.pools.p.upstreams[0]
+  const state = (cookie: string | undefined): StickyRequestState => ({ route, cookie, decision: { upstream } }) as unknown as StickyRequestState
+  const upstreamHeaders = {
+    connection: 'keep-alive, x-hop',
+    'keep-alive': 'timeout=5',
+    'x-hop': '1',
+    location: 'HTTP://10.0.0.7:8080/login?next=%2F',
+    'content-location': 'http://10.0.0.7:8080',
+    'cache-control': 'public, max-age=60',
+    'x-other': 'http://10.0.0.7:8080/kept'
+  }
+  t.same(rewriter.clientResponseHeaders(state(undefined), upstreamHeaders), {
+    location: '/login?next=%2F',
+    'content-location': '/',
+    'cache-control': 'public, max-age=60',
+    'x-other': 'http://10.0.0.7:8080/kept'
+  }, 'a returning client: only the references lose the origin')
+  t.same(rewriter.clientResponseHeaders(state('1.x'), upstreamHeaders)['cache-control'], 'private, max-age=60', 'a response that sets the routing cookie')
+  t.same(rewriter.clientResponseHeaders(state('1.x'), { 'content-type': 'text/plain' }), { 'content-type': 'text/plain', 'cache-control': 'private' })
+  t.same(rewriter.clientResponseHeaders(undefined, { location: 'http://10.0.0.7:8080/x' }), { location: 'http://10.0.0.7:8080/x' }, 'no state, no upstream to take out')
+  t.equal(upstreamHeaders.location, 'HTTP://10.0.0.7:8080/login?next=%2F', 'the upstream\'s record is left as it was')
+})
