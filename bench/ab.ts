@@ -40,14 +40,14 @@
  */
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, lstatSync, mkdirSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
-import { join, relative, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
+import { BuildSpecError, UPSTREAMS_SCRIPT, compileBenchScripts, resolveBuild, type Build } from './builds'
+import { gatewayEnv, type Mode, type RequestPath } from './gateway-modes'
 import { runLoad, type LoadResult } from './load'
 import { checkHitPath, checkNewPath, checkPlain, probe, SanityError, servedByUpstreams } from './probe'
 import {
-  HAS_TASKSET, ROOT, freePort, processCpuSeconds, repin, startProcess, stopProcess, stopProcessesOnExit, stickyGatewayEnv, BENCH_COOKIE_NAME, type Started
+  HAS_TASKSET, freePort, processCpuSeconds, repin, startProcess, stopProcess, stopProcessesOnExit, BENCH_COOKIE_NAME, type Started
 } from './processes'
 import { startRedis, type BenchRedis } from './redis'
 import { fmt, pairedInterval, tQuantile975, type Interval } from './report'
@@ -70,14 +70,6 @@ const PAUSE_BETWEEN_ROUNDS_MS = 300
  */
 const PROCESS_SPREAD = 0.04
 const COOKIE_NAME = BENCH_COOKIE_NAME
-/** Where revisions are checked out and built (ignored by git, as all of bench/results/tmp/). */
-const WORKTREES_DIR = join(ROOT, 'bench', 'results', 'tmp', 'ab')
-/** bench/tsconfig.json's output: the upstreams and the plain baseline. */
-const COMPILED_BENCH = join(ROOT, 'bench', 'results', 'tmp', 'compiled', 'bench')
-const UPSTREAMS_SCRIPT = join(COMPILED_BENCH, 'upstreams.js')
-const PLAIN_SCRIPT = join(COMPILED_BENCH, 'plain-gateway.js')
-/** Written in a revision's dist/ once it compiled cleanly (as scripts/ensure-build.js does): the build is reused. */
-const BUILD_STAMP = join('dist', '.build-stamp')
 
 const USAGE = `Usage: npm run bench:ab -- --a <build> --b <build> [options]
 
@@ -92,10 +84,6 @@ Compares the gateway CPU per request of two builds run at the same time (both on
   --both-orders        run it again with the gateways' start order swapped; report both and their mean
 `
 
-/** The sticky gateway's store setups. */
-type Mode = 'memory' | 'redis' | 'near-cache'
-/** Which request path the load takes. */
-type RequestPath = 'hit' | 'new'
 /** The two builds under comparison. */
 type SideName = 'A' | 'B'
 
@@ -108,13 +96,6 @@ interface AbSettings {
   readonly rounds: number
   readonly seconds: number
   readonly bothOrders: boolean
-}
-
-/** Gateway environment per mode, on top of the common one (the near cache is on by default with Redis). */
-const MODE_ENV: Readonly<Record<Mode, Readonly<Record<string, string>>>> = {
-  memory: {},
-  redis: { STICKY_NEAR_CACHE: 'off' },
-  'near-cache': { STICKY_NEAR_CACHE: '10s' }
 }
 
 /** Thrown for a bad command line: printed with the usage, exit code 2. */
@@ -174,102 +155,6 @@ function parseArgs (argv: readonly string[]): AbSettings {
   }
 }
 
-/** A gateway build under comparison. */
-interface Build {
-  /** How it is shown: what the user typed, and what it resolved to. */
-  readonly label: string
-  /** Absolute path of the script Node runs. */
-  readonly script: string
-}
-
-/**
- * Runs git in the repository (or `cwd`).
- * @returns its trimmed stdout
- * @throws when git exits non-zero
- */
-function git (args: readonly string[], cwd = ROOT): string {
-  const result = spawnSync('git', args, { cwd, encoding: 'utf8' })
-  if (result.status !== 0) throw new Error(`bench:ab: git ${args.join(' ')} failed: ${(result.stderr ?? '').trim() || `exit ${result.status}`}`)
-  return result.stdout.trim()
-}
-
-/** @returns the full SHA of a revision, or null when git does not know it */
-function revisionSha (spec: string): string | null {
-  // `--end-of-options` keeps a spec starting with "-" from being read as an option.
-  const result = spawnSync('git', ['rev-parse', '--verify', '--quiet', '--end-of-options', `${spec}^{commit}`], { cwd: ROOT, encoding: 'utf8' })
-  return result.status === 0 ? result.stdout.trim() : null
-}
-
-/**
- * Turns `--a`/`--b` into a script: `plain`, an existing file, else a git revision (built on first use).
- * @throws when the spec is neither
- */
-function resolveBuild (spec: string): Build {
-  if (spec === 'plain') return { label: `plain (${relative(ROOT, PLAIN_SCRIPT)})`, script: PLAIN_SCRIPT }
-  const asPath = resolve(process.cwd(), spec)
-  if (existsSync(asPath) && statSync(asPath).isFile()) return { label: spec, script: asPath }
-  const sha = revisionSha(spec)
-  if (sha === null) throw new UsageError(`${JSON.stringify(spec)} is neither "plain", a file, nor a git revision`)
-  const script = buildRevision(sha)
-  const subject = git(['log', '-1', '--format=%h %s', sha])
-  return { label: `${spec} (${subject.length > 72 ? subject.slice(0, 71) + '…' : subject})`, script }
-}
-
-/**
- * Checks a revision out as a detached worktree in bench/results/tmp/ab/<sha> and compiles it there, unless a
- * build of it is already there. Removes nothing: a directory in the way is reported, not replaced.
- * @returns the absolute path of the revision's dist/gateway/cli.js
- * @throws when the checkout or the compile fails
- */
-function buildRevision (sha: string): string {
-  const dir = join(WORKTREES_DIR, sha)
-  const script = join(dir, 'dist', 'gateway', 'cli.js')
-  const short = sha.slice(0, 7)
-  if (!existsSync(dir)) {
-    mkdirSync(WORKTREES_DIR, { recursive: true })
-    log(`bench:ab: checking out ${short} in ${relative(ROOT, dir)}`)
-    git(['worktree', 'add', '--detach', dir, sha])
-  }
-  // The directory is inside this repository's tree: without its own .git, git would answer for the repository.
-  const top = existsSync(join(dir, '.git')) ? spawnSync('git', ['rev-parse', '--show-toplevel', 'HEAD'], { cwd: dir, encoding: 'utf8' }) : null
-  const [topLevel, head] = top?.status === 0 ? top.stdout.trim().split('\n') : []
-  if (topLevel === undefined || realpathSync(topLevel) !== realpathSync(dir) || head !== sha) {
-    throw new Error(`bench:ab: ${relative(ROOT, dir)} exists but is not a worktree of ${short}; move it away (or \`git worktree remove\` it) and run again`)
-  }
-  if (existsSync(join(dir, BUILD_STAMP)) && existsSync(script)) {
-    log(`bench:ab: reusing the build of ${short} in ${relative(ROOT, dir)}`)
-    return script
-  }
-  const modules = join(dir, 'node_modules')
-  if (!isPresent(modules)) symlinkSync(join(ROOT, 'node_modules'), modules, 'dir')
-  log(`bench:ab: compiling ${short} (tsc -p tsconfig.build.json)`)
-  const result = spawnSync(process.execPath, [join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: dir, stdio: 'inherit' })
-  if (result.status !== 0) throw new Error(`bench:ab: compiling ${short} in ${relative(ROOT, dir)} failed (exit ${result.status ?? result.signal})`)
-  if (!existsSync(script)) throw new Error(`bench:ab: ${short} has no dist/gateway/cli.js after compiling (no gateway command at that revision?)`)
-  writeFileSync(join(dir, BUILD_STAMP), new Date().toISOString() + '\n')
-  return script
-}
-
-/** @returns true when something (a dangling symlink included) is at `path` */
-function isPresent (path: string): boolean {
-  try {
-    lstatSync(path)
-    return true
-  } catch {
-    return false
-  }
-}
-
-/**
- * Compiles the upstreams and the plain baseline with bench/tsconfig.json (as prepareGatewayRunner does), without
- * scripts/ensure-build.js: a build given as a path is compared as it is.
- * @throws when tsc fails
- */
-function compileBenchScripts (): void {
-  const result = spawnSync(process.execPath, [join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'bench/tsconfig.json'], { cwd: ROOT, stdio: 'inherit' })
-  if (result.status !== 0) throw new Error('bench:ab: tsc -p bench/tsconfig.json failed')
-}
-
 /** One gateway under load, with its own upstreams. */
 interface Side {
   readonly name: SideName
@@ -282,20 +167,6 @@ interface Side {
   readonly cookie: string | undefined
   /** Whether a first request got a routing cookie (false for a plain proxy). */
   readonly sticky: boolean
-}
-
-/** The environment every gateway gets; variables of the caller's shell that would configure it are dropped. */
-function gatewayEnv (mode: Mode, secret: string, redis: BenchRedis | null): Record<string, string | undefined> {
-  const env: Record<string, string | undefined> = {}
-  for (const key of Object.keys(process.env)) {
-    if (/^(STICKY_|REDIS_|ADMIN_)/.test(key) || ['TRUST_PROXY', 'WORKERS', 'NODE_OPTIONS'].includes(key)) env[key] = undefined
-  }
-  return {
-    ...env,
-    ...stickyGatewayEnv(secret),
-    ...MODE_ENV[mode],
-    ...(redis === null ? {} : { REDIS_URL: redis.url })
-  }
 }
 
 /**
@@ -604,7 +475,7 @@ async function main (): Promise<void> {
 const shutdown = stopProcessesOnExit('bench:ab', log)
 
 main().then(() => shutdown(0), (error: unknown) => {
-  if (error instanceof UsageError) {
+  if (error instanceof UsageError || error instanceof BuildSpecError) {
     process.stderr.write(`bench:ab: ${error.message}\n\n${USAGE}`)
     void shutdown(2)
     return

@@ -28,7 +28,13 @@ export interface LoadResult {
 /** Options of {@link runLoad}. */
 export interface LoadOptions {
   readonly url: string
+  /** How long the load runs; with `amount`, the longest it may take before it is stopped as failed. */
   readonly seconds: number
+  /**
+   * Send exactly this many requests, then stop, instead of running for `seconds` (autocannon only: wrk has no
+   * request count).
+   */
+  readonly amount?: number
   readonly connections: number
   readonly headers: Readonly<Record<string, string>>
   readonly core: number | null
@@ -52,9 +58,10 @@ export function loadGeneratorVersion (name: LoadGeneratorName): string {
 
 /**
  * Runs one load window to completion.
- * @throws when the generator fails or prints nothing readable
+ * @throws when the generator fails or prints nothing readable, or when `amount` is asked of wrk
  */
 export async function runLoad (name: LoadGeneratorName, options: LoadOptions): Promise<LoadResult> {
+  if (name === 'wrk' && options.amount !== undefined) throw new Error('bench: wrk cannot send a fixed number of requests; use autocannon')
   return name === 'wrk' ? await runWrk(options) : await runAutocannon(options)
 }
 
@@ -81,7 +88,8 @@ async function runWrk (options: LoadOptions): Promise<LoadResult> {
 }
 
 async function runAutocannon (options: LoadOptions): Promise<LoadResult> {
-  const args = [join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'), '-j', '-c', String(options.connections), '-d', String(options.seconds)]
+  const args = [join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'), '-j', '-c', String(options.connections),
+    ...(options.amount === undefined ? ['-d', String(options.seconds)] : ['-a', String(options.amount)])]
   for (const [name, value] of Object.entries(options.headers)) args.push('-H', `${name}:${value}`)
   args.push(options.url)
   const out = await runToEnd({ name: 'autocannon', command: process.execPath, args, core: options.core, timeoutMs: (options.seconds + 20) * 1000 })
