@@ -3,10 +3,9 @@
  * (`peek`); `get` only when `peek` cannot say. A second read would count a near-cache hit or a store-metrics `get`
  * twice for one request.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { resolveOptions } from '../../lib/options'
-import { createStickyCore } from '../../lib/core/sticky-core'
-import { isStickyProblem } from '../../lib/core/sticky-core'
+import { createStickyCore, isStickyProblem, type StickyCore } from '../../lib/core/sticky-core'
 import type { RequestView, StickyRequestState } from '../../lib/core/request-state'
 import type { Binding } from '../../lib/store/binding-store'
 import { MemoryBindingStore } from '../../lib/store/memory-store'
@@ -25,11 +24,20 @@ class CountingStore extends MemoryBindingStore {
     this.gets++
     return await super.get(pool, keyId)
   }
+
+  /** @returns the reads counted since the last call (peeks, gets), and starts counting again */
+  takeCounts (): [number, number] {
+    const counted: [number, number] = [this.peeks, this.gets]
+    this.peeks = 0
+    this.gets = 0
+    return counted
+  }
 }
 
 const silent = { warn () {}, info () {}, debug () {} }
 
-t.test('a returning client: one read, at once when the store has it at hand, else one get', async (t) => {
+// A core over a counting memory store, with a pool of two upstreams, closed after the test.
+async function countingCore (t: Test): Promise<{ store: CountingStore, core: StickyCore }> {
   const store = new CountingStore()
   const options = resolveOptions({
     secret: 's'.repeat(32),
@@ -39,15 +47,15 @@ t.test('a returning client: one read, at once when the store has it at hand, els
   })
   const core = await createStickyCore(options, { log: silent })
   t.teardown(() => core.close())
+  return { store, core }
+}
+
+t.test('a returning client: one read, at once when the store has it at hand, else one get', async (t) => {
+  const { store, core } = await countingCore(t)
   const route = core.route('GET /', true)
   if (route === null) throw new Error('the route is sticky')
   const view = (cookie?: string): RequestView => ({ ip: '127.0.0.1', headers: cookie === undefined ? {} : { cookie }, query: {}, cookies: undefined, request: undefined })
-  const reads = (): [number, number] => {
-    const counted: [number, number] = [store.peeks, store.gets]
-    store.peeks = 0
-    store.gets = 0
-    return counted
-  }
+  const reads = (): [number, number] => store.takeCounts()
 
   const first = await core.decide(route, view())
   if (isStickyProblem(first) || first.cookie === undefined) throw new Error('a new session gets a cookie')
@@ -75,24 +83,11 @@ t.test('a returning client: one read, at once when the store has it at hand, els
 })
 
 t.test('a returning key (address, header): one read, at once when the store has it at hand, else one get', async (t) => {
-  const store = new CountingStore()
-  const options = resolveOptions({
-    secret: 's'.repeat(32),
-    store,
-    newBindings: false,
-    pools: { shop: { upstreams: [{ id: 'a', url: 'http://127.0.0.1:9' }, { id: 'b', url: 'http://127.0.0.1:10' }] } }
-  })
-  const core = await createStickyCore(options, { log: silent })
-  t.teardown(() => core.close())
+  const { store, core } = await countingCore(t)
   const byHeader = core.route('GET /h', { key: { header: 'x-user' } })
   const byAddress = core.route('GET /ip', { key: 'ip' })
   if (byHeader === null || byAddress === null) throw new Error('the routes are sticky')
-  const reads = (): [number, number] => {
-    const counted: [number, number] = [store.peeks, store.gets]
-    store.peeks = 0
-    store.gets = 0
-    return counted
-  }
+  const reads = (): [number, number] => store.takeCounts()
 
   for (const [route, view] of [
     [byHeader, { ip: '127.0.0.1', headers: { 'x-user': 'alice', cookie: 'sticky=junk; a=b' }, query: {}, cookies: undefined, request: undefined }],
