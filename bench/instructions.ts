@@ -14,7 +14,8 @@
  * What it does, per run (K runs per build, A B A B…, one at a time): holds /tmp/bench.lock (bench/bench-lock.ts:
  * two valgrind runs at once moved each other's counts by ~4 %, since event-loop batching and scavenge survival
  * depend on timing); starts the upstreams (core 1), then the gateway under `valgrind --tool=callgrind` with
- * `node --perf-basic-prof` (core 0; V8 then writes /tmp/perf-<pid>.map, which names JIT code); probes it as `bench:ab`
+ * `node --perf-basic-prof --no-memory-reducer` (core 0; V8 then writes /tmp/perf-<pid>.map, which names JIT code;
+ * the memory reducer would take the valgrind-slow gateway for an idle one); probes it as `bench:ab`
  * does (the routing cookie of a first request is sent on every request of the hit path); sends the warm-up
  * (autocannon, 10 connections, core 1) in three loads. The third load goes on into the measured requests and a tail:
  * the counters are zeroed (`callgrind_control -z`) when the upstreams have served the warm-up and dumped
@@ -294,7 +295,12 @@ async function runUnderCallgrind (side: SideName, run: number, build: Build, con
       args: [
         '--tool=callgrind', '--smc-check=all-non-file', `--callgrind-out-file=${callgrindFile}`,
         // --perf-basic-prof also starts V8's log (isolate-<address>-<pid>-v8.log in the working directory): kept beside the run's files.
-        process.execPath, '--perf-basic-prof', '--no-logfile-per-isolate', `--logfile=${callgrindFile}.v8.log`, build.script
+        process.execPath, '--perf-basic-prof', '--no-logfile-per-isolate', `--logfile=${callgrindFile}.v8.log`,
+        // The memory reducer takes a low allocation rate per millisecond for an idle process and starts a
+        // mark-compact ("Mark-Compact (reduce)" in --trace-gc, under load here); valgrind divides that rate by ~50,
+        // so it fired in windows that the gateway at full speed would run without one.
+        '--no-memory-reducer',
+        build.script
       ],
       core: GATEWAY_CORE,
       env: { ...context.baseEnv, PORT: String(port), UPSTREAMS: upstreamList, ...vgdbEnv() },
