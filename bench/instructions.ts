@@ -9,7 +9,7 @@
  *
  * Why: `bench:ab` measures CPU time, and two fresh processes of one build differ by up to ±4 % on this 2-core VM;
  * the changes made to the hot path are 0.3-2 %. Instructions executed do not depend on the host's speed: counted
- * as below, undisturbed runs of one build agreed within 0.8 % (see Limits for disturbed ones).
+ * as below, undisturbed runs of one build agreed within 1.5 % (see Limits for disturbed ones).
  *
  * What it does, per run (K runs per build, A B A B…, one at a time): holds /tmp/bench.lock (bench/bench-lock.ts:
  * two valgrind runs at once moved each other's counts by ~4 %, since event-loop batching and scavenge survival
@@ -107,7 +107,7 @@ Counts the instructions per request of two builds under callgrind, one run at a 
   --warm N             warm-up requests per run, not counted (default 6000)
   --requests N         measured requests per run (default 3000)
   --runs K             runs per build, A and B alternating; each build is taken at its calmest run
-                       (default 1; 3 for differences of a per cent or two)
+                       (default 1; 3 for differences of a few per cent)
   --idle S             seconds without load counted after the measured window, to show background work
                        (default 5; 0: none)
 `
@@ -335,7 +335,10 @@ async function runUnderCallgrind (side: SideName, run: number, build: Build, con
     // (socket set-up and close paths, stream teardown), which is then re-optimized before the window, not in it.
     const part = (i: number): number => Math.floor(args.warm * (i + 1) / WARM_PARTS) - Math.floor(args.warm * i / WARM_PARTS)
     for (let i = 0; i < WARM_PARTS - 1; i++) {
-      if (part(i) > 0) await load(part(i))
+      const warm = part(i) > 0 ? await load(part(i)) : null
+      if (warm !== null && warm.badStatus + warm.socketErrors > 0) {
+        log(`  ${name}: warm-up part ${i + 1}: ${warm.badStatus} non-2xx, ${warm.socketErrors} socket errors or timeouts (a host too busy for the gateway under callgrind?)`)
+      }
     }
     // Its last part, the measured requests and a tail in one load: the window opens and closes while requests
     // flow, with no pause or new connection at either end. The requests of the window are counted in it (calls of

@@ -5,7 +5,7 @@
  * Steady Ir leaves out major GC and the optimizing compiler: whether a full mark-compact or a late Turbofan job
  * lands in a window or just outside it is chance, and either moves a window's total by several per cent, while
  * the rest (JS, builtins, runtime, libc, llhttp, scavenges) is proportional to the requests served. Undisturbed runs
- * of one build agreed within 0.8 % on steady Ir, not on the total.
+ * of one build agreed within 1.5 % on steady Ir, not on the total.
  *
  * Categories go by symbol name (node ships its symbols; JIT code has none, and lives in anonymous memory).
  */
