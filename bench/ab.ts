@@ -42,7 +42,8 @@ import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { cpus } from 'node:os'
 import { performance } from 'node:perf_hooks'
-import { BuildSpecError, UPSTREAMS_SCRIPT, compileBenchScripts, resolveBuild, type Build } from './builds'
+import { parseBuildArgs, reportFailure } from './build-args'
+import { UPSTREAMS_SCRIPT, compileBenchScripts, resolveBuild, type Build } from './builds'
 import { gatewayEnv, type Mode, type RequestPath } from './gateway-modes'
 import { runLoad, type LoadResult } from './load'
 import { checkHitPath, checkNewPath, checkPlain, probe, SanityError, servedByUpstreams } from './probe'
@@ -98,60 +99,21 @@ interface AbSettings {
   readonly bothOrders: boolean
 }
 
-/** Thrown for a bad command line: printed with the usage, exit code 2. */
-class UsageError extends Error {}
-
 /**
  * Reads the command line.
  * @throws UsageError naming the bad argument
  */
 function parseArgs (argv: readonly string[]): AbSettings {
-  const values = new Map<string, string>()
-  let bothOrders = false
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]
-    if (arg === '--both-orders') {
-      bothOrders = true
-      continue
-    }
-    if (arg === '--help' || arg === '-h') {
-      process.stdout.write(USAGE)
-      process.exit(0)
-    }
-    const eq = arg.indexOf('=')
-    const name = eq > 0 ? arg.slice(0, eq) : arg
-    if (!['--a', '--b', '--mode', '--path', '--rounds', '--seconds'].includes(name)) {
-      throw new UsageError(`unknown argument ${JSON.stringify(arg.slice(0, 80))}`)
-    }
-    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i]
-    if (value === undefined || value === '') throw new UsageError(`${name} needs a value`)
-    values.set(name, value)
-  }
-  const a = values.get('--a')
-  const b = values.get('--b')
-  if (a === undefined || b === undefined) throw new UsageError('--a and --b are both required')
-  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
-    const raw = values.get(name)
-    if (raw === undefined) return fallback
-    if (!(allowed as readonly string[]).includes(raw)) throw new UsageError(`${name} must be ${allowed.join(', ')}; got ${JSON.stringify(raw)}`)
-    return raw as T
-  }
-  const int = (name: string, min: number, max: number, fallback: number): number => {
-    const raw = values.get(name)
-    if (raw === undefined) return fallback
-    const n = Number(raw)
-    if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
-    return n
-  }
+  const args = parseBuildArgs(argv, { options: ['--mode', '--path', '--rounds', '--seconds'], flags: ['--both-orders'], usage: USAGE })
   return {
-    a,
-    b,
-    mode: oneOf<Mode>('--mode', ['memory', 'redis', 'near-cache'], 'memory'),
-    path: oneOf<RequestPath>('--path', ['hit', 'new'], 'hit'),
+    a: args.a,
+    b: args.b,
+    mode: args.oneOf<Mode>('--mode', ['memory', 'redis', 'near-cache'], 'memory'),
+    path: args.oneOf<RequestPath>('--path', ['hit', 'new'], 'hit'),
     // Two rounds at least: one round gives no interval.
-    rounds: int('--rounds', 2, 100, 6),
-    seconds: int('--seconds', 1, 60, 3),
-    bothOrders
+    rounds: args.int('--rounds', 2, 100, 6),
+    seconds: args.int('--seconds', 1, 60, 3),
+    bothOrders: args.flag('--both-orders')
   }
 }
 
@@ -475,11 +437,5 @@ async function main (): Promise<void> {
 const shutdown = stopProcessesOnExit('bench:ab', log)
 
 main().then(() => shutdown(0), (error: unknown) => {
-  if (error instanceof UsageError || error instanceof BuildSpecError) {
-    process.stderr.write(`bench:ab: ${error.message}\n\n${USAGE}`)
-    void shutdown(2)
-    return
-  }
-  process.stderr.write(`\n${error instanceof SanityError ? 'bench:ab: SANITY CHECK FAILED: ' : ''}${(error as Error).stack ?? String(error)}\n`)
-  void shutdown(1)
+  void shutdown(reportFailure('bench:ab', USAGE, error))
 })

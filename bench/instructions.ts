@@ -55,7 +55,8 @@ import { cpus, release, userInfo } from 'node:os'
 import { join, relative } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { acquireBenchLock } from './bench-lock'
-import { BuildSpecError, UPSTREAMS_SCRIPT, compileBenchScripts, resolveBuild, type Build } from './builds'
+import { parseBuildArgs, reportFailure } from './build-args'
+import { UPSTREAMS_SCRIPT, compileBenchScripts, resolveBuild, type Build } from './builds'
 import { readCallgrind } from './callgrind'
 import { gatewayEnv, type Mode, type RequestPath } from './gateway-modes'
 import { codeOrigin, countOptimizations, profileWindow } from './ir-profile'
@@ -124,9 +125,6 @@ interface IrArgs {
   readonly idle: number
 }
 
-/** Thrown for a bad command line: printed with the usage, exit code 2. */
-class UsageError extends Error {}
-
 /** Thrown when valgrind is missing: one line, exit code 2. */
 class MissingToolError extends Error {}
 
@@ -135,48 +133,17 @@ class MissingToolError extends Error {}
  * @throws UsageError naming the bad argument
  */
 function parseArgs (argv: readonly string[]): IrArgs {
-  const values = new Map<string, string>()
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]
-    if (arg === '--help' || arg === '-h') {
-      process.stdout.write(USAGE)
-      process.exit(0)
-    }
-    const eq = arg.indexOf('=')
-    const name = eq > 0 ? arg.slice(0, eq) : arg
-    if (!['--a', '--b', '--mode', '--path', '--warm', '--requests', '--runs', '--idle'].includes(name)) {
-      throw new UsageError(`unknown argument ${JSON.stringify(arg.slice(0, 80))}`)
-    }
-    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i]
-    if (value === undefined || value === '') throw new UsageError(`${name} needs a value`)
-    values.set(name, value)
-  }
-  const a = values.get('--a')
-  const b = values.get('--b')
-  if (a === undefined || b === undefined) throw new UsageError('--a and --b are both required')
-  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
-    const raw = values.get(name)
-    if (raw === undefined) return fallback
-    if (!(allowed as readonly string[]).includes(raw)) throw new UsageError(`${name} must be ${allowed.join(', ')}; got ${JSON.stringify(raw)}`)
-    return raw as T
-  }
-  const int = (name: string, min: number, max: number, fallback: number): number => {
-    const raw = values.get(name)
-    if (raw === undefined) return fallback
-    const n = Number(raw)
-    if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
-    return n
-  }
+  const args = parseBuildArgs(argv, { options: ['--mode', '--path', '--warm', '--requests', '--runs', '--idle'], flags: [], usage: USAGE })
   return {
-    a,
-    b,
-    mode: oneOf<Mode>('--mode', ['memory', 'redis', 'near-cache'], 'memory'),
-    path: oneOf<RequestPath>('--path', ['hit', 'new'], 'hit'),
-    warm: int('--warm', 0, 1_000_000, 6000),
+    a: args.a,
+    b: args.b,
+    mode: args.oneOf<Mode>('--mode', ['memory', 'redis', 'near-cache'], 'memory'),
+    path: args.oneOf<RequestPath>('--path', ['hit', 'new'], 'hit'),
+    warm: args.int('--warm', 0, 1_000_000, 6000),
     // Fewer than a few hundred requests and the connections' opening and closing weigh on the figure.
-    requests: int('--requests', 200, 1_000_000, 3000),
-    runs: int('--runs', 1, 20, 1),
-    idle: int('--idle', 0, 120, 5)
+    requests: args.int('--requests', 200, 1_000_000, 3000),
+    runs: args.int('--runs', 1, 20, 1),
+    idle: args.int('--idle', 0, 120, 5)
   }
 }
 
@@ -488,11 +455,5 @@ main().then(() => shutdown(0), (error: unknown) => {
     void shutdown(2)
     return
   }
-  if (error instanceof UsageError || error instanceof BuildSpecError) {
-    process.stderr.write(`bench:ir: ${error.message}\n\n${USAGE}`)
-    void shutdown(2)
-    return
-  }
-  process.stderr.write(`\n${error instanceof SanityError ? 'bench:ir: SANITY CHECK FAILED: ' : ''}${(error as Error).stack ?? String(error)}\n`)
-  void shutdown(1)
+  void shutdown(reportFailure('bench:ir', USAGE, error))
 })
